@@ -1,0 +1,1 @@
+"""jwtkit: JSON Web Tokens for Python apps."""

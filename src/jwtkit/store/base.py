@@ -1,0 +1,174 @@
+"""The session and revocation store contract: records, errors and the async interface every backend implements.
+
+A backend keeps four kinds of record, all bounded in time:
+
+- sessions, one per login, keyed by ``sid``;
+- a per-user cut-off ("not before"): sessions created before it are dead (log out everywhere);
+- consumed single-use token ids (``jti``), until those tokens expire;
+- login-throttle counters, per key, until their window ends.
+
+Every method is a coroutine. Backends over blocking libraries (sqlite3, plyvel) run those calls in a worker
+thread. Faults fail closed: a backend that cannot answer raises :class:`StoreUnavailable`, and a record that
+cannot be read is treated as revoked (and logged), never as valid.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "DEFAULT_COMMAND_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_PURGE_INTERVAL",
+    "Clock",
+    "Rotation",
+    "Session",
+    "Store",
+    "StoreConfigError",
+    "StoreError",
+    "StoreUnavailable",
+    "ThrottleState",
+]
+
+Clock = Callable[[], float]
+
+DEFAULT_CONNECT_TIMEOUT = 1.0
+DEFAULT_COMMAND_TIMEOUT = 1.0
+DEFAULT_PURGE_INTERVAL = 300.0
+
+
+class StoreError(Exception):
+    """Root of the store errors."""
+
+    code = "store"
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot answer now (down, timed out, locked by another process). Callers fail closed."""
+
+    code = "store_unavailable"
+
+
+class StoreConfigError(StoreError, ValueError):
+    """A store URL or option is wrong. Raised where the store is built, never per request."""
+
+    code = "store_config"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One login: what the access and refresh tokens of that login point at through ``sid``.
+
+    Times are POSIX seconds (float). ``refresh_jti`` is the ``jti`` of the one refresh token of this session
+    that may still be used; rotation replaces it atomically.
+    """
+
+    sid: str
+    user_id: str
+    created: float
+    last_used: float
+    expires: float
+    family: str
+    refresh_jti: str
+    user_agent: str = ""
+    ip: str = ""
+    revoked: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(sid={self.sid[:8]}…, user_id={self.user_id!r}, created={self.created:.0f}, "
+            f"expires={self.expires:.0f}, revoked={self.revoked})"
+        )
+
+
+class Rotation(enum.Enum):
+    """The outcome of presenting a refresh token to :meth:`Store.rotate_refresh`."""
+
+    ROTATED = "rotated"  # it was the current one; the new jti is now current
+    REUSED = "reused"  # it was an older one: the session and its family are now revoked (RFC 9700 §4.14)
+    INACTIVE = "inactive"  # no such session, or it is revoked, expired or cut off
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleState:
+    """Failures counted for one throttle key inside the current window, and when the last one happened."""
+
+    failures: int
+    last_failure: float
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The async interface of every backend. ``open_store(url)`` in :mod:`jwtkit.store` builds one."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect or open files. Idempotent. May raise :class:`StoreUnavailable`."""
+
+    async def close(self) -> None:
+        """Release connections, files and background tasks. Idempotent."""
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the backend answers now (for health checks)."""
+
+    # sessions -------------------------------------------------------------------------------------------
+
+    async def create_session(self, session: Session) -> None:
+        """Store a new session. Its records expire at ``session.expires``."""
+
+    async def get_session(self, sid: str) -> Session | None:
+        """The session, revoked or not, or None when unknown or expired. A corrupt record reads as revoked."""
+
+    async def check(self, sid: str, user_id: str) -> bool:
+        """The per-request check: True only if the session exists, belongs to ``user_id``, is not revoked,
+        has not expired, and was created at or after the user's cut-off. One round trip on networked backends."""
+
+    async def touch(self, sid: str, when: float) -> None:
+        """Record that the session was used at ``when`` (best effort; for session listing)."""
+
+    async def revoke(self, sid: str) -> bool:
+        """Revoke one session (and so every token of it). True if it was active. Revoking twice is harmless."""
+
+    async def revoke_family(self, family: str) -> int:
+        """Revoke every session of a refresh family. Returns how many were active."""
+
+    async def revoke_all(self, user_id: str, cutoff: float) -> None:
+        """Set the user's cut-off: every session created before ``cutoff`` is dead. One write. Never moves
+        the cut-off backwards."""
+
+    async def get_cutoff(self, user_id: str) -> float | None:
+        """The user's cut-off, or None."""
+
+    async def list_sessions(self, user_id: str) -> list[Session]:
+        """The user's active sessions (not revoked, not expired, not cut off), newest first."""
+
+    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
+        """Atomically: if ``presented_jti`` is the session's current refresh jti, replace it with ``new_jti``
+        (ROTATED); if the session is active but the jti is not current, revoke the session and its family
+        (REUSED); otherwise INACTIVE."""
+
+    # single-use tokens ---------------------------------------------------------------------------------
+
+    async def consume(self, jti: str, expires: float) -> bool:
+        """Mark a single-use token as used. Exactly one caller ever gets True for a given ``jti`` (until
+        ``expires``, after which the token itself is no longer valid)."""
+
+    # login throttling ----------------------------------------------------------------------------------
+
+    async def throttle_hit(self, key: str, window: float) -> ThrottleState:
+        """Count one failure for ``key``; the count resets ``window`` seconds after the last failure."""
+
+    async def throttle_get(self, key: str) -> ThrottleState:
+        """The current count for ``key`` (0 failures when none or expired)."""
+
+    async def throttle_clear(self, key: str) -> None:
+        """Forget ``key``'s failures (after a successful login)."""
+
+    # upkeep --------------------------------------------------------------------------------------------
+
+    async def purge(self) -> int:
+        """Delete expired records now. Returns how many were removed (0 where the backend expires by TTL)."""
