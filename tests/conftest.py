@@ -1,0 +1,127 @@
+"""Shared fixtures: real binaries (redis-server, Chromium), free ports, and the CI rule for missing binaries.
+
+A test that needs a binary the machine lacks is skipped with a printed reason, except under ``CI=true``,
+where a missing binary fails the run: CI must prove what a newcomer gets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+# One rule that stops every DNS lookup Chromium makes on its own (see shared/test-recipes.md).
+CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_binary(name: str) -> str:
+    """The binary's path; skip the test when it is missing, or fail under CI=true."""
+    path = name if os.path.isabs(name) else shutil.which(name)
+    if path and os.access(path, os.X_OK):
+        return path
+    reason = f"{name} is not installed"
+    if IN_CI:
+        pytest.fail(f"{reason}, and CI=true requires it", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before opening port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, which a test may kill and start again on the same port."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.password: str | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)]
+        if self.password:
+            args += ["--requirepass", self.password]
+        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for_port(self.port, proc=self.proc)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server for this test (``.url``, ``.kill()``, ``.start()``, ``.restart()``)."""
+    server = RedisServer(require_binary("redis-server"), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    return require_binary(CHROMIUM)
+
+
+@pytest.fixture
+def browser_page(chromium_path: str) -> Iterator[object]:
+    """A Playwright sync page in Debian's Chromium. Browser tests are marked ``browser`` and run in their own
+    pytest process (``make browser``), because the sync API keeps an event loop on the main thread."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            yield page
+            context.close()
+        finally:
+            browser.close()
