@@ -1,0 +1,137 @@
+"""Password policy (length, the bundled common-password list) and argon2id hashing in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+import unicodedata
+from importlib import resources
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from jwtkit.service.errors import WeakPassword
+
+__all__ = [
+    "MAX_PASSWORD_LENGTH",
+    "MIN_PASSWORD_LENGTH",
+    "Argon2Hasher",
+    "check_password",
+    "common_passwords",
+    "normalize_password",
+    "owasp_hasher",
+]
+
+MIN_PASSWORD_LENGTH = 8  # NIST SP 800-63B §3.1.1.2
+MAX_PASSWORD_LENGTH = 1024  # bounds the hashing work an attacker can ask for
+
+
+def owasp_hasher() -> PasswordHasher:
+    """argon2id at OWASP's first recommended setting: m=19456 KiB (19 MiB), t=2, p=1
+    (OWASP Password Storage Cheat Sheet)."""
+    return PasswordHasher(
+        time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16, type=Type.ID
+    )
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The bundled list of common passwords, casefolded (``service/common-passwords.txt``)."""
+    text = resources.files("jwtkit.service").joinpath("common-passwords.txt").read_text("utf-8")
+    return frozenset(
+        _fold(line) for line in text.splitlines() if line and not line.startswith("#")
+    )
+
+
+def normalize_password(password: str) -> str:
+    """NFKC, so the same password typed on different keyboards or OSes hashes the same (NIST SP 800-63B
+    §5.1.1.2). Applied before hashing and before verifying."""
+    return unicodedata.normalize("NFKC", password)
+
+
+def _fold(password: str) -> str:
+    return unicodedata.normalize("NFKC", password).casefold()
+
+
+def check_password(password: str, *, username: str | None = None) -> None:
+    """Refuse a new password that is too short, too long, the username, or on the common list.
+
+    Raises:
+        WeakPassword (``weak_password``): the message says which rule failed.
+
+    Example:
+        >>> check_password("correct horse battery staple")
+        >>> check_password("password1")
+        Traceback (most recent call last):
+        ...
+        jwtkit.service.errors.WeakPassword: this password is too common: choose another one
+    """
+    if not isinstance(password, str):
+        raise WeakPassword("the password must be text")
+    length = len(normalize_password(password))
+    if length < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if length > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
+    folded = _fold(password)
+    if username is not None and folded == _fold(username):
+        raise WeakPassword("the password must not be the username")
+    if folded in common_passwords():
+        raise WeakPassword("this password is too common: choose another one")
+
+
+class Argon2Hasher:
+    """argon2id hashing and verification, run in a worker thread so the event loop never blocks.
+
+    Args:
+        hasher: an ``argon2.PasswordHasher``; the default is :func:`owasp_hasher`. Tests inject one with
+            small parameters.
+
+    Example:
+        >>> import asyncio
+        >>> fast = Argon2Hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        >>> stored = asyncio.run(fast.hash("correct horse"))
+        >>> asyncio.run(fast.verify(stored, "correct horse"))
+        True
+    """
+
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self.hasher = hasher if hasher is not None else owasp_hasher()
+        self._dummy: str | None = None
+
+    def __repr__(self) -> str:
+        h = self.hasher
+        return f"Argon2Hasher(t={h.time_cost}, m={h.memory_cost}, p={h.parallelism})"
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, normalize_password(password))
+
+    async def verify(self, stored_hash: str, password: str) -> bool:
+        """True if ``password`` matches; False for a mismatch and for a hash that cannot be read."""
+        return await asyncio.to_thread(self._verify, stored_hash, normalize_password(password))
+
+    def _verify(self, stored_hash: str, password: str) -> bool:
+        try:
+            return bool(self.hasher.verify(stored_hash, password))
+        except (VerificationError, InvalidHashError):
+            # VerifyMismatchError is a VerificationError; an unreadable stored hash is a failed login,
+            # never a crash.
+            return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """True when the stored hash was made with other parameters than the current ones."""
+        try:
+            return bool(self.hasher.check_needs_rehash(stored_hash))
+        except (InvalidHashError, ValueError):
+            return True
+
+    async def prepare(self) -> str:
+        """Compute the dummy hash now (at service start) rather than during the first unknown-user login."""
+        if self._dummy is None:
+            self._dummy = await asyncio.to_thread(self.hasher.hash, secrets.token_urlsafe(16))
+        return self._dummy
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend the same work as a real verification, for an unknown user: no user enumeration by timing."""
+        await self.verify(await self.prepare(), password)
