@@ -1,4 +1,5 @@
-"""The session and revocation store contract: records, errors and the async interface every backend implements.
+"""The session and revocation store contract: records, errors and the async interface every backend
+implements.
 
 A backend keeps four kinds of record, all bounded in time:
 
@@ -125,13 +126,15 @@ class Store(Protocol):
 
     async def check(self, sid: str, user_id: str) -> bool:
         """The per-request check: True only if the session exists, belongs to ``user_id``, is not revoked,
-        has not expired, and was created at or after the user's cut-off. One round trip on networked backends."""
+        has not expired, and was created at or after the user's cut-off. One round trip on networked
+        backends."""
 
     async def touch(self, sid: str, when: float) -> None:
         """Record that the session was used at ``when`` (best effort; for session listing)."""
 
     async def revoke(self, sid: str) -> bool:
-        """Revoke one session (and so every token of it). True if it was active. Revoking twice is harmless."""
+        """Revoke one session (and so every token of it). True if it was active. Revoking twice is
+        harmless."""
 
     async def revoke_family(self, family: str) -> int:
         """Revoke every session of a refresh family. Returns how many were active."""

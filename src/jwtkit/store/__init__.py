@@ -1,0 +1,119 @@
+"""Session and revocation stores behind one async interface; :func:`open_store` picks the backend by URL.
+
+URLs (query options may follow ``?``; keyword options given to :func:`open_store` win over them):
+
+- ``memory://``: in-process dicts, for tests and demos.
+- ``sqlite:///jwtkit.db`` (relative to the working directory), ``sqlite:////abs/path/jwtkit.db``: the default.
+- ``leveldb:///dir`` / ``leveldb:////abs/dir``: through plyvel (``pip install jwtkit[leveldb]``); one process.
+- ``redis://[:password@]host:port/db``, ``rediss://…`` (TLS): for many nodes; ``?prefix=jwtkit:``.
+
+Example:
+    >>> import asyncio
+    >>> from jwtkit.store import open_store
+    >>> async def demo() -> bool:
+    ...     async with open_store("memory://") as store:
+    ...         return await store.check("no-such-sid", "alice")
+    >>> asyncio.run(demo())
+    False
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from jwtkit.store._common import ManagedStore, parse_float_option
+from jwtkit.store.base import (
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_PURGE_INTERVAL,
+    Clock,
+    Rotation,
+    Session,
+    Store,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailable,
+    ThrottleState,
+)
+
+__all__ = [
+    "DEFAULT_COMMAND_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_PURGE_INTERVAL",
+    "Clock",
+    "ManagedStore",
+    "Rotation",
+    "Session",
+    "Store",
+    "StoreConfigError",
+    "StoreError",
+    "StoreUnavailable",
+    "ThrottleState",
+    "open_store",
+]
+
+SCHEMES = ("memory", "sqlite", "leveldb", "redis", "rediss")
+
+
+def _file_path(url: str, scheme: str, path: str) -> str:
+    """``scheme:///rel`` -> ``rel``; ``scheme:////abs`` -> ``/abs`` (the SQLAlchemy convention)."""
+    if not path.startswith("/") or len(path) < 2:
+        raise StoreConfigError(f"{scheme} store URL {url!r} needs a path: {scheme}:///relative or {scheme}:////abs")
+    return path[1:]
+
+
+def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> ManagedStore:
+    """Build the store named by ``url``, unopened: ``await store.open()`` or ``async with store:``.
+
+    Args:
+        url: see the module docstring for the schemes.
+        clock: POSIX time source for every expiry decision (tests pass a fake one).
+        options: backend options, also accepted as URL query parameters: ``purge_interval`` (seconds, 0 = off;
+            sqlite, leveldb, memory), ``busy_timeout`` (sqlite, seconds), ``prefix``, ``connect_timeout``,
+            ``command_timeout`` (redis) and redis-py's ``ssl_*`` options for ``rediss://``.
+
+    Raises:
+        StoreConfigError: (``store_config``) unknown scheme, bad path or option, or a missing optional
+            package.
+    """
+    if not isinstance(url, str):
+        raise StoreConfigError(f"store URL must be a string, not {type(url).__name__}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise StoreConfigError(f"unknown store URL scheme {parts.scheme!r} in {url!r}; expected one of "
+                               + ", ".join(f"{s}://" for s in SCHEMES))
+    if scheme in ("redis", "rediss"):
+        from jwtkit.store.redis import RedisStore
+
+        return RedisStore(url, clock=clock, **options)
+    merged: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    merged.update(options)
+    purge_interval = parse_float_option("purge_interval",
+                                        merged.pop("purge_interval", DEFAULT_PURGE_INTERVAL))
+    if scheme == "memory":
+        from jwtkit.store.memory import MemoryStore
+
+        _no_other_options(url, merged)
+        return MemoryStore(url, clock=clock, purge_interval=purge_interval)
+    if parts.netloc:
+        raise StoreConfigError(f"{scheme} store URL {url!r} has a host part; "
+                               f"use {scheme}:///path (three slashes)")
+    path = _file_path(url, scheme, parts.path)
+    if scheme == "sqlite":
+        from jwtkit.store.sqlite import SQLiteStore
+
+        busy_timeout = parse_float_option("busy_timeout", merged.pop("busy_timeout", 5.0))
+        _no_other_options(url, merged)
+        return SQLiteStore(url, path, clock=clock, purge_interval=purge_interval, busy_timeout=busy_timeout)
+    from jwtkit.store.leveldb import LevelDBStore
+
+    _no_other_options(url, merged)
+    return LevelDBStore(url, path, clock=clock, purge_interval=purge_interval)
+
+
+def _no_other_options(url: str, options: dict[str, Any]) -> None:
+    if options:
+        raise StoreConfigError(f"unknown option(s) {', '.join(sorted(options))} for store {url!r}")

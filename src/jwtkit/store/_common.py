@@ -1,0 +1,170 @@
+"""What every backend shares: the lifecycle (open/close, ``async with``), the purge schedule, the rules that
+decide whether a session is active, and the fail-closed handling of unreadable records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import math
+from types import TracebackType
+from typing import Protocol, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from jwtkit.store.base import Clock, Session, Store, StoreConfigError, StoreError, StoreUnavailable
+
+__all__ = [
+    "CUTOFF_MIN_RETENTION",
+    "BaseStore",
+    "ManagedStore",
+    "corrupt_session",
+    "cutoff_expiry",
+    "is_active",
+    "log",
+    "parse_float_option",
+    "redact_url",
+]
+
+log = logging.getLogger("jwtkit.store")
+
+# A cut-off only matters for sessions created before it, so its record may go once those have expired. It is
+# kept at least this long so that a login racing the "log out everywhere" (created before, stored after) is
+# still caught.
+CUTOFF_MIN_RETENTION = 86400.0
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for ``repr``, logs and ``Store.url``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username or ''}:***@"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, userinfo + host, parts.path, parts.query, parts.fragment))
+
+
+def parse_float_option(name: str, value: object, *, minimum: float = 0.0) -> float:
+    """A non-negative finite number from a keyword option or a URL query string, else StoreConfigError."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise StoreConfigError(f"store option {name}={value!r} is not a number") from None
+    if not math.isfinite(number) or number < minimum:
+        raise StoreConfigError(f"store option {name}={value!r} must be a finite number >= {minimum}")
+    return number
+
+
+def is_active(session: Session, user_id: str | None, cutoff: float | None, now: float) -> bool:
+    """The one rule for "this session may be used now" (see :meth:`Store.check`)."""
+    return (
+        not session.revoked
+        and now < session.expires
+        and (user_id is None or session.user_id == user_id)
+        and (cutoff is None or session.created >= cutoff)
+    )
+
+
+def corrupt_session(sid: str, reason: object) -> Session:
+    """What an unreadable session record reads as: revoked (fail closed), after logging why. It never
+    expires by itself (``expires=inf``) so that it keeps reading as revoked rather than unknown."""
+    log.warning("unreadable session record %s… treated as revoked: %s", sid[:8], reason)
+    return Session(sid=sid, user_id="", created=0.0, last_used=0.0, expires=math.inf, family="",
+                   refresh_jti="", revoked=True)
+
+
+def cutoff_expiry(cutoff: float, now: float, session_expiries: list[float]) -> float:
+    """When a cut-off record may be dropped: after every session it can still kill has expired."""
+    return max([cutoff + CUTOFF_MIN_RETENTION, now + CUTOFF_MIN_RETENTION, *session_expiries])
+
+
+class ManagedStore(Store, Protocol):
+    """A :class:`Store` that is also an async context manager (opens on enter, closes on exit)."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+
+
+class BaseStore:
+    """Lifecycle shared by the backends: ``open``/``close`` guarded by a state, ``async with``, and the
+    background purge task. Subclasses implement ``_open``, ``_close`` and ``purge``."""
+
+    url: str
+
+    def __init__(self, url: str, *, clock: Clock, purge_interval: float) -> None:
+        self.url = redact_url(url)
+        self._clock = clock
+        self._purge_interval = purge_interval
+        self._state = _State.UNOPENED
+        self._purger: asyncio.Task[None] | None = None
+        self._lifecycle = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, {self._state.value})"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        async with self._lifecycle:
+            if self._state is _State.OPEN:
+                return
+            await self._open()
+            self._state = _State.OPEN
+            if self._purge_interval > 0 and self._needs_purging():
+                self._purger = asyncio.create_task(self._purge_forever(), name=f"jwtkit purge {self.url}")
+
+    async def close(self) -> None:
+        async with self._lifecycle:
+            if self._state is not _State.OPEN:
+                self._state = _State.CLOSED
+                return
+            self._state = _State.CLOSED
+            if self._purger is not None:
+                self._purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._purger
+                self._purger = None
+            await self._close()
+
+    def _require_open(self) -> None:
+        if self._state is not _State.OPEN:
+            raise StoreUnavailable(f"store {self.url} is {self._state.value}: "
+                                   "call `await store.open()` first")
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    def _needs_purging(self) -> bool:
+        return True
+
+    async def purge(self) -> int:
+        raise NotImplementedError
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._purge_interval)
+            try:
+                removed = await self.purge()
+            except StoreError as exc:
+                # A store that is down now may be back at the next round; the requests themselves fail closed.
+                log.warning("scheduled purge of %s failed: %s", self.url, exc)
+            else:
+                if removed:
+                    log.debug("purged %d expired records from %s", removed, self.url)

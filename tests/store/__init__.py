@@ -1,0 +1,1 @@
+"""Tests of jwtkit.store: the contract on every backend, plus per-backend faults."""

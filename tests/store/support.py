@@ -1,0 +1,108 @@
+"""Helpers for the store tests: a fake clock, a session factory, store URLs, and raw access to each backend's
+records (to corrupt them, count them and inspect their TTLs)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from jwtkit.store import ManagedStore, Session
+
+BACKENDS = ["memory", "sqlite", "leveldb", "redis"]
+T0 = 1_700_000_000.0
+
+
+class FakeClock:
+    """A clock that moves only when told to (tests never sleep for expiry)."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def new_session(clock: FakeClock, user_id: str = "alice", *, ttl: float = 3600.0, family: str | None = None,
+                created: float | None = None, user_agent: str = "pytest/1.0",
+                ip: str = "127.0.0.1") -> Session:
+    created = clock() if created is None else created
+    return Session(sid=secrets.token_urlsafe(16), user_id=user_id, created=created, last_used=created,
+                   expires=created + ttl, family=family or secrets.token_urlsafe(16),
+                   refresh_jti=secrets.token_urlsafe(16), user_agent=user_agent, ip=ip)
+
+
+def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/jwtkit.db"
+    if backend == "leveldb":
+        pytest.importorskip("plyvel")
+        return f"leveldb:///{tmp_path}/jwtkit.ldb"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+
+# raw access to each backend's records -------------------------------------------------------------------
+
+# How many raw records one live session takes (session row/key plus any index entries).
+RECORDS_PER_SESSION = {"MemoryStore": 1, "SQLiteStore": 1, "LevelDBStore": 3}
+
+
+def expires_by_ttl(store: ManagedStore) -> bool:
+    return type(store).__name__ == "RedisStore"
+
+
+async def corrupt_session(store: ManagedStore, sid: str) -> None:
+    """Overwrite the session's raw record with garbage, as a disk fault or a foreign writer might."""
+    kind = type(store).__name__
+    if kind == "MemoryStore":
+        store._sessions[sid] = b"\x00garbage"  # type: ignore[attr-defined]
+    elif kind == "SQLiteStore":
+        import sqlite3
+
+        with sqlite3.connect(store.path) as conn:  # type: ignore[attr-defined]
+            conn.execute("UPDATE sessions SET created = 'garbage', user_id = x'00ff' WHERE sid = ?", (sid,))
+        conn.close()
+    elif kind == "LevelDBStore":
+        store._db.put(b"s:" + sid.encode(), b"\xff{not json")  # type: ignore[attr-defined]
+    else:
+        client = store._client  # type: ignore[attr-defined]
+        key = store._key("s", sid)  # type: ignore[attr-defined]
+        await client.hset(key, mapping={"expires": "garbage", "created": "x"})
+
+
+async def record_count(store: ManagedStore) -> int:
+    kind = type(store).__name__
+    if kind == "MemoryStore":
+        return store.record_count()  # type: ignore[attr-defined, no-any-return]
+    if kind == "SQLiteStore":
+        import sqlite3
+
+        conn = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+        try:
+            return sum(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                       for table in ("sessions", "cutoffs", "consumed", "throttles"))
+        finally:
+            conn.close()
+    if kind == "LevelDBStore":
+        return sum(1 for _ in store._db.iterator(include_value=False))  # type: ignore[attr-defined]
+    raise AssertionError(f"{kind} expires by TTL")
+
+
+async def assert_every_key_has_ttl(store: ManagedStore, clock: FakeClock) -> None:
+    """Redis: every key of the store has a TTL, none longer than the live session's remaining life plus the
+    cut-off retention (so the key count follows active sessions)."""
+    client = store._client  # type: ignore[attr-defined]
+    prefix = store._prefix  # type: ignore[attr-defined]
+    keys = [k async for k in client.scan_iter(match=prefix + "*")]
+    assert keys
+    for key in keys:
+        ttl = await client.pttl(key)
+        assert 0 < ttl <= (86400 + 3600) * 1000 + 5000, (key, ttl)

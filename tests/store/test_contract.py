@@ -1,0 +1,303 @@
+"""The store contract (store/base.py), run against every backend: memory, sqlite, leveldb and redis."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+from pathlib import Path
+
+import pytest
+
+from jwtkit.store import ManagedStore, Rotation, StoreUnavailable, ThrottleState, open_store
+
+from . import support as raw
+from .support import FakeClock, new_session, store_url
+
+# sessions -----------------------------------------------------------------------------------------------
+
+
+async def test_create_then_get_returns_the_same_session(store: ManagedStore, clock: FakeClock) -> None:
+    session = new_session(clock, user_agent="Mozilla/5.0 (ünïcode)", ip="2001:db8::1")
+    await store.create_session(session)
+    assert await store.get_session(session.sid) == session
+
+
+async def test_get_unknown_session_is_none(store: ManagedStore) -> None:
+    assert await store.get_session(secrets.token_urlsafe(16)) is None
+
+
+async def test_check_accepts_only_an_active_session_of_user(store: ManagedStore, clock: FakeClock) -> None:
+    session = new_session(clock)
+    await store.create_session(session)
+    assert await store.check(session.sid, "alice") is True
+    assert await store.check(session.sid, "bob") is False
+    assert await store.check(secrets.token_urlsafe(16), "alice") is False
+    assert await store.check("", "") is False
+
+
+async def test_session_expires_with_the_clock(store: ManagedStore, clock: FakeClock) -> None:
+    session = new_session(clock, ttl=60)
+    await store.create_session(session)
+    clock.advance(59.9)
+    assert await store.check(session.sid, "alice") is True
+    clock.advance(0.1)
+    assert await store.check(session.sid, "alice") is False
+    assert await store.get_session(session.sid) is None
+    assert await store.list_sessions("alice") == []
+    assert await store.revoke(session.sid) is False
+
+
+async def test_touch_records_last_use(store: ManagedStore, clock: FakeClock) -> None:
+    session = new_session(clock)
+    await store.create_session(session)
+    await store.touch(session.sid, clock() + 30)
+    got = await store.get_session(session.sid)
+    assert got is not None
+    assert got.last_used == clock() + 30
+    await store.touch(secrets.token_urlsafe(16), clock())  # unknown sid: harmless
+
+
+async def test_revoke_kills_the_session_once(store: ManagedStore, clock: FakeClock) -> None:
+    session, other = new_session(clock), new_session(clock)
+    await store.create_session(session)
+    await store.create_session(other)
+    assert await store.revoke(session.sid) is True
+    assert await store.check(session.sid, "alice") is False
+    got = await store.get_session(session.sid)
+    assert got is not None
+    assert got.revoked is True
+    assert await store.revoke(session.sid) is False  # twice is harmless
+    assert await store.revoke(secrets.token_urlsafe(16)) is False
+    assert await store.check(other.sid, "alice") is True
+
+
+async def test_revoke_family_revokes_only_that_family(store: ManagedStore, clock: FakeClock) -> None:
+    first = new_session(clock, family="fam-1")
+    second = new_session(clock, family="fam-1")
+    stranger = new_session(clock, family="fam-2")
+    for session in (first, second, stranger):
+        await store.create_session(session)
+    await store.revoke(second.sid)
+    assert await store.revoke_family("fam-1") == 1  # second was no longer active
+    assert await store.check(first.sid, "alice") is False
+    assert await store.check(stranger.sid, "alice") is True
+    assert await store.revoke_family("fam-1") == 0
+    assert await store.revoke_family("no-such-family") == 0
+
+
+async def test_revoke_all_cutoff_spares_later_sessions(store: ManagedStore, clock: FakeClock) -> None:
+    old = new_session(clock)
+    bob = new_session(clock, "bob")
+    await store.create_session(old)
+    await store.create_session(bob)
+    clock.advance(10)
+    await store.revoke_all("alice", clock())
+    assert await store.get_cutoff("alice") == clock()
+    assert await store.get_cutoff("bob") is None
+    assert await store.check(old.sid, "alice") is False
+    got = await store.get_session(old.sid)
+    assert got is not None
+    assert got.revoked is True  # cut off reads as revoked
+    assert await store.check(bob.sid, "bob") is True
+    fresh = new_session(clock)  # created exactly at the cut-off: valid
+    await store.create_session(fresh)
+    assert await store.check(fresh.sid, "alice") is True
+    assert await store.revoke(old.sid) is False  # already dead by the cut-off
+
+
+async def test_cutoff_never_moves_backwards(store: ManagedStore, clock: FakeClock) -> None:
+    await store.revoke_all("alice", clock() + 100)
+    await store.revoke_all("alice", clock())
+    assert await store.get_cutoff("alice") == clock() + 100
+    session = new_session(clock, created=clock() + 50)
+    await store.create_session(session)
+    assert await store.check(session.sid, "alice") is False
+
+
+async def test_list_sessions_newest_first_and_only_active(store: ManagedStore, clock: FakeClock) -> None:
+    cut = new_session(clock, ttl=10_000)
+    clock.advance(10)
+    await store.create_session(cut)
+    await store.revoke_all("alice", clock())
+    expired = new_session(clock, ttl=50)
+    revoked = new_session(clock, ttl=10_000)
+    clock.advance(1)
+    older = new_session(clock, ttl=10_000)
+    clock.advance(1)
+    newer = new_session(clock, ttl=10_000)
+    others = new_session(clock, "bob", ttl=10_000)
+    for session in (expired, revoked, newer, older, others):  # stored out of order on purpose
+        await store.create_session(session)
+    await store.revoke(revoked.sid)
+    clock.advance(100)
+    listed = await store.list_sessions("alice")
+    assert [s.sid for s in listed] == [newer.sid, older.sid]
+    assert listed[0] == newer
+    assert [s.sid for s in await store.list_sessions("bob")] == [others.sid]
+    assert await store.list_sessions("nobody") == []
+
+
+async def test_rotate_refresh_rotates_then_detects_reuse(store: ManagedStore, clock: FakeClock) -> None:
+    session = new_session(clock, family="fam")
+    sibling = new_session(clock, family="fam")
+    await store.create_session(session)
+    await store.create_session(sibling)
+    first, second = session.refresh_jti, secrets.token_urlsafe(16)
+    clock.advance(5)
+    assert await store.rotate_refresh(session.sid, first, second) is Rotation.ROTATED
+    got = await store.get_session(session.sid)
+    assert got is not None
+    assert got.refresh_jti == second
+    assert await store.check(session.sid, "alice") is True
+    # the old refresh token comes back: someone holds a stolen copy (RFC 9700 §4.14)
+    assert await store.rotate_refresh(session.sid, first, secrets.token_urlsafe(16)) is Rotation.REUSED
+    assert await store.check(session.sid, "alice") is False
+    assert await store.check(sibling.sid, "alice") is False
+    assert await store.rotate_refresh(session.sid, second, secrets.token_urlsafe(16)) is Rotation.INACTIVE
+
+
+async def test_rotate_refresh_inactive_cases(store: ManagedStore, clock: FakeClock) -> None:
+    assert await store.rotate_refresh(secrets.token_urlsafe(16), "a", "b") is Rotation.INACTIVE
+    expiring = new_session(clock, ttl=10)
+    revoked = new_session(clock)
+    cut = new_session(clock)
+    for session in (expiring, revoked, cut):
+        await store.create_session(session)
+    await store.revoke(revoked.sid)
+    await store.revoke_all("alice", clock() + 1)
+    clock.advance(10)
+    for session in (expiring, revoked, cut):
+        assert await store.rotate_refresh(session.sid, session.refresh_jti, "new") is Rotation.INACTIVE
+    cut_session = await store.get_session(cut.sid)
+    assert cut_session is not None
+    assert cut_session.refresh_jti == cut.refresh_jti
+
+
+async def test_concurrent_rotations_rotate_once(store: ManagedStore, clock: FakeClock) -> None:
+    session = new_session(clock)
+    await store.create_session(session)
+    results = await asyncio.gather(*(store.rotate_refresh(session.sid, session.refresh_jti, f"new-{i}")
+                                     for i in range(10)))
+    assert results.count(Rotation.ROTATED) == 1
+    assert results.count(Rotation.REUSED) == 1  # the first loser revokes; the rest find it inactive
+    assert results.count(Rotation.INACTIVE) == 8
+
+
+# single-use tokens --------------------------------------------------------------------------------------
+
+
+async def test_consume_once(store: ManagedStore, clock: FakeClock) -> None:
+    assert await store.consume("jti-1", clock() + 60) is True
+    assert await store.consume("jti-1", clock() + 60) is False
+    assert await store.consume("jti-2", clock() + 60) is True
+    assert await store.consume("jti-3", clock()) is False  # already expired: the token is dead anyway
+
+
+async def test_50_concurrent_consumes_exactly_one_wins(store: ManagedStore, clock: FakeClock) -> None:
+    results = await asyncio.gather(*(store.consume("race", clock() + 60) for _ in range(50)))
+    assert results.count(True) == 1
+    assert results.count(False) == 49
+
+
+async def test_consumed_stays_consumed_until_expiry(store: ManagedStore, clock: FakeClock) -> None:
+    assert await store.consume("jti", clock() + 60) is True
+    clock.advance(59)
+    await store.purge()
+    assert await store.consume("jti", clock() + 1) is False
+
+
+# throttling ---------------------------------------------------------------------------------------------
+
+
+async def test_throttle_counts_within_the_window(store: ManagedStore, clock: FakeClock) -> None:
+    assert await store.throttle_get("ip:1") == ThrottleState(0, 0.0)
+    assert await store.throttle_hit("ip:1", 60) == ThrottleState(1, clock())
+    clock.advance(30)
+    assert await store.throttle_hit("ip:1", 60) == ThrottleState(2, clock())
+    assert await store.throttle_get("ip:1") == ThrottleState(2, clock())
+    assert await store.throttle_get("ip:2") == ThrottleState(0, 0.0)
+    clock.advance(60)  # window ends 60 s after the last failure
+    assert await store.throttle_get("ip:1") == ThrottleState(0, 0.0)
+    assert await store.throttle_hit("ip:1", 60) == ThrottleState(1, clock())
+
+
+async def test_throttle_clear_forgets(store: ManagedStore, clock: FakeClock) -> None:
+    await store.throttle_hit("user:alice", 60)
+    await store.throttle_hit("user:alice", 60)
+    await store.throttle_clear("user:alice")
+    assert await store.throttle_get("user:alice") == ThrottleState(0, 0.0)
+    await store.throttle_clear("user:nobody")
+    assert await store.throttle_hit("user:alice", 60) == ThrottleState(1, clock())
+
+
+async def test_concurrent_throttle_hits_all_count(store: ManagedStore) -> None:
+    await asyncio.gather(*(store.throttle_hit("burst", 60) for _ in range(20)))
+    assert (await store.throttle_get("burst")).failures == 20
+
+
+# upkeep, faults, lifecycle ------------------------------------------------------------------------------
+
+
+async def test_records_follow_active_sessions_only(store: ManagedStore, clock: FakeClock) -> None:
+    for _ in range(30):
+        await store.create_session(new_session(clock, ttl=60))
+        await store.consume(secrets.token_urlsafe(8), clock() + 60)
+    await store.throttle_hit("ip", 60)
+    await store.revoke_all("bob", clock())
+    clock.advance(2 * 86400)  # past every expiry, the cut-off's retention included
+    live = new_session(clock, ttl=3600)
+    await store.create_session(live)
+    removed = await store.purge()
+    if raw.expires_by_ttl(store):
+        assert removed == 0
+        await raw.assert_every_key_has_ttl(store, clock)
+    else:
+        assert removed == 30 + 30 + 1 + 1
+        assert await raw.record_count(store) == raw.RECORDS_PER_SESSION[type(store).__name__]
+    assert await store.check(live.sid, "alice") is True
+    assert await store.purge() == 0
+
+
+async def test_corrupt_session_record_reads_as_revoked(store: ManagedStore, clock: FakeClock,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    session = new_session(clock)
+    await store.create_session(session)
+    await raw.corrupt_session(store, session.sid)
+    with caplog.at_level(logging.WARNING, logger="jwtkit.store"):
+        assert await store.check(session.sid, "alice") is False
+        got = await store.get_session(session.sid)
+        assert got is not None
+        assert got.revoked is True
+        assert await store.rotate_refresh(session.sid, session.refresh_jti, "new") is Rotation.INACTIVE
+        assert session.sid not in [s.sid for s in await store.list_sessions("alice")]
+        assert await store.revoke(session.sid) is False
+    assert any("treated as revoked" in r.getMessage() for r in caplog.records)
+
+
+async def test_ping_and_lifecycle(store: ManagedStore) -> None:
+    await store.ping()
+    await store.open()  # idempotent
+    await store.close()
+    await store.close()  # idempotent
+    with pytest.raises(StoreUnavailable) as caught:
+        await store.check("sid", "alice")
+    assert caught.value.code == "store_unavailable"
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+
+
+async def test_async_with_opens_and_closes(backend: str, clock: FakeClock, tmp_path: Path,
+                                           request: pytest.FixtureRequest) -> None:
+    url = store_url(backend, tmp_path, request)
+    session = new_session(clock)
+    async with open_store(url, clock=clock) as store:
+        await store.create_session(session)
+        assert await store.check(session.sid, "alice") is True
+    with pytest.raises(StoreUnavailable):
+        await store.check(session.sid, "alice")
+    if backend != "memory":  # persistent backends: reopening finds the session again
+        async with open_store(url, clock=clock) as again:
+            assert await again.check(session.sid, "alice") is True
+            assert dataclasses.asdict(await again.get_session(session.sid)) == dataclasses.asdict(session)
