@@ -1,0 +1,432 @@
+"""``sqlite:///path``: the embedded default. One file, WAL mode, shared safely by several worker processes.
+
+How it keeps the event loop free and the hot path short:
+
+- Writes run on one writer thread with its own connection, each in ``BEGIN IMMEDIATE`` (so
+  read-modify-write steps such as ``rotate_refresh`` are atomic across processes too) and with
+  ``busy_timeout`` for lock waits.
+- The per-request :meth:`check` reads inline, on a per-thread read-only connection, with one prepared SELECT
+  that joins the session and the user's cut-off. In WAL mode readers never wait for writers (they read the
+  last committed snapshot), so this read does not block on the writer thread or on other processes.
+- Other reads (listing, ``get_session``) run in the default thread pool on per-thread connections.
+
+Durability: ``synchronous=FULL`` on the writer connection. In WAL mode NORMAL would already survive a killed
+process (a committed transaction is in the OS page cache, which outlives the process), but not a power cut or
+kernel crash: the last transactions could roll back, and a rolled-back revocation is a logged-out token that
+works again. FULL syncs the WAL on every commit, so an acknowledged revocation survives both
+(sqlite.org/wal.html "Performance Considerations"; sqlite.org/pragma.html#pragma_synchronous).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from jwtkit.store._common import BaseStore, corrupt_session, cutoff_expiry, is_active, log
+from jwtkit.store.base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    sid         TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    created     REAL NOT NULL,
+    last_used   REAL NOT NULL,
+    expires     REAL NOT NULL,
+    family      TEXT NOT NULL,
+    refresh_jti TEXT NOT NULL,
+    user_agent  TEXT NOT NULL DEFAULT '',
+    ip          TEXT NOT NULL DEFAULT '',
+    revoked     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, created);
+CREATE INDEX IF NOT EXISTS sessions_by_family ON sessions (family);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires);
+CREATE TABLE IF NOT EXISTS cutoffs (
+    user_id TEXT PRIMARY KEY,
+    cutoff  REAL NOT NULL,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumed (
+    jti     TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS consumed_by_expiry ON consumed (expires);
+CREATE TABLE IF NOT EXISTS throttles (
+    key          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    last_failure REAL NOT NULL,
+    expires      REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+# SQL below is built only from these constant fragments; every value is a bound parameter (hence noqa S608).
+_COLUMNS = ("s.sid, s.user_id, s.created, s.last_used, s.expires, s.family, s.refresh_jti, s.user_agent, "
+            "s.ip, s.revoked")
+_WITH_CUTOFF = (f"SELECT {_COLUMNS}, c.cutoff "  # noqa: S608
+                "FROM sessions AS s LEFT JOIN cutoffs AS c ON c.user_id = s.user_id")
+_CHECK = ("SELECT s.user_id, s.revoked, s.expires, s.created, c.cutoff "
+          "FROM sessions AS s LEFT JOIN cutoffs AS c ON c.user_id = s.user_id WHERE s.sid = ?")
+
+
+class _Corrupt(Exception):
+    """A row whose values do not have the types jwtkit wrote."""
+
+
+@contextlib.contextmanager
+def _mapped(path: str) -> Iterator[None]:
+    """sqlite3 errors become StoreUnavailable (locked past busy_timeout, I/O error, not a database)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"sqlite store {path}: {exc}") from exc
+
+
+def _decode(row: tuple[Any, ...]) -> tuple[Session, float | None]:
+    """A session row (and the joined cut-off) with every type checked; _Corrupt when one is wrong."""
+    sid, user_id, created, last_used, expires, family, refresh_jti, user_agent, ip, revoked, cutoff = row
+    for text in (sid, user_id, family, refresh_jti, user_agent, ip):
+        if type(text) is not str:
+            raise _Corrupt(f"text column holds {type(text).__name__}")
+    for number in (created, last_used, expires):
+        if type(number) is not float:
+            raise _Corrupt(f"time column holds {type(number).__name__}")
+    if revoked not in (0, 1) or type(revoked) is not int:
+        raise _Corrupt(f"revoked column holds {revoked!r}")
+    if cutoff is not None and type(cutoff) is not float:
+        raise _Corrupt(f"cut-off holds {type(cutoff).__name__}")
+    session = Session(sid=sid, user_id=user_id, created=created, last_used=last_used, expires=expires,
+                      family=family, refresh_jti=refresh_jti, user_agent=user_agent, ip=ip,
+                      revoked=bool(revoked))
+    return session, cutoff
+
+
+class SQLiteStore(BaseStore):
+    """The SQLite backend. Several processes may open the same file."""
+
+    def __init__(self, url: str, path: str, *, clock: Clock, purge_interval: float,
+                 busy_timeout: float = 5.0) -> None:
+        super().__init__(url, clock=clock, purge_interval=purge_interval)
+        if path == ":memory:" or path.startswith("file:"):
+            raise StoreConfigError(f"sqlite store {url!r} needs a file path (use memory:// for no file)")
+        self.path = path
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._writer: sqlite3.Connection | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # connections ------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE) where they matter.
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None,
+                               check_same_thread=False, cached_statements=64)
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (created on first use; closed by close())."""
+        try:
+            conn: sqlite3.Connection = self._local.conn
+            return conn
+        except AttributeError:
+            pass
+        with _mapped(self.path):
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = 1")
+        self._local.conn = conn
+        with self._readers_lock:
+            self._readers.append(conn)
+        return conn
+
+    def _open_writer(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StoreConfigError(f"sqlite store {self.url}: directory {directory} does not exist")
+        with _mapped(self.path):
+            conn = self._connect()
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreUnavailable(f"sqlite store {self.path}: cannot switch to WAL (got {mode})")
+                conn.execute("PRAGMA synchronous = FULL")  # see the module docstring
+                conn.execute("BEGIN IMMEDIATE")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    conn.execute("ROLLBACK")
+                    raise StoreConfigError(f"sqlite store {self.path} has schema version {version}; this "
+                                           f"jwtkit knows {SCHEMA_VERSION}: upgrade jwtkit")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.close()
+                raise
+        self._writer = conn
+
+    async def _open(self) -> None:
+        self._local = threading.local()
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jwtkit-sqlite-writer")
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._open_writer)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def _close(self) -> None:
+        executor, writer = self._executor, self._writer
+        self._executor = self._writer = None
+        if executor is not None:
+            if writer is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, writer.close)
+            executor.shutdown(wait=False)
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        self._local = threading.local()
+
+    async def ping(self) -> None:
+        self._require_open()
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # running work -----------------------------------------------------------------------------------
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the writer thread."""
+        self._require_open()
+        executor = self._executor
+        if executor is None:
+            raise StoreUnavailable(f"sqlite store {self.url} is closed")
+        return await asyncio.get_running_loop().run_in_executor(executor, self._transaction, work)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._writer
+        if conn is None:
+            raise StoreUnavailable(f"sqlite store {self.url} is closed")
+        with _mapped(self.path):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on a pool thread's read connection."""
+        self._require_open()
+
+        def run() -> T:
+            conn = self._reader()
+            with _mapped(self.path):
+                return work(conn)
+
+        return await asyncio.to_thread(run)
+
+    def _load(self, conn: sqlite3.Connection, sid: str) -> Session | None:
+        """The session with its cut-off applied (cut off reads as revoked); corrupt reads as revoked."""
+        row = conn.execute(f"{_WITH_CUTOFF} WHERE s.sid = ?", (sid,)).fetchone()
+        if row is None:
+            return None
+        try:
+            session, cutoff = _decode(row)
+        except _Corrupt as exc:
+            return corrupt_session(sid, exc)
+        if not session.revoked and cutoff is not None and session.created < cutoff:
+            return dataclasses.replace(session, revoked=True)
+        return session
+
+    # sessions ---------------------------------------------------------------------------------------
+
+    async def create_session(self, session: Session) -> None:
+        values = (session.sid, session.user_id, float(session.created), float(session.last_used),
+                  float(session.expires), session.family, session.refresh_jti, session.user_agent,
+                  session.ip, int(session.revoked))
+        await self._write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO sessions (sid, user_id, created, last_used, expires, family, "
+            "refresh_jti, user_agent, ip, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
+
+    async def get_session(self, sid: str) -> Session | None:
+        session = await self._read(lambda conn: self._load(conn, sid))
+        if session is None or self._clock() >= session.expires:
+            return None
+        return session
+
+    async def check(self, sid: str, user_id: str) -> bool:
+        # The hot path: inline, one prepared statement on this thread's connection (see the module docstring).
+        self._require_open()
+        try:
+            conn: sqlite3.Connection = self._local.conn
+        except AttributeError:
+            conn = self._reader()
+        try:
+            row = conn.execute(_CHECK, (sid,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite store {self.path}: {exc}") from exc
+        if row is None:
+            return False
+        owner, revoked, expires, created, cutoff = row
+        if owner != user_id or revoked != 0:
+            return False
+        if type(expires) is not float or type(created) is not float or (
+                cutoff is not None and type(cutoff) is not float) or type(revoked) is not int:
+            corrupt_session(sid, "a column holds a value of the wrong type")
+            return False
+        return self._clock() < expires and (cutoff is None or created >= cutoff)
+
+    async def touch(self, sid: str, when: float) -> None:
+        await self._write(lambda conn: conn.execute(
+            "UPDATE sessions SET last_used = ? WHERE sid = ? AND revoked = 0 AND last_used < ?",
+            (float(when), sid, float(when))))
+
+    def _revoke_where(self, conn: sqlite3.Connection, where: str, value: str) -> int:
+        """Revoke the matching sessions; how many were active."""
+        now = self._clock()
+        active = 0
+        for row in conn.execute(f"{_WITH_CUTOFF} WHERE s.{where} = ? AND s.revoked = 0", (value,)):
+            try:
+                session, cutoff = _decode(row)
+            except _Corrupt:
+                continue
+            active += is_active(session, None, cutoff, now)
+        conn.execute(f"UPDATE sessions SET revoked = 1 WHERE {where} = ? AND revoked = 0",  # noqa: S608
+                     (value,))
+        return active
+
+    async def revoke(self, sid: str) -> bool:
+        return bool(await self._write(lambda conn: self._revoke_where(conn, "sid", sid)))
+
+    async def revoke_family(self, family: str) -> int:
+        return await self._write(lambda conn: self._revoke_where(conn, "family", family))
+
+    async def revoke_all(self, user_id: str, cutoff: float) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            now = self._clock()
+            new = float(cutoff)
+            row = conn.execute("SELECT cutoff FROM cutoffs WHERE user_id = ?", (user_id,)).fetchone()
+            if row is not None and type(row[0]) is float and math.isfinite(row[0]):
+                new = max(new, row[0])
+            latest = conn.execute("SELECT max(expires) FROM sessions WHERE user_id = ?",
+                                  (user_id,)).fetchone()[0]
+            expiries = [latest] if type(latest) is float else []
+            conn.execute("INSERT OR REPLACE INTO cutoffs (user_id, cutoff, expires) VALUES (?, ?, ?)",
+                         (user_id, new, cutoff_expiry(new, now, expiries)))
+
+        await self._write(work)
+
+    async def get_cutoff(self, user_id: str) -> float | None:
+        row = await self._read(lambda conn: conn.execute(
+            "SELECT cutoff FROM cutoffs WHERE user_id = ?", (user_id,)).fetchone())
+        if row is None:
+            return None
+        if type(row[0]) is not float:
+            log.warning("unreadable cut-off record of user %r treated as +inf (every session dead)", user_id)
+            return math.inf
+        value: float = row[0]
+        return value
+
+    async def list_sessions(self, user_id: str) -> list[Session]:
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> list[Session]:
+            found = []
+            rows = conn.execute(f"{_WITH_CUTOFF} WHERE s.user_id = ? AND s.revoked = 0 "
+                                "AND s.expires > ? ORDER BY s.created DESC", (user_id, now))
+            for row in rows:
+                try:
+                    session, cutoff = _decode(row)
+                except _Corrupt as exc:
+                    corrupt_session(str(row[0]), exc)
+                    continue
+                if is_active(session, user_id, cutoff, now):
+                    found.append(session)
+            return found
+
+        return await self._read(work)
+
+    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
+        def work(conn: sqlite3.Connection) -> Rotation:
+            now = self._clock()
+            session = self._load(conn, sid)
+            if session is None or not is_active(session, None, None, now):
+                return Rotation.INACTIVE
+            if session.refresh_jti == presented_jti:
+                conn.execute("UPDATE sessions SET refresh_jti = ?, last_used = ? WHERE sid = ?",
+                             (new_jti, float(now), sid))
+                return Rotation.ROTATED
+            # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
+            conn.execute("UPDATE sessions SET revoked = 1 WHERE sid = ? OR family = ?", (sid, session.family))
+            return Rotation.REUSED
+
+        return await self._write(work)
+
+    # single-use tokens ------------------------------------------------------------------------------
+
+    async def consume(self, jti: str, expires: float) -> bool:
+        if self._clock() >= expires:
+            return False
+        # The primary key makes this atomic across threads and processes: one INSERT wins.
+        inserted = await self._write(lambda conn: conn.execute(
+            "INSERT OR IGNORE INTO consumed (jti, expires) VALUES (?, ?)", (jti, float(expires))).rowcount)
+        return inserted == 1
+
+    # login throttling -------------------------------------------------------------------------------
+
+    async def throttle_hit(self, key: str, window: float) -> ThrottleState:
+        def work(conn: sqlite3.Connection) -> ThrottleState:
+            now = self._clock()
+            row = conn.execute("SELECT failures, expires FROM throttles WHERE key = ?", (key,)).fetchone()
+            failures = 1
+            if row is not None and type(row[0]) is int and type(row[1]) is float and now < row[1]:
+                failures = row[0] + 1
+            conn.execute("INSERT OR REPLACE INTO throttles (key, failures, last_failure, expires) "
+                         "VALUES (?, ?, ?, ?)", (key, failures, float(now), float(now + window)))
+            return ThrottleState(failures, now)
+
+        return await self._write(work)
+
+    async def throttle_get(self, key: str) -> ThrottleState:
+        row = await self._read(lambda conn: conn.execute(
+            "SELECT failures, last_failure, expires FROM throttles WHERE key = ?", (key,)).fetchone())
+        if row is None or type(row[0]) is not int or type(row[2]) is not float or self._clock() >= row[2]:
+            return ThrottleState(0, 0.0)
+        return ThrottleState(row[0], float(row[1]))
+
+    async def throttle_clear(self, key: str) -> None:
+        await self._write(lambda conn: conn.execute("DELETE FROM throttles WHERE key = ?", (key,)))
+
+    # upkeep -----------------------------------------------------------------------------------------
+
+    async def purge(self) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            now = float(self._clock())
+            removed = 0
+            for table in ("sessions", "cutoffs", "consumed", "throttles"):
+                # typeof: a corrupt expiry (text compares above every number) must not keep a row forever
+                removed += conn.execute(
+                    f"DELETE FROM {table} WHERE expires <= ? OR typeof(expires) != 'real'",  # noqa: S608
+                    (now,)).rowcount
+            return removed
+
+        return await self._write(work)
