@@ -1,1 +1,55 @@
-"""jwtkit: JSON Web Tokens for Python apps."""
+"""jwtkit: JSON Web Tokens for Python apps.
+
+The token core is re-exported here: :class:`Key`, :class:`KeySet`, :func:`encode`, :func:`decode`,
+:func:`decode_unverified`, the :mod:`jwa` algorithm layer and the :class:`JWTError` tree. Session stores,
+the auth service, the web app and the CLI live in ``jwtkit.store``, ``jwtkit.service``, ``jwtkit.web`` and
+``jwtkit.cli``.
+"""
+
+from __future__ import annotations
+
+from jwtkit import jwa
+from jwtkit.jose.errors import (
+    BadSignature,
+    DisallowedAlgorithm,
+    ExpiredToken,
+    FutureIssuedToken,
+    InvalidClaim,
+    InvalidHeader,
+    JWTError,
+    MalformedToken,
+    NotYetValidToken,
+    TokenTooLarge,
+    UnusableKey,
+)
+from jwtkit.jose.jwt import decode, decode_unverified, encode
+from jwtkit.jose.keys import Key, KeySet
+
+__all__ = [
+    "BadSignature",
+    "DisallowedAlgorithm",
+    "ExpiredToken",
+    "FutureIssuedToken",
+    "InvalidClaim",
+    "InvalidHeader",
+    "JWTError",
+    "Key",
+    "KeySet",
+    "MalformedToken",
+    "NotYetValidToken",
+    "TokenTooLarge",
+    "UnusableKey",
+    "decode",
+    "decode_unverified",
+    "encode",
+    "jwa",
+]
+
+__version__ = "0.1.0"
+
+# Show the public path in reprs, tracebacks and docs, as httpx does.
+for _name in __all__:
+    _obj = globals()[_name]
+    if _name != "jwa":
+        _obj.__module__ = "jwtkit"
+del _name, _obj

@@ -1,0 +1,54 @@
+"""Unpadded base64url (RFC 4648 §5, RFC 7515 §2): encoding, and strict decoding of canonical segments only."""
+
+from __future__ import annotations
+
+import binascii
+import re
+
+__all__ = ["decode", "encode", "is_canonical"]
+
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+_TO_STD = bytes.maketrans(b"-_", b"+/")
+_ALPHABET = re.compile(rb"[A-Za-z0-9_-]*")
+# The last character of a segment of length 4k+2 carries 4 unused bits, of 4k+3 carries 2; canonical
+# encodings leave them zero, so only these characters may end such a segment (R2).
+_LAST_OF_2 = frozenset(b"AQgw")
+_LAST_OF_3 = frozenset(b"AEIMQUYcgkosw048")
+_PAD = (b"", b"", b"==", b"=")
+
+
+def encode(data: bytes) -> bytes:
+    """``data`` as unpadded base64url ASCII bytes."""
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_TO_URL)
+
+
+def is_canonical(segment: bytes) -> bool:
+    """Whether ``segment`` is the unique unpadded base64url encoding of some bytes (R2).
+
+    It must use only the URL-safe alphabet (no '=', '+', '/', whitespace), not have a length of 4k+1, and
+    leave the unused bits of its last character zero, so that it re-encodes to itself.
+    """
+    rest = len(segment) & 3
+    if rest == 0:
+        return _ALPHABET.fullmatch(segment) is not None
+    if rest == 1:
+        return False
+    last = _LAST_OF_2 if rest == 2 else _LAST_OF_3
+    return segment[-1] in last and _ALPHABET.fullmatch(segment) is not None
+
+
+def decode_canonical(segment: bytes) -> bytes:
+    """Decode a segment already known to be canonical (see :func:`is_canonical`)."""
+    return binascii.a2b_base64(segment.translate(_TO_STD) + _PAD[len(segment) & 3])
+
+
+def decode(segment: str | bytes) -> bytes:
+    """Strictly decode unpadded base64url; raise ``ValueError`` on anything not canonical (R2)."""
+    if isinstance(segment, str):
+        try:
+            segment = segment.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("not base64url") from None
+    if not is_canonical(segment):
+        raise ValueError("not canonical unpadded base64url")
+    return decode_canonical(segment)

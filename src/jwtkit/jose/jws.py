@@ -1,0 +1,216 @@
+"""JWS Compact Serialization (RFC 7515 §7.1): split, check and verify a token, returning the raw payload.
+
+:func:`verify_compact` is the verification sequence of ``token-rules.md`` up to the signature: length (R1),
+three canonical segments (R2, R17), strict header (R3, R7), ``alg`` on the allow-list (R4), ``typ`` (R15), key
+selection by ``alg`` and ``kid`` (R5, R9), exact signature length and verification (R10). The payload is
+decoded but not parsed: that is the JWT layer's job, after the signature holds (R11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from jwtkit.jose import base64url
+from jwtkit.jose.errors import (
+    BadSignature,
+    DisallowedAlgorithm,
+    InvalidHeader,
+    MalformedToken,
+    TokenTooLarge,
+    UnusableKey,
+)
+from jwtkit.jose.jwa import ALGORITHMS
+from jwtkit.jose.keys import Key, KeySet
+from jwtkit.jose.strictjson import dumps, loads_object
+
+__all__ = ["MAX_LENGTH", "normalize_typ", "parse", "sign_compact", "verify_compact"]
+
+#: Default limit on a token's length in octets, checked before any parsing (R1).
+MAX_LENGTH = 8192
+#: Header parameters that are refused whatever their value (R7): jwtkit understands no extension, JWTs never
+#: use unencoded payloads (RFC 7797), and compressed JWS is never decompressed.
+REFUSED_HEADER_PARAMETERS = ("crit", "b64", "zip")
+_STRING_PARAMETERS = ("kid", "typ", "cty")
+_HEADER_CACHE_SIZE = 256
+
+_is_canonical = base64url.is_canonical
+_decode_segment = base64url.decode_canonical
+_B64 = base64url.encode
+
+# Parsed, validated headers keyed by their raw segment: headers repeat across tokens. Each entry is
+# (header, alg, kid, normalised typ). Entries are never mutated; the dict is cleared when full.
+_headers: dict[bytes, tuple[dict[str, Any], str, str | None, str | None]] = {}
+
+
+def normalize_typ(typ: str) -> str:
+    """``typ`` compared case-insensitively with an implied ``application/`` prefix (RFC 7515 §4.1.9, R15)."""
+    typ = typ.lower()
+    return typ if "/" in typ else "application/" + typ
+
+
+def _as_bytes(token: object, max_length: int) -> bytes:
+    # R1: the length is checked before anything else looks at the token.
+    if type(token) is str:
+        if len(token) > max_length:
+            raise TokenTooLarge("the token is too long")
+        try:
+            return token.encode("ascii")
+        except UnicodeEncodeError:
+            raise MalformedToken("the token has characters outside base64url") from None
+    if isinstance(token, bytes | bytearray | memoryview):
+        if len(token) > max_length:
+            raise TokenTooLarge("the token is too long")
+        return bytes(token)
+    raise MalformedToken("the token must be str or bytes")
+
+
+def _split(raw: bytes) -> tuple[bytes, bytes, bytes]:
+    dots = raw.count(b".")
+    if dots != 2:
+        # R17: five segments is JWE; JSON serialisations have none.
+        raise MalformedToken("a JWS compact token has exactly three segments")
+    header, payload, signature = raw.split(b".")
+    if not header or not signature:
+        raise MalformedToken("empty header or signature")  # R2; an empty signature is also A.5 "none"
+    if not (_is_canonical(header) and _is_canonical(payload) and _is_canonical(signature)):
+        raise MalformedToken("segments must be canonical unpadded base64url")  # R2
+    return header, payload, signature
+
+
+def _parse_header(segment: bytes) -> dict[str, Any]:
+    try:
+        header = loads_object(_decode_segment(segment))
+    except ValueError:
+        raise MalformedToken("the header is not a strict JSON object") from None
+    # R3: member types.
+    if type(header.get("alg")) is not str:
+        raise InvalidHeader("the header needs a string alg")
+    for name in _STRING_PARAMETERS:
+        if name in header and type(header[name]) is not str:
+            raise InvalidHeader(f"header {name} must be a string")
+    if "crit" in header:
+        crit = header["crit"]
+        if type(crit) is not list or not crit or not all(type(item) is str for item in crit):
+            raise InvalidHeader("header crit must be a non-empty list of strings")
+    return header
+
+
+def _header_entry(segment: bytes) -> tuple[dict[str, Any], str, str | None, str | None]:
+    entry = _headers.get(segment)
+    if entry is not None:
+        return entry
+    header = _parse_header(segment)
+    for name in REFUSED_HEADER_PARAMETERS:
+        if name in header:
+            raise InvalidHeader(f"header parameter {name} is not supported")  # R7
+    typ = header.get("typ")
+    entry = (header, header["alg"], header.get("kid"), None if typ is None else normalize_typ(typ))
+    if len(_headers) >= _HEADER_CACHE_SIZE:
+        _headers.clear()
+    _headers[segment] = entry
+    return entry
+
+
+def verify_compact(
+    token: str | bytes,
+    key: Key | KeySet,
+    *,
+    algorithms: Collection[str] | None = None,
+    typ: str | None = None,
+    max_length: int = MAX_LENGTH,
+) -> tuple[dict[str, Any], bytes]:
+    """Verify a compact JWS and return ``(header, payload bytes)``; the payload is not parsed.
+
+    The returned header is shared with a cache: treat it as read-only.
+
+    Raises:
+        JWTError: ``too_large``, ``malformed``, ``header``, ``algorithm``, ``key`` or ``signature``.
+    """
+    raw = _as_bytes(token, max_length)
+    header_segment, payload_segment, signature_segment = _split(raw)
+    header, alg, kid, token_typ = _header_entry(header_segment)
+    # R4: byte-equal to a table entry (never "none"), and to the caller's narrower list when given.
+    if alg not in ALGORITHMS:
+        raise DisallowedAlgorithm("the token's algorithm is not supported")
+    if algorithms is not None:
+        if type(algorithms) is str:
+            raise TypeError("algorithms must be a collection of names, not a string")
+        if alg not in algorithms:
+            raise DisallowedAlgorithm("the token's algorithm is not allowed")
+    if typ is not None and token_typ != normalize_typ(typ):
+        raise InvalidHeader("the token's typ is missing or not the expected one")  # R15, RFC 8725 §3.11
+    # R5, R9: the header alg must be the key's, and a kid must name a configured key. jku/x5u/jwk/x5c are
+    # never looked at (R8).
+    if type(key) is Key:
+        if key._alg != alg:
+            raise DisallowedAlgorithm("the token's algorithm is not the key's algorithm")
+        if kid is not None and kid != key._kid:
+            raise UnusableKey("no key with the token's kid")
+        if key._verifier is None:
+            raise UnusableKey("the key may not verify (use/key_ops)")
+        candidates: tuple[Key, ...] = (key,)
+    elif type(key) is KeySet:
+        candidates = key.select(kid, alg)
+    else:
+        raise TypeError("key must be a jwtkit.Key or jwtkit.KeySet")
+    signature = _decode_segment(signature_segment)
+    signing_input = raw[: len(header_segment) + 1 + len(payload_segment)]
+    for candidate in candidates:
+        # R10: the exact length before any crypto call.
+        if len(signature) == candidate._sig_size and candidate._verifier(signing_input, signature):  # type: ignore[misc]
+            break
+    else:
+        raise BadSignature("the signature does not verify")
+    return header, _decode_segment(payload_segment)
+
+
+def parse(token: str | bytes, *, max_length: int = MAX_LENGTH) -> tuple[dict[str, Any], bytes]:
+    """Split and parse a compact JWS without verifying it: ``(header, payload bytes)``, for debugging only.
+
+    Applies R1-R3 (length, canonical segments, strict header JSON with a string ``alg``), nothing else.
+    """
+    raw = _as_bytes(token, max_length)
+    header_segment, payload_segment, _ = _split(raw)
+    return _parse_header(header_segment), _decode_segment(payload_segment)
+
+
+def sign_compact(
+    payload: bytes, key: Key, *, headers: Mapping[str, Any] | None = None, typ: str | None = None
+) -> str:
+    """Sign ``payload`` as a compact JWS with ``key``; the header gets ``alg``, ``kid`` and ``typ``.
+
+    Raises:
+        UnusableKey: ``key``, when the key cannot sign.
+        ValueError: when ``headers`` contradict the key or carry a parameter jwtkit refuses (R7).
+    """
+    if type(key) is not Key:
+        raise TypeError("key must be a jwtkit.Key")
+    signer = key._signer
+    if signer is None:
+        raise UnusableKey("the key cannot sign (a public key, or use/key_ops forbid it)")
+    if headers is None:
+        header_segment = key._header if typ == "JWT" else key.encoded_header(typ)
+    else:
+        header_segment = _B64(dumps(_custom_header(key, headers, typ)))
+    signing_input = header_segment + b"." + _B64(payload)
+    return (signing_input + b"." + _B64(signer(signing_input))).decode("ascii")
+
+
+def _custom_header(key: Key, headers: Mapping[str, Any], typ: str | None) -> dict[str, Any]:
+    header: dict[str, Any] = {"alg": key._alg}
+    if key._kid is not None:
+        header["kid"] = key._kid
+    if typ is not None:
+        header["typ"] = typ
+    for name, value in headers.items():
+        if name in REFUSED_HEADER_PARAMETERS:
+            raise ValueError(f"header parameter {name} is refused by jwtkit")
+        if name == "alg" and value != key._alg:
+            raise ValueError("headers alg contradicts the key's algorithm")
+        if name == "kid" and key._kid is not None and value != key._kid:
+            raise ValueError("headers kid contradicts the key's kid")
+        if name in _STRING_PARAMETERS and type(value) is not str:
+            raise ValueError(f"header {name} must be a string")
+        header[name] = value
+    return header

@@ -1,0 +1,92 @@
+"""Strict JSON for JOSE headers and claims (RFC 7493 I-JSON, RFC 7515 §4, R3, R11).
+
+Parsing refuses invalid UTF-8, a byte-order mark, duplicate member names, NaN/Infinity, numbers outside the
+IEEE-754 double range, unpaired surrogates and nesting deeper than :data:`MAX_DEPTH`; the result must be an
+object. Encoding uses orjson (compact, UTF-8).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import orjson
+
+__all__ = ["MAX_DEPTH", "dumps", "loads_object"]
+
+#: Deepest allowed nesting of objects and arrays (R3).
+MAX_DEPTH = 16
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # RFC 7515 §4 / RFC 7519 §4: duplicate member names MUST be rejected.
+        raise ValueError("duplicate member name")
+    return result
+
+
+def _constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 parses as inf: out of the double range (RFC 7493 §2.2).
+        raise ValueError("number out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant, parse_float=_float)
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def loads_object(data: bytes) -> dict[str, Any]:
+    """Parse ``data`` as a strict JSON object; raise ``ValueError`` for anything else.
+
+    ``RecursionError``, ``UnicodeDecodeError`` and ``json.JSONDecodeError`` are all ``ValueError`` here.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    # Cheap pre-check: only texts with many brackets can be deep; then measure depth outside strings.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise ValueError("nesting too deep")
+    try:
+        # No BOM: JSONDecoder.decode does not skip U+FEFF, so a BOM fails as "Expecting value".
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("nesting too deep") from None
+    if type(value) is not dict:
+        raise ValueError("not a JSON object")
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        # Escaped pairs combine into one character; what still fails to encode is a lone surrogate
+        # (RFC 7493 §2.1).
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("unpaired surrogate") from None
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON; raises ``TypeError`` for values JSON cannot carry."""
+    return orjson.dumps(value)
