@@ -1,0 +1,1 @@
+"""The pieces of the ``jwtkit`` command; :mod:`jwtkit.cli` assembles them into one typer app."""

@@ -1,0 +1,98 @@
+"""Exit codes, the CLI's one error type, and where output goes (rich for people, JSON for scripts).
+
+Every command raises :class:`CLIError` (or lets a jwtkit error through); :func:`jwtkit.cli.main` is the one
+boundary that turns them into a single line on stderr and an exit code, so no input can print a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+
+__all__ = [
+    "EXIT_CODES_HELP",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_SOFTWARE",
+    "EXIT_STORE",
+    "EXIT_USAGE",
+    "CLIError",
+    "Output",
+    "out",
+]
+
+EXIT_OK = 0
+EXIT_INVALID = 1  # the token is invalid, or its verification failed
+EXIT_USAGE = 2  # a usage error or bad input: unreadable file, bad key, bad JSON, bad option value
+EXIT_STORE = 3  # the session store (or user database) cannot answer
+EXIT_REFUSED = 4  # the service refused: unknown user, name taken, weak password, ...
+EXIT_SOFTWARE = 70  # a bug in jwtkit (sysexits EX_SOFTWARE); still one line, never a traceback
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 token invalid or verification failed; 2 usage error or bad input "
+    "(unreadable file, bad key or password, bad JSON); 3 store unavailable; 4 refused by the service "
+    "(unknown user, name taken, weak password); 70 internal error."
+)
+
+
+class CLIError(Exception):
+    """A failure the user can act on: printed as ``jwtkit: <code>: <message>`` on stderr, then exit."""
+
+    def __init__(self, code: str, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.exit_code = exit_code
+
+
+class Output:
+    """Where a command writes. ``json`` is switched on by the global or the per-command ``--json``."""
+
+    def __init__(self) -> None:
+        self.json = False
+        self._stdout: Console | None = None
+        self._stderr: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """Rich console on stdout; it drops colour by itself when stdout is not a terminal."""
+        if self._stdout is None:
+            self._stdout = Console(highlight=False, soft_wrap=True)
+        return self._stdout
+
+    @property
+    def err_console(self) -> Console:
+        if self._stderr is None:
+            self._stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._stderr
+
+    def use_json(self, flag: bool) -> None:
+        if flag:
+            self.json = True
+
+    def emit_json(self, data: Mapping[str, Any] | list[Any]) -> None:
+        """One JSON document on stdout, never coloured."""
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+        sys.stdout.flush()
+
+    def note(self, message: str) -> None:
+        """A human remark on stderr (kept off stdout so that pipes get only the result)."""
+        if not self.json:
+            self.err_console.print(message, markup=False)
+
+    def error(self, code: str, message: str) -> None:
+        """The one error line, on stderr: JSON when ``--json`` is on."""
+        line = " ".join(message.split())  # one line, whatever the message held
+        if self.json:
+            sys.stderr.write(json.dumps({"error": code, "message": line}, ensure_ascii=False) + "\n")
+        else:
+            sys.stderr.write(f"jwtkit: {code}: {line}\n")
+        sys.stderr.flush()
+
+
+out = Output()

@@ -1,0 +1,386 @@
+"""Server commands: ``serve``, ``user``, ``sessions`` and ``keys``. Thin shells over :mod:`jwtkit.service`.
+
+``jwtkit.service`` and ``jwtkit.web`` are imported inside the commands, so the token commands keep working
+in a build (or a moment of development) where the layers above the core are missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from ._output import EXIT_REFUSED, CLIError, out
+from ._tokens import JsonFlag
+
+if TYPE_CHECKING:
+    from jwtkit.service import AuthService, Settings, User
+    from jwtkit.store import Session
+
+__all__ = ["register"]
+
+T = TypeVar("T")
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store", envvar="JWTKIT_STORE", help="Store URL: sqlite:///jwtkit.db, leveldb:///dir, redis://..."
+    ),
+]
+PASSWORD_MAX_BYTES = 4096
+
+
+def _settings(store: str | None, **overrides: Any) -> Settings:
+    """Settings from JWT_SECRET and JWTKIT_* (as ``make run`` sees them); command-line options win."""
+    from jwtkit.service import Settings
+
+    given = {name: value for name, value in overrides.items() if value is not None}
+    if store:
+        given["store_url"] = store
+    return Settings.from_env(**given)
+
+
+def _run(settings: Settings, work: Callable[[AuthService], Awaitable[T]]) -> T:
+    """Open the service, run one piece of work, close it."""
+    from jwtkit.service import build_service
+
+    async def go() -> T:
+        service = build_service(settings)
+        await service.open()
+        try:
+            return await work(service)
+        finally:
+            await service.close()
+
+    return asyncio.run(go())
+
+
+async def _user(service: AuthService, username: str) -> User:
+    user = await service.find_user(username)
+    if user is None:
+        raise CLIError("user_not_found", f"no user named {username!r}", EXIT_REFUSED)
+    return user
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "verified": user.verified,
+        "disabled": user.disabled,
+        "created": user.created,
+    }
+
+
+def _session_json(session: Session) -> dict[str, Any]:
+    return {
+        "sid": session.sid,
+        "user_id": session.user_id,
+        "created": session.created,
+        "last_used": session.last_used,
+        "expires": session.expires,
+        "ip": session.ip,
+        "user_agent": session.user_agent,
+    }
+
+
+# --- serve -----------------------------------------------------------------------------------------------
+
+
+def serve_command(
+    host: Annotated[
+        str, typer.Option("--host", envvar="JWTKIT_HOST", help="Interface to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", envvar="JWTKIT_PORT", min=1, max=65535, help="TCP port.")
+    ] = 8000,
+    store: StoreOption = None,
+    workers: Annotated[
+        int, typer.Option("--workers", envvar="JWTKIT_WORKERS", min=1, max=64, help="Worker processes.")
+    ] = 1,
+    issuer: Annotated[
+        str | None, typer.Option("--issuer", envvar="JWTKIT_ISSUER", help="iss of tokens.")
+    ] = None,
+    audience: Annotated[
+        str | None, typer.Option("--audience", envvar="JWTKIT_AUDIENCE", help="aud of tokens.")
+    ] = None,
+    secure_cookies: Annotated[
+        bool,
+        typer.Option(
+            "--secure-cookies/--no-secure-cookies",
+            envvar="JWTKIT_SECURE_COOKIES",
+            help="Secure, __Host- cookies (turn off only for plain-http localhost).",
+        ),
+    ] = True,
+    allow_query_token: Annotated[
+        bool,
+        typer.Option(
+            "--allow-query-token/--no-allow-query-token",
+            envvar="JWTKIT_ALLOW_QUERY_TOKEN",
+            help="Also accept ?token= on /private (as the tutorial does; leaks into logs).",
+        ),
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Run the example server (JWT_SECRET, or a 0600 key file made on first run)."""
+    out.use_json(json_output)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/"
+    base_url = None if os.environ.get("JWTKIT_BASE_URL") else url.rstrip("/")  # mailed links point here
+    settings = _settings(store, issuer=issuer, audience=audience or None, base_url=base_url)
+    try:
+        from jwtkit import web
+    except ImportError as exc:
+        raise CLIError("unavailable", f"the web layer cannot be imported: {exc}") from None
+    # web.serve prints "jwtkit serving on URL" once it is listening.
+    try:
+        web.serve(
+            settings,
+            host=host,
+            port=port,
+            workers=workers,
+            secure_cookies=secure_cookies,
+            allow_query_token=allow_query_token,
+        )
+    except ValueError as exc:
+        raise CLIError("usage", str(exc)) from None
+
+
+# --- user ------------------------------------------------------------------------------------------------
+
+user_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        data = sys.stdin.buffer.read(PASSWORD_MAX_BYTES + 1)
+        if len(data) > PASSWORD_MAX_BYTES:
+            raise CLIError("usage", "the password on stdin is too long")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CLIError("usage", "the password on stdin is not UTF-8") from None
+        return text.splitlines()[0] if text.strip("\r\n") else ""
+    if not sys.stdin.isatty():
+        raise CLIError("usage", "no terminal to ask for the password: pass --password-stdin")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise CLIError("usage", "the two passwords differ")
+    return first
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    email: Annotated[str | None, typer.Option("--email", help="Email address.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin (first line).")
+    ] = False,
+    verified: Annotated[bool, typer.Option("--verified", help="Mark the email as verified.")] = False,
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Create an account."""
+    out.use_json(json_output)
+    password = _read_password(password_stdin)
+    if not password:
+        raise CLIError("usage", "the password is empty")
+
+    async def work(service: AuthService) -> User:
+        return await service.register(name, password, email=email, verified=verified)
+
+    user = _run(_settings(store), work)
+    if out.json:
+        out.emit_json(_user_json(user))
+    else:
+        sys.stdout.write(f"created user {user.username} (id {user.id})\n")
+
+
+@user_app.command("list")
+def user_list(store: StoreOption = None, json_output: JsonFlag = False) -> None:
+    """List accounts."""
+    out.use_json(json_output)
+
+    async def work(service: AuthService) -> list[User]:
+        return await service.list_users()
+
+    users = _run(_settings(store), work)
+    if out.json:
+        out.emit_json([_user_json(user) for user in users])
+        return
+    table = Table("username", "email", "verified", "disabled", "created", "id")
+    for user in users:
+        table.add_row(
+            user.username,
+            user.email or "",
+            "yes" if user.verified else "no",
+            "yes" if user.disabled else "no",
+            _when(user.created),
+            user.id,
+        )
+    out.console.print(table)
+
+
+def _set_disabled(name: str, disabled: bool, store: str | None) -> None:
+    async def work(service: AuthService) -> User:
+        user = await _user(service, name)
+        return await service.set_disabled(user.id, disabled)
+
+    user = _run(_settings(store), work)
+    if out.json:
+        out.emit_json(_user_json(user))
+    else:
+        sys.stdout.write(f"{'disabled' if user.disabled else 'enabled'} user {user.username}\n")
+
+
+@user_app.command("disable")
+def user_disable(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Disable an account: it can no longer log in, and its tokens stop working."""
+    out.use_json(json_output)
+    _set_disabled(name, True, store)
+
+
+@user_app.command("enable")
+def user_enable(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Enable a disabled account again."""
+    out.use_json(json_output)
+    _set_disabled(name, False, store)
+
+
+# --- sessions --------------------------------------------------------------------------------------------
+
+sessions_app = typer.Typer(help="List and revoke login sessions.", no_args_is_help=True)
+
+
+@sessions_app.command("list")
+def sessions_list(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """A user's active sessions, newest first."""
+    out.use_json(json_output)
+
+    async def work(service: AuthService) -> list[Session]:
+        user = await _user(service, name)
+        return await service.list_sessions(user.id)
+
+    sessions = _run(_settings(store), work)
+    if out.json:
+        out.emit_json([_session_json(session) for session in sessions])
+        return
+    table = Table("sid", "created", "last used", "expires", "ip", "user agent")
+    for session in sessions:
+        table.add_row(
+            session.sid,
+            _when(session.created),
+            _when(session.last_used),
+            _when(session.expires),
+            session.ip,
+            session.user_agent,
+        )
+    out.console.print(table)
+
+
+@sessions_app.command("revoke")
+def sessions_revoke(
+    sid: Annotated[str, typer.Argument(help="Session id (see sessions list).")],
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Revoke one session: its access and refresh tokens stop working at once."""
+    out.use_json(json_output)
+
+    async def work(service: AuthService) -> bool:
+        session = await service.store.get_session(sid)
+        if session is None or session.revoked:
+            return False
+        return await service.revoke_session(session.user_id, sid)
+
+    revoked = _run(_settings(store), work)
+    if out.json:
+        out.emit_json({"sid": sid, "revoked": revoked})
+    elif revoked:
+        sys.stdout.write(f"revoked session {sid}\n")
+    else:
+        raise CLIError("session_not_found", f"no active session {sid}", EXIT_REFUSED)
+
+
+@sessions_app.command("revoke-all")
+def sessions_revoke_all(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Log a user out everywhere: every session ends."""
+    out.use_json(json_output)
+
+    async def work(service: AuthService) -> User:
+        user = await _user(service, name)
+        await service.logout_all(user.id)
+        return user
+
+    user = _run(_settings(store), work)
+    if out.json:
+        out.emit_json({"user": user.username, "revoked_all": True})
+    else:
+        sys.stdout.write(f"revoked every session of {user.username}\n")
+
+
+# --- keys ------------------------------------------------------------------------------------------------
+
+keys_app = typer.Typer(help="Signing keys of the server.", no_args_is_help=True)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    alg: Annotated[
+        str | None, typer.Option("--alg", help="Algorithm of the new key (default: the current).")
+    ] = None,
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Make a new active signing key; older keys keep verifying until their tokens have expired."""
+    out.use_json(json_output)
+    from jwtkit.service import KeyRing
+
+    settings = _settings(store)
+    if settings.secret is not None:
+        raise CLIError(
+            "usage", "JWT_SECRET is set: the server signs with it, so there is no key file to rotate"
+        )
+    ring = KeyRing.rotate(settings.key_path, alg=alg)
+    active = ring.active
+    if out.json:
+        out.emit_json(
+            {"kid": active.kid, "alg": active.alg, "file": str(settings.key_path), "jwks": ring.jwks()}
+        )
+    else:
+        sys.stdout.write(f"new active key {active.kid} ({active.alg}) in {settings.key_path}\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
+    app.add_typer(user_app, name="user")
+    app.add_typer(sessions_app, name="sessions")
+    app.add_typer(keys_app, name="keys")
