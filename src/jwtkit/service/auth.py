@@ -1,0 +1,581 @@
+"""The auth service: registration, login with throttling, access and refresh tokens with rotation and reuse
+detection, logout (one session or everywhere), session listing, and single-use tokens for email verification
+and password reset. No HTTP here: the web app, the CLI and users' own code call it."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hmac
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from jwtkit import JWTError, decode, decode_unverified, encode
+from jwtkit.jose.errors import ExpiredToken, InvalidHeader
+from jwtkit.service.accounts import User, UserRepository, normalize_email, normalize_username
+from jwtkit.service.config import AuthConfig
+from jwtkit.service.errors import (
+    AccountDisabled,
+    AccountUnverified,
+    InvalidCredentials,
+    InvalidEmail,
+    InvalidToken,
+    InvalidUsername,
+    RefreshReused,
+    SessionRevoked,
+    TokenExpired,
+    UsernameTaken,
+    UserNotFound,
+)
+from jwtkit.service.keyring import KeyRing
+from jwtkit.service.mail import Mailer, MemoryMailer, Message
+from jwtkit.service.passwords import MAX_PASSWORD_LENGTH, Argon2Hasher, check_password
+from jwtkit.service.throttle import LoginThrottle
+from jwtkit.service.tokens import (
+    ACCESS_TYP,
+    PURPOSE_RESET,
+    PURPOSE_VERIFY_EMAIL,
+    REFRESH_TYP,
+    RESET_TYP,
+    VERIFY_EMAIL_TYP,
+    access_claims,
+    agent_hash,
+    new_id,
+    password_binding,
+    refresh_claims,
+)
+from jwtkit.store.base import Clock, Rotation, Session, Store
+
+__all__ = ["AuthService", "Principal", "TokenPair"]
+
+logger = logging.getLogger("jwtkit.service")
+
+_MAX_USER_AGENT = 512
+_MAX_IP = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenPair:
+    """What login and refresh return. ``expires_in`` and ``refresh_expires_in`` are seconds from now (the
+    refresh token lives until the session ends: its lifetime is absolute, not sliding). ``repr()`` hides
+    the tokens."""
+
+    access_token: str = dataclasses.field(repr=False)
+    refresh_token: str = dataclasses.field(repr=False)
+    token_type: str = "Bearer"
+    expires_in: int
+    refresh_expires_in: int
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified access token speaks for: the user id (``sub``), the session id (``sid``), all claims."""
+
+    user_id: str
+    session_id: str
+    claims: Mapping[str, Any] = dataclasses.field(repr=False)
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class AuthService:
+    """Accounts, login and tokens over a session store, a user repository and a key ring.
+
+    Args:
+        store: a :class:`jwtkit.store.Store` (``open_store(url)``); sessions, cut-offs, consumed ``jti`` and
+            throttle counters live there.
+        users: a :class:`~jwtkit.service.UserRepository`.
+        keys: the :class:`~jwtkit.service.KeyRing`; tokens are signed with ``keys.active``.
+        config: :class:`~jwtkit.service.AuthConfig`.
+        mailer: where verification and reset mails go (default: kept in memory and logged).
+        clock: POSIX time source; tests pin it (give the store the same one).
+        hasher: an ``argon2.PasswordHasher`` or an :class:`Argon2Hasher`; default argon2id at OWASP's
+            parameters.
+
+    Errors: see :mod:`jwtkit.service.errors`; :class:`jwtkit.store.StoreUnavailable` propagates unchanged.
+
+    Example:
+        >>> import asyncio
+        >>> from jwtkit.store import open_store
+        >>> from jwtkit.service import KeyRing, MemoryUserRepository
+        >>> async def demo() -> str:
+        ...     service = AuthService(store=open_store("memory://"), users=MemoryUserRepository(),
+        ...                           keys=KeyRing.generate(),
+        ...                           hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        ...     async with service:
+        ...         user = await service.register("Alice", "correct horse battery")
+        ...         pair = await service.login("alice", "correct horse battery")
+        ...         principal = await service.authenticate(pair.access_token)
+        ...         return str(principal.user_id == user.id)
+        >>> asyncio.run(demo())
+        'True'
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        users: UserRepository,
+        keys: KeyRing,
+        config: AuthConfig | None = None,
+        mailer: Mailer | None = None,
+        clock: Clock = time.time,
+        hasher: PasswordHasher | Argon2Hasher | None = None,
+    ) -> None:
+        self.store = store
+        self.users = users
+        self.keys = keys
+        self.config = config if config is not None else AuthConfig()
+        self.mailer: Mailer = mailer if mailer is not None else MemoryMailer()
+        self.clock = clock
+        self.hasher = hasher if isinstance(hasher, Argon2Hasher) else Argon2Hasher(hasher)
+        self.throttle = LoginThrottle(store, self.config, clock)
+        self._state = _State.UNOPENED
+
+    def __repr__(self) -> str:
+        return (f"AuthService(store={getattr(self.store, 'url', '?')!r}, users={self.users!r}, "
+                f"keys={self.keys!r}, state={self._state.value})")
+
+    # lifecycle -----------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the store and the user repository; compute the dummy hash. Idempotent."""
+        if self._state is _State.OPENED:
+            return
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this AuthService was closed; build a new one")
+        await self.store.open()
+        await self.users.open()
+        await self.hasher.prepare()
+        self._state = _State.OPENED
+
+    async def close(self) -> None:
+        """Close the user repository and the store. Idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        try:
+            await self.users.close()
+        finally:
+            await self.store.close()
+
+    async def __aenter__(self) -> AuthService:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # accounts ------------------------------------------------------------------------------------------
+
+    async def register(
+        self, username: str, password: str, *, email: str | None = None, verified: bool = False
+    ) -> User:
+        """Create an account. The username is normalised (NFKC, casefold).
+
+        Raises:
+            InvalidUsername (``invalid_username``), WeakPassword (``weak_password``), InvalidEmail
+            (``invalid_email``), UsernameTaken (``username_taken``).
+        """
+        name = normalize_username(username)
+        check_password(password, username=name)
+        address = normalize_email(email) if email is not None and email.strip() else None
+        if await self.users.get_by_username(name) is not None:
+            raise UsernameTaken()  # before the slow hash; the insert below still enforces it
+        user = User(id=new_id(), username=name, email=address, verified=verified, disabled=False,
+                    created=self.clock(), password_hash=await self.hasher.hash(password))
+        await self.users.add(user)
+        logger.info("registered user %s", user.id)
+        return user
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self.users.get(user_id)
+
+    async def find_user(self, username: str) -> User | None:
+        """The user with this username (normalised first), or None."""
+        try:
+            name = normalize_username(username)
+        except InvalidUsername:
+            return None
+        return await self.users.get_by_username(name)
+
+    async def list_users(self) -> list[User]:
+        return await self.users.list_users()
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> User:
+        """Disable or re-enable an account. Disabling also ends every session of the user at once.
+
+        Raises:
+            UserNotFound (``user_not_found``).
+        """
+        user = await self._user(user_id)
+        updated = dataclasses.replace(user, disabled=disabled)
+        await self.users.update(updated)
+        if disabled:
+            await self._cut_off(user_id)
+        logger.info("user %s %s", user_id, "disabled" if disabled else "enabled")
+        return updated
+
+    async def _user(self, user_id: str) -> User:
+        user = await self.users.get(user_id)
+        if user is None:
+            raise UserNotFound()
+        return user
+
+    # login and tokens ----------------------------------------------------------------------------------
+
+    async def login(self, username: str, password: str, *, ip: str = "", user_agent: str = "") -> TokenPair:
+        """Check the password and start a session.
+
+        Raises:
+            Throttled (``throttled``): too many recent failures for this username or IP; raised before the
+                password is checked.
+            InvalidCredentials (``invalid_credentials``): unknown user or wrong password (the same error,
+                and an unknown user costs the same argon2 verification, against a dummy hash).
+            AccountDisabled (``account_disabled``), AccountUnverified (``account_unverified``): after a
+                correct password.
+        """
+        try:
+            name: str | None = normalize_username(username)
+        except InvalidUsername:
+            name = None
+        # An invalid name still gets a throttle key (of its casefolded form): it costs a hash like any other.
+        user_key, ip_key = self.throttle.keys(name if name is not None else str(username).casefold(), ip)
+        await self.throttle.check((user_key, ip_key))
+
+        user = await self.users.get_by_username(name) if name is not None else None
+        too_long = not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH
+        candidate = password[:MAX_PASSWORD_LENGTH] if isinstance(password, str) else ""
+        if user is None:
+            await self.hasher.verify_dummy(candidate)
+            matched = False
+        else:
+            matched = await self.hasher.verify(user.password_hash, candidate) and not too_long
+        if user is None or not matched:
+            await self.throttle.failure((user_key, ip_key))
+            raise InvalidCredentials()
+
+        await self.throttle.success(user_key)
+        if user.disabled:
+            raise AccountDisabled()
+        if not user.verified and not self.config.allow_unverified_login:
+            raise AccountUnverified()
+        if self.hasher.needs_rehash(user.password_hash):
+            # Parameters changed since this hash was made (e.g. raised to OWASP's): upgrade it now, while we
+            # hold the plain password.
+            user = dataclasses.replace(user, password_hash=await self.hasher.hash(password))
+            await self.users.update(user)
+            logger.info("rehashed the password of user %s", user.id)
+        return await self._start_session(user, ip=ip, user_agent=user_agent)
+
+    async def _start_session(self, user: User, *, ip: str, user_agent: str) -> TokenPair:
+        now = self.clock()
+        session = Session(
+            sid=new_id(), user_id=user.id, created=now, last_used=now,
+            expires=now + self.config.refresh_ttl, family=new_id(), refresh_jti=new_id(),
+            user_agent=str(user_agent)[:_MAX_USER_AGENT], ip=str(ip)[:_MAX_IP],
+        )
+        await self.store.create_session(session)
+        return self._pair(session, now, user_agent)
+
+    def _pair(self, session: Session, now: float, user_agent: str) -> TokenPair:
+        config = self.config
+        access_expires = min(now + config.access_ttl, session.expires)
+        agent = agent_hash(user_agent or "") if config.bind_user_agent else None
+        access = access_claims(issuer=config.issuer, audience=config.audience, user_id=session.user_id,
+                               sid=session.sid, now=now, expires=access_expires, agent=agent)
+        refresh = refresh_claims(issuer=config.issuer, user_id=session.user_id, sid=session.sid,
+                                 family=session.family, jti=session.refresh_jti, now=now,
+                                 expires=session.expires)
+        key = self.keys.active
+        return TokenPair(
+            access_token=encode(access, key, typ=ACCESS_TYP),
+            refresh_token=encode(refresh, key, typ=REFRESH_TYP),
+            expires_in=max(0, int(access["exp"] - now)),
+            refresh_expires_in=max(0, int(refresh["exp"] - now)),
+            session=session,
+        )
+
+    async def authenticate(self, access_token: str, *, user_agent: str | None = None) -> Principal:
+        """Verify an access token: signature and claims, then the session is active and not cut off, then the
+        account is not disabled. One store check and one user lookup.
+
+        Raises:
+            TokenExpired (``token_expired``), SessionRevoked (``session_revoked``), InvalidToken
+            (``invalid_token``; ``.reason`` is the JWTError code, ``wrong_type``, ``agent`` or ``disabled``).
+        """
+        claims = self._decode(access_token, ACCESS_TYP, audience=self.config.audience,
+                              require=("exp", "iat", "sub", "sid", "jti"))
+        user_id, sid = claims["sub"], claims["sid"]
+        if self.config.bind_user_agent:
+            presented = claims.get("agent")
+            if not isinstance(presented, str) or not hmac.compare_digest(
+                presented, agent_hash(user_agent or "")
+            ):
+                raise InvalidToken("agent", "the token was issued to another client")
+        if not await self.store.check(sid, user_id):
+            raise SessionRevoked()
+        user = await self.users.get(user_id)
+        if user is None or user.disabled:
+            raise InvalidToken("disabled", "the account is disabled")
+        return Principal(user_id=user_id, session_id=sid, claims=claims)
+
+    async def refresh(self, refresh_token: str, *, ip: str = "", user_agent: str = "") -> TokenPair:
+        """Rotate a refresh token: a new access token and a new refresh token; the presented one is spent.
+
+        Raises:
+            RefreshReused (``refresh_reused``): it was already used; the session and its family are revoked
+                (RFC 9700 §4.14).
+            SessionRevoked (``session_revoked``), TokenExpired (``token_expired``), InvalidToken.
+        """
+        claims = self._decode(refresh_token, REFRESH_TYP, audience=None,
+                              require=("exp", "iat", "sub", "sid", "jti", "fam"))
+        user_id, sid = claims["sub"], claims["sid"]
+        user = await self.users.get(user_id)
+        if user is None or user.disabled:
+            raise InvalidToken("disabled", "the account is disabled")
+        new_jti = new_id()
+        outcome = await self.store.rotate_refresh(sid, claims["jti"], new_jti)
+        if outcome is Rotation.REUSED:
+            logger.warning("refresh token reuse on session %s… of user %s: session and family revoked",
+                           sid[:8], user_id)
+            raise RefreshReused()
+        if outcome is not Rotation.ROTATED:
+            raise SessionRevoked()
+        session = await self.store.get_session(sid)
+        if (session is None or session.revoked or session.user_id != user_id
+                or session.family != claims["fam"]):
+            await self.store.revoke(sid)
+            raise SessionRevoked()
+        now = self.clock()
+        await self.store.touch(sid, now)
+        session = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
+        return self._pair(session, now, user_agent)
+
+    async def logout(self, sid: str) -> None:
+        """End one session: its access and refresh tokens stop working at once. Idempotent."""
+        await self.store.revoke(sid)
+
+    async def logout_all(self, user_id: str) -> None:
+        """End every session of the user (log out everywhere)."""
+        await self._cut_off(user_id)
+
+    async def _cut_off(self, user_id: str) -> None:
+        now = self.clock()
+        await self.store.revoke_all(user_id, now)
+        # The cut-off kills sessions created *before* it; one created in the same clock tick survives it,
+        # so revoke whatever is still listed as well (normally nothing: one extra read).
+        for session in await self.store.list_sessions(user_id):
+            if session.created <= now:
+                await self.store.revoke(session.sid)
+        logger.info("ended every session of user %s", user_id)
+
+    async def list_sessions(self, user_id: str) -> list[Session]:
+        """The user's active sessions (device, IP, created, last used), newest first."""
+        return await self.store.list_sessions(user_id)
+
+    async def revoke_session(self, user_id: str, sid: str) -> bool:
+        """Revoke one of the user's own sessions (the stolen-device case). False if it is not theirs or not
+        active."""
+        session = await self.store.get_session(sid)
+        if session is None or session.user_id != user_id:
+            return False
+        return await self.store.revoke(sid)
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWKS (empty for HMAC keys)."""
+        return self.keys.jwks()
+
+    # single-use tokens ---------------------------------------------------------------------------------
+
+    def _single_use(self, typ: str, purpose: str, ttl: int, user: User, extra: Mapping[str, Any]) -> str:
+        now = self.clock()
+        claims = {"iss": self.config.issuer, "sub": user.id, "jti": new_id(), "iat": int(now),
+                  "exp": int(now + ttl), "purpose": purpose, **extra}
+        return encode(claims, self.keys.active, typ=typ)
+
+    async def send_verification(self, user_id: str) -> None:
+        """Mail a ``{base_url}/verify?token=…`` link (valid 24 h, usable once). Does nothing when the address
+        is already verified.
+
+        Raises:
+            UserNotFound (``user_not_found``), InvalidEmail (``invalid_email``): the account has no address.
+        """
+        user = await self._user(user_id)
+        if user.email is None:
+            raise InvalidEmail("this account has no email address")
+        if user.verified:
+            return
+        token = self._single_use(VERIFY_EMAIL_TYP, PURPOSE_VERIFY_EMAIL, self.config.verify_ttl, user,
+                                 {"email": user.email})
+        link = f"{self.config.base_url}/verify?token={token}"
+        await self.mailer.send(Message(
+            to=user.email,
+            subject="Confirm your email address",
+            body=(f"Hello {user.username},\n\nconfirm your email address by opening this link within "
+                  f"{_hours(self.config.verify_ttl)}:\n\n{link}\n\n"
+                  "If you did not sign up, ignore this mail.\n"),
+        ))
+
+    async def verify_email(self, token: str) -> User:
+        """Consume a verification token and mark the address verified.
+
+        Raises:
+            InvalidToken (``.reason`` ``used`` for a second click, ``stale`` when the address changed,
+            ``wrong_type`` for another kind of token), TokenExpired.
+        """
+        claims = self._decode(token, VERIFY_EMAIL_TYP, audience=None, require=("exp", "iat", "sub", "jti"))
+        self._check_purpose(claims, PURPOSE_VERIFY_EMAIL)
+        user = await self.users.get(claims["sub"])
+        if user is None or user.email is None or claims.get("email") != user.email:
+            raise InvalidToken("stale", "this link is no longer valid")
+        await self._consume(claims)
+        if user.verified:
+            return user
+        user = dataclasses.replace(user, verified=True)
+        await self.users.update(user)
+        logger.info("user %s verified their email address", user.id)
+        return user
+
+    async def forgot_password(self, username_or_email: str) -> None:
+        """Mail a ``{base_url}/password/reset?token=…`` link (valid 30 min, usable once) to the account named
+        by username or email address, if there is one with an address. The outcome is the same either way,
+        so it reveals nothing about which accounts exist."""
+        value = str(username_or_email).strip()
+        targets: Sequence[User] = ()
+        if "@" in value:
+            try:
+                targets = await self.users.find_by_email(normalize_email(value))
+            except InvalidEmail:
+                targets = ()
+        else:
+            user = await self.find_user(value)
+            targets = (user,) if user is not None else ()
+        for user in targets:
+            if user.email is None or user.disabled:
+                continue
+            token = self._single_use(RESET_TYP, PURPOSE_RESET, self.config.reset_ttl, user,
+                                     {"pwh": password_binding(user.password_hash)})
+            link = f"{self.config.base_url}/password/reset?token={token}"
+            await self.mailer.send(Message(
+                to=user.email,
+                subject="Reset your password",
+                body=(f"Hello {user.username},\n\nset a new password by opening this link within "
+                      f"{_minutes(self.config.reset_ttl)}:\n\n{link}\n\n"
+                      "If you did not ask for this, ignore this mail: your password stays as it is.\n"),
+            ))
+            logger.info("password reset mail for user %s", user.id)
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        """Set a new password with a reset token. Every existing session ends. The token dies once the
+        password changes (it is bound to the current hash) and can be used once.
+
+        Raises:
+            WeakPassword (``weak_password``): checked before the token is spent, so the user may try again.
+            InvalidToken (``.reason`` ``used``, ``stale``, ``wrong_type``, ...), TokenExpired.
+        """
+        claims = self._decode(token, RESET_TYP, audience=None, require=("exp", "iat", "sub", "jti"))
+        self._check_purpose(claims, PURPOSE_RESET)
+        user = await self.users.get(claims["sub"])
+        binding = claims.get("pwh")
+        if user is None or not isinstance(binding, str) or not hmac.compare_digest(
+            binding, password_binding(user.password_hash)
+        ):
+            raise InvalidToken("stale", "this link is no longer valid")
+        check_password(new_password, username=user.username)
+        await self._consume(claims)
+        # Following the link proves the mailbox is the user's, so the address counts as verified.
+        user = dataclasses.replace(user, password_hash=await self.hasher.hash(new_password), verified=True)
+        await self.users.update(user)
+        await self._cut_off(user.id)
+        await self.throttle.success(self.throttle.keys(user.username, "")[0])
+        logger.info("user %s reset their password", user.id)
+
+    async def change_password(self, user_id: str, old_password: str, new_password: str) -> None:
+        """Change a password, knowing the old one. Every session of the user ends, this one included.
+
+        Raises:
+            UserNotFound, Throttled, InvalidCredentials (wrong old password; counted like a failed login),
+            WeakPassword.
+        """
+        user = await self._user(user_id)
+        user_key, _ = self.throttle.keys(user.username, "")
+        await self.throttle.check((user_key,))
+        if not await self.hasher.verify(user.password_hash, old_password[:MAX_PASSWORD_LENGTH]) \
+                or len(old_password) > MAX_PASSWORD_LENGTH:
+            await self.throttle.failure((user_key,))
+            raise InvalidCredentials("the current password is wrong")
+        check_password(new_password, username=user.username)
+        await self.users.update(dataclasses.replace(user, password_hash=await self.hasher.hash(new_password)))
+        await self._cut_off(user.id)
+        logger.info("user %s changed their password", user.id)
+
+    # decoding ------------------------------------------------------------------------------------------
+
+    def _decode(
+        self, token: str, typ: str, *, audience: str | None, require: Sequence[str]
+    ) -> dict[str, Any]:
+        """``jwtkit.decode`` with our issuer, keys and clock and the kind's ``typ`` (RFC 8725 §3.11), its
+        errors mapped to InvalidToken; then the string claims we rely on are checked."""
+        try:
+            claims = decode(token, self.keys.keyset, issuer=self.config.issuer, audience=audience, typ=typ,
+                            leeway=self.config.leeway, require=tuple(require), now=self.clock())
+        except ExpiredToken as exc:
+            raise TokenExpired() from exc
+        except InvalidHeader as exc:
+            raise InvalidToken(_header_reason(token, typ), "the token is invalid") from exc
+        except JWTError as exc:
+            raise InvalidToken(exc.code, "the token is invalid") from exc
+        for name in require:
+            if name in ("sub", "sid", "jti", "fam") and (not isinstance(claims.get(name), str)
+                                                         or not claims[name]):
+                raise InvalidToken("claim", f"the token's {name} claim is invalid")
+        return claims
+
+    @staticmethod
+    def _check_purpose(claims: Mapping[str, Any], purpose: str) -> None:
+        if claims.get("purpose") != purpose:
+            raise InvalidToken("wrong_type", "this token is for something else")
+
+    async def _consume(self, claims: Mapping[str, Any]) -> None:
+        # Atomic in every store: exactly one caller wins, so a second click (or a race) fails cleanly.
+        if not await self.store.consume(claims["jti"], float(claims["exp"])):
+            raise InvalidToken("used", "this link was already used")
+
+
+def _header_reason(token: str, expected_typ: str) -> str:
+    """``wrong_type`` when the refused header carries another ``typ`` than the one asked for (a token of
+    another kind), else ``header``. Only on the error path, so the hot path never parses twice."""
+    try:
+        header, _ = decode_unverified(token)
+    except JWTError:
+        return "header"
+    typ = header.get("typ")
+    if isinstance(typ, str) and typ.lower().removeprefix("application/") != expected_typ:
+        return "wrong_type"
+    if typ is None:
+        return "wrong_type"
+    return "header"
+
+
+def _hours(seconds: int) -> str:
+    hours = seconds / 3600
+    return f"{hours:g} hours" if hours != 1 else "1 hour"
+
+
+def _minutes(seconds: int) -> str:
+    minutes = seconds / 60
+    return f"{minutes:g} minutes" if minutes != 1 else "1 minute"

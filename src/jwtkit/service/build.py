@@ -1,0 +1,41 @@
+"""Assemble an :class:`AuthService` from :class:`Settings`: the store by URL, the SQLite user repository,
+the key ring (``JWT_SECRET`` or the key file) and the mailer (SMTP or the outbox folder)."""
+
+from __future__ import annotations
+
+from jwtkit.service.accounts import SQLiteUserRepository
+from jwtkit.service.auth import AuthService
+from jwtkit.service.config import Settings
+from jwtkit.service.keyring import KeyRing
+from jwtkit.service.mail import Mailer, OutboxMailer, SMTPMailer
+from jwtkit.store import open_store
+
+__all__ = ["build_service"]
+
+
+def build_service(settings: Settings | None = None) -> AuthService:
+    """An unopened service for ``settings`` (default: :meth:`Settings.from_env`); ``await service.open()``
+    or ``async with service:``.
+
+    Without ``JWT_SECRET`` the key file is created on first run (mode 0600); there is no built-in secret.
+
+    Raises:
+        ServiceConfigError (``service_config``): short secret, unreadable or too-open key file, bad config.
+        jwtkit.store.StoreConfigError (``store_config``): bad store URL.
+    """
+    settings = settings if settings is not None else Settings.from_env()
+    keys = (KeyRing.from_secret(settings.secret) if settings.secret is not None
+            else KeyRing.load_or_create(settings.key_path))
+    mailer: Mailer
+    if settings.smtp_host:
+        mailer = SMTPMailer(settings.smtp_host, settings.smtp_port, username=settings.smtp_username,
+                            password=settings.smtp_password, sender=settings.mail_from)
+    else:
+        mailer = OutboxMailer(settings.outbox_path, sender=settings.mail_from)
+    return AuthService(
+        store=open_store(settings.store_url),
+        users=SQLiteUserRepository(settings.users_path),
+        keys=keys,
+        config=settings.config,
+        mailer=mailer,
+    )
