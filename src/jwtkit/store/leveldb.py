@@ -1,0 +1,428 @@
+"""``leveldb:///path``: an embedded key-value store through plyvel (``pip install jwtkit[leveldb]``).
+
+LevelDB is single-process: it locks its directory, and a second process that opens it gets
+:class:`StoreUnavailable` ("locked by another process") at once, never a hang. Run one server worker with it,
+or use ``sqlite://`` (several workers) or ``redis://`` (several hosts).
+
+Keys (values are JSON unless noted):
+
+- ``s:{sid}``: the session;  ``u:{user_id}\\0{sid}`` and ``f:{family}\\0{sid}``: empty index entries;
+- ``c:{user_id}``: the cut-off and when its record may go;
+- ``j:{jti}``: a consumed single-use token (value: its expiry);  ``t:{key}``: a throttle counter.
+
+Writes run on one writer thread under a lock, each as one ``WriteBatch`` written with ``sync=True`` (an
+acknowledged revocation is on disk). Reads for :meth:`check` are two in-memory-cached point lookups done
+inline; listing runs in the thread pool. Expired records are purged on a schedule and by :meth:`purge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import orjson
+
+from jwtkit.store._common import BaseStore, corrupt_session, cutoff_expiry, is_active, log
+from jwtkit.store.base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
+
+__all__ = ["LevelDBStore"]
+
+T = TypeVar("T")
+
+_SESSION, _USER, _FAMILY, _CUTOFF, _CONSUMED, _THROTTLE = b"s:", b"u:", b"f:", b"c:", b"j:", b"t:"
+_SEP = b"\x00"
+
+
+class _Corrupt(Exception):
+    """A record that does not decode to what jwtkit wrote."""
+
+
+def _encode_session(session: Session) -> bytes:
+    return orjson.dumps({"user_id": session.user_id, "created": float(session.created),
+                         "last_used": float(session.last_used), "expires": float(session.expires),
+                         "family": session.family, "refresh_jti": session.refresh_jti,
+                         "user_agent": session.user_agent, "ip": session.ip, "revoked": session.revoked})
+
+
+def _decode_session(sid: str, raw: bytes) -> Session:
+    try:
+        record = orjson.loads(raw)
+        session = Session(sid=sid, user_id=record["user_id"], created=record["created"],
+                          last_used=record["last_used"], expires=record["expires"], family=record["family"],
+                          refresh_jti=record["refresh_jti"], user_agent=record["user_agent"], ip=record["ip"],
+                          revoked=record["revoked"])
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise _Corrupt(str(exc)) from exc
+    for text in (session.user_id, session.family, session.refresh_jti, session.user_agent, session.ip):
+        if type(text) is not str:
+            raise _Corrupt("a text field is not a string")
+    for number in (session.created, session.last_used, session.expires):
+        if type(number) not in (float, int):
+            raise _Corrupt("a time field is not a number")
+    if type(session.revoked) is not bool:
+        raise _Corrupt("revoked is not a boolean")
+    return session
+
+
+def _decode_cutoff(raw: bytes) -> tuple[float, float]:
+    try:
+        record = orjson.loads(raw)
+        cutoff, expires = record["cutoff"], record["expires"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise _Corrupt(str(exc)) from exc
+    if type(cutoff) not in (float, int) or type(expires) not in (float, int):
+        raise _Corrupt("cut-off is not a number")
+    return float(cutoff), float(expires)
+
+
+class LevelDBStore(BaseStore):
+    """The LevelDB backend: one process per directory (LevelDB's own lock)."""
+
+    def __init__(self, url: str, path: str, *, clock: Clock, purge_interval: float) -> None:
+        super().__init__(url, clock=clock, purge_interval=purge_interval)
+        try:
+            import plyvel
+        except ImportError as exc:
+            raise StoreConfigError(f"leveldb store {url!r} needs plyvel: "
+                                   "pip install 'jwtkit[leveldb]'") from exc
+        self._plyvel: Any = plyvel
+        self.path = path
+        self._db: Any = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    # lifecycle --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """plyvel errors become StoreUnavailable."""
+        try:
+            yield
+        except self._plyvel.Error as exc:
+            raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
+        except RuntimeError as exc:  # plyvel raises RuntimeError on a closed database
+            raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
+
+    def _open_db(self) -> Any:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            raise StoreConfigError(f"leveldb store {self.url}: directory {parent} does not exist")
+        try:
+            return self._plyvel.DB(self.path, create_if_missing=True)
+        except self._plyvel.IOError as exc:
+            # LevelDB takes an fcntl lock without waiting: another process (or another store object in this
+            # one) has the directory open. Say so plainly instead of LevelDB's "IO error: lock ...".
+            if "lock" in str(exc).lower():
+                raise StoreUnavailable(f"leveldb store {self.path} is locked by another process (LevelDB "
+                                       "allows one process; use sqlite:// or redis:// for several "
+                                       "workers)") from exc
+            raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
+        except self._plyvel.Error as exc:
+            raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
+
+    async def _open(self) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jwtkit-leveldb-writer")
+        try:
+            self._db = await asyncio.get_running_loop().run_in_executor(self._executor, self._open_db)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def _close(self) -> None:
+        executor, db = self._executor, self._db
+        self._executor = self._db = None
+        if executor is not None:
+            if db is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, db.close)
+            executor.shutdown(wait=False)
+
+    async def ping(self) -> None:
+        await self._read(lambda db: db.get(b"ping"))
+
+    # running work -----------------------------------------------------------------------------------
+
+    async def _write(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(db)`` on the writer thread, under the lock (read-modify-write is atomic)."""
+        self._require_open()
+        executor = self._executor
+        if executor is None:
+            raise StoreUnavailable(f"leveldb store {self.url} is closed")
+
+        def run() -> T:
+            with self._lock, self._mapped():
+                return work(self._db)
+
+        return await asyncio.get_running_loop().run_in_executor(executor, run)
+
+    async def _read(self, work: Callable[[Any], T]) -> T:
+        self._require_open()
+
+        def run() -> T:
+            db = self._db
+            if db is None:
+                raise StoreUnavailable(f"leveldb store {self.url} is closed")
+            with self._mapped():
+                return work(db)
+
+        return await asyncio.to_thread(run)
+
+    def _cutoff(self, db: Any, user_id: str) -> float | None:
+        raw = db.get(_CUTOFF + user_id.encode())
+        if raw is None:
+            return None
+        try:
+            return _decode_cutoff(raw)[0]
+        except _Corrupt:
+            log.warning("unreadable cut-off record of user %r treated as +inf (every session dead)", user_id)
+            return math.inf
+
+    def _load(self, db: Any, sid: str) -> tuple[Session | None, float | None]:
+        """The session (corrupt reads as revoked) and its user's cut-off."""
+        raw = db.get(_SESSION + sid.encode())
+        if raw is None:
+            return None, None
+        try:
+            session = _decode_session(sid, raw)
+        except _Corrupt as exc:
+            return corrupt_session(sid, exc), None
+        return session, self._cutoff(db, session.user_id)
+
+    # sessions ---------------------------------------------------------------------------------------
+
+    async def create_session(self, session: Session) -> None:
+        sid = session.sid.encode()
+
+        def work(db: Any) -> None:
+            with db.write_batch(sync=True) as batch:
+                batch.put(_SESSION + sid, _encode_session(session))
+                batch.put(_USER + session.user_id.encode() + _SEP + sid, b"")
+                batch.put(_FAMILY + session.family.encode() + _SEP + sid, b"")
+
+        await self._write(work)
+
+    async def get_session(self, sid: str) -> Session | None:
+        session, cutoff = await self._read(lambda db: self._load(db, sid))
+        if session is None or self._clock() >= session.expires:
+            return None
+        if not session.revoked and cutoff is not None and session.created < cutoff:
+            return dataclasses.replace(session, revoked=True)  # cut off: reads as revoked
+        return session
+
+    async def check(self, sid: str, user_id: str) -> bool:
+        # The hot path, inline: two point lookups that LevelDB answers from its memtable or block cache.
+        self._require_open()
+        db = self._db
+        try:
+            raw = db.get(_SESSION + sid.encode())
+            if raw is None:
+                return False
+            try:
+                session = _decode_session(sid, raw)
+            except _Corrupt as exc:
+                corrupt_session(sid, exc)
+                return False
+            if session.user_id != user_id:
+                return False
+            return is_active(session, user_id, self._cutoff(db, user_id), self._clock())
+        except (self._plyvel.Error, RuntimeError, AttributeError) as exc:
+            raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
+
+    async def touch(self, sid: str, when: float) -> None:
+        def work(db: Any) -> None:
+            session, _ = self._load(db, sid)
+            if session is not None and not session.revoked and when > session.last_used:
+                db.put(_SESSION + sid.encode(), _encode_session(dataclasses.replace(session, last_used=when)))
+
+        await self._write(work)
+
+    def _revoke(self, db: Any, batch: Any, sids: list[str]) -> int:
+        now = self._clock()
+        active = 0
+        for sid in sids:
+            session, cutoff = self._load(db, sid)
+            if session is None or session.revoked:
+                continue
+            active += is_active(session, None, cutoff, now)
+            batch.put(_SESSION + sid.encode(), _encode_session(dataclasses.replace(session, revoked=True)))
+        return active
+
+    def _family(self, db: Any, family: str) -> list[str]:
+        prefix = _FAMILY + family.encode() + _SEP
+        return [key[len(prefix):].decode() for key in db.iterator(prefix=prefix, include_value=False)]
+
+    async def revoke(self, sid: str) -> bool:
+        def work(db: Any) -> int:
+            with db.write_batch(sync=True) as batch:
+                return self._revoke(db, batch, [sid])
+
+        return bool(await self._write(work))
+
+    async def revoke_family(self, family: str) -> int:
+        def work(db: Any) -> int:
+            with db.write_batch(sync=True) as batch:
+                return self._revoke(db, batch, self._family(db, family))
+
+        return await self._write(work)
+
+    async def revoke_all(self, user_id: str, cutoff: float) -> None:
+        def work(db: Any) -> None:
+            now = self._clock()
+            new = float(cutoff)
+            current = self._cutoff(db, user_id)
+            if current is not None and math.isfinite(current):
+                new = max(new, current)
+            expiries = [s.expires for s in self._sessions_of(db, user_id)]
+            record = orjson.dumps({"cutoff": new, "expires": cutoff_expiry(new, now, expiries)})
+            db.put(_CUTOFF + user_id.encode(), record, sync=True)
+
+        await self._write(work)
+
+    def _sessions_of(self, db: Any, user_id: str) -> list[Session]:
+        prefix = _USER + user_id.encode() + _SEP
+        found = []
+        for key in db.iterator(prefix=prefix, include_value=False):
+            sid = key[len(prefix):].decode()
+            raw = db.get(_SESSION + key[len(prefix):])
+            if raw is None:
+                continue
+            try:
+                session = _decode_session(sid, raw)
+            except _Corrupt as exc:
+                corrupt_session(sid, exc)
+                continue
+            if session.user_id == user_id:  # ids may contain NUL: trust the record, not the index key
+                found.append(session)
+        return found
+
+    async def get_cutoff(self, user_id: str) -> float | None:
+        return await self._read(lambda db: self._cutoff(db, user_id))
+
+    async def list_sessions(self, user_id: str) -> list[Session]:
+        def work(db: Any) -> list[Session]:
+            now = self._clock()
+            cutoff = self._cutoff(db, user_id)
+            found = [s for s in self._sessions_of(db, user_id) if is_active(s, user_id, cutoff, now)]
+            return sorted(found, key=lambda s: s.created, reverse=True)
+
+        return await self._read(work)
+
+    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
+        def work(db: Any) -> Rotation:
+            now = self._clock()
+            session, cutoff = self._load(db, sid)
+            if session is None or not is_active(session, None, cutoff, now):
+                return Rotation.INACTIVE
+            if session.refresh_jti == presented_jti:
+                rotated = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
+                db.put(_SESSION + sid.encode(), _encode_session(rotated), sync=True)
+                return Rotation.ROTATED
+            # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
+            with db.write_batch(sync=True) as batch:
+                self._revoke(db, batch, [sid, *self._family(db, session.family)])
+            return Rotation.REUSED
+
+        return await self._write(work)
+
+    # single-use tokens ------------------------------------------------------------------------------
+
+    async def consume(self, jti: str, expires: float) -> bool:
+        if self._clock() >= expires:
+            return False
+        key = _CONSUMED + jti.encode()
+
+        def work(db: Any) -> bool:
+            if db.get(key) is not None:  # the lock makes get-then-put one step
+                return False
+            db.put(key, repr(float(expires)).encode(), sync=True)
+            return True
+
+        return await self._write(work)
+
+    # login throttling -------------------------------------------------------------------------------
+
+    async def throttle_hit(self, key: str, window: float) -> ThrottleState:
+        raw_key = _THROTTLE + key.encode()
+
+        def work(db: Any) -> ThrottleState:
+            now = self._clock()
+            failures, _, expires = self._throttle(db.get(raw_key))
+            failures = failures + 1 if now < expires else 1
+            record = {"failures": failures, "last_failure": now, "expires": now + window}
+            db.put(raw_key, orjson.dumps(record))
+            return ThrottleState(failures, now)
+
+        return await self._write(work)
+
+    @staticmethod
+    def _throttle(raw: bytes | None) -> tuple[int, float, float]:
+        if raw is None:
+            return 0, 0.0, -math.inf
+        try:
+            record = orjson.loads(raw)
+            return int(record["failures"]), float(record["last_failure"]), float(record["expires"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return 0, 0.0, -math.inf
+
+    async def throttle_get(self, key: str) -> ThrottleState:
+        raw = await self._read(lambda db: db.get(_THROTTLE + key.encode()))
+        failures, last, expires = self._throttle(raw)
+        if self._clock() >= expires:
+            return ThrottleState(0, 0.0)
+        return ThrottleState(failures, last)
+
+    async def throttle_clear(self, key: str) -> None:
+        await self._write(lambda db: db.delete(_THROTTLE + key.encode()))
+
+    # upkeep -----------------------------------------------------------------------------------------
+
+    async def purge(self) -> int:
+        def work(db: Any) -> int:
+            now = self._clock()
+            removed = 0
+            alive: set[bytes] = set()
+            with db.write_batch(sync=True) as batch:
+                for key, raw in db.iterator(prefix=_SESSION):
+                    try:
+                        dead = now >= _decode_session(key[2:].decode(), raw).expires
+                    except (_Corrupt, UnicodeDecodeError):
+                        dead = True
+                    if dead:
+                        batch.delete(key)
+                        removed += 1
+                    else:
+                        alive.add(key[2:])
+                for prefix in (_USER, _FAMILY):  # index entries of sessions that are gone
+                    for key in db.iterator(prefix=prefix, include_value=False):
+                        if key.rpartition(_SEP)[2] not in alive:
+                            batch.delete(key)
+                for key, raw in db.iterator(prefix=_CUTOFF):
+                    try:
+                        dead = now >= _decode_cutoff(raw)[1]
+                    except _Corrupt:
+                        dead = True
+                    if dead:
+                        batch.delete(key)
+                        removed += 1
+                for key, raw in db.iterator(prefix=_CONSUMED):
+                    try:
+                        dead = now >= float(raw)
+                    except ValueError:
+                        dead = True
+                    if dead:
+                        batch.delete(key)
+                        removed += 1
+                for key, raw in db.iterator(prefix=_THROTTLE):
+                    if now >= self._throttle(raw)[2]:
+                        batch.delete(key)
+                        removed += 1
+            return removed
+
+        return await self._write(work)
