@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import binascii
-import re
 
-__all__ = ["decode", "encode", "is_canonical"]
+__all__ = ["ALPHABET", "canonical_tail", "decode", "decode_canonical", "encode", "is_canonical"]
 
 _TO_URL = bytes.maketrans(b"+/", b"-_")
 _TO_STD = bytes.maketrans(b"-_", b"+/")
-_ALPHABET = re.compile(rb"[A-Za-z0-9_-]*")
+#: The base64url alphabet (RFC 4648 §5); ``bytes.translate(None, ALPHABET)`` leaves only the bytes outside it.
+ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # The last character of a segment of length 4k+2 carries 4 unused bits, of 4k+3 carries 2; canonical
 # encodings leave them zero, so only these characters may end such a segment (R2).
 _LAST_OF_2 = frozenset(b"AQgw")
@@ -19,7 +19,7 @@ _PAD = (b"", b"", b"==", b"=")
 
 def encode(data: bytes) -> bytes:
     """``data`` as unpadded base64url ASCII bytes."""
-    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_TO_URL)
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URL, b"=")
 
 
 def is_canonical(segment: bytes) -> bool:
@@ -28,13 +28,17 @@ def is_canonical(segment: bytes) -> bool:
     It must use only the URL-safe alphabet (no '=', '+', '/', whitespace), not have a length of 4k+1, and
     leave the unused bits of its last character zero, so that it re-encodes to itself.
     """
+    return not segment.translate(None, ALPHABET) and canonical_tail(segment)
+
+
+def canonical_tail(segment: bytes) -> bool:
+    """Whether a segment over the alphabet has a valid length and zero unused bits in its last character."""
     rest = len(segment) & 3
     if rest == 0:
-        return _ALPHABET.fullmatch(segment) is not None
-    if rest == 1:
-        return False
-    last = _LAST_OF_2 if rest == 2 else _LAST_OF_3
-    return segment[-1] in last and _ALPHABET.fullmatch(segment) is not None
+        return True
+    if rest == 2:
+        return segment[-1] in _LAST_OF_2
+    return rest == 3 and segment[-1] in _LAST_OF_3
 
 
 def decode_canonical(segment: bytes) -> bytes:

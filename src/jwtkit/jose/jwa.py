@@ -12,13 +12,19 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from jwtkit.jose.errors import DisallowedAlgorithm, UnusableKey
+
+_openssl_hmac: Callable[..., Any] | None
+try:
+    from _hashlib import hmac_new as _openssl_hmac
+except ImportError:  # pragma: no cover - Python built without OpenSSL's hashlib
+    _openssl_hmac = None
 
 if TYPE_CHECKING:
     from jwtkit.jose.keys import Key
@@ -111,22 +117,37 @@ def lookup(alg: object) -> Algorithm:
 # --- per-key signer/verifier builders (called once, at key construction) ---------------------------------
 
 
+def _hmac_state(spec: Algorithm, secret: bytes) -> Callable[[], Any]:
+    # The keyed HMAC state is computed once; each operation copies it instead of re-keying. OpenSSL's HMAC
+    # object is used directly when present (the stdlib's hmac.HMAC wraps it in Python).
+    if _openssl_hmac is not None:
+        try:
+            return _openssl_hmac(secret, digestmod=spec.hash_name).copy  # type: ignore[no-any-return]
+        except ValueError:  # pragma: no cover - a digest OpenSSL lacks (FIPS builds)
+            pass
+    return hmac.new(secret, digestmod=spec.hash_name).copy
+
+
 def hmac_signer(spec: Algorithm, secret: bytes) -> Signer:
     """Signer for an HMAC key."""
-    digest, name = hmac.digest, spec.hash_name
+    fresh = _hmac_state(spec, secret)
 
     def sign_hmac(data: bytes) -> bytes:
-        return digest(secret, data, name)
+        state = fresh()
+        state.update(data)
+        return state.digest()  # type: ignore[no-any-return]
 
     return sign_hmac
 
 
 def hmac_verifier(spec: Algorithm, secret: bytes) -> Verifier:
     """Verifier for an HMAC key; compares in constant time (R10)."""
-    digest, name, equal = hmac.digest, spec.hash_name, hmac.compare_digest
+    fresh, equal = _hmac_state(spec, secret), hmac.compare_digest
 
     def verify_hmac(data: bytes, signature: bytes) -> bool:
-        return equal(digest(secret, data, name), signature)
+        state = fresh()
+        state.update(data)
+        return equal(state.digest(), signature)
 
     return verify_hmac
 

@@ -34,7 +34,8 @@ REFUSED_HEADER_PARAMETERS = ("crit", "b64", "zip")
 _STRING_PARAMETERS = ("kid", "typ", "cty")
 _HEADER_CACHE_SIZE = 256
 
-_is_canonical = base64url.is_canonical
+_TOKEN_ALPHABET = base64url.ALPHABET + b"."
+_canonical_tail = base64url.canonical_tail
 _decode_segment = base64url.decode_canonical
 _B64 = base64url.encode
 
@@ -70,10 +71,12 @@ def _split(raw: bytes) -> tuple[bytes, bytes, bytes]:
     if dots != 2:
         # R17: five segments is JWE; JSON serialisations have none.
         raise MalformedToken("a JWS compact token has exactly three segments")
+    if raw.translate(None, _TOKEN_ALPHABET):
+        raise MalformedToken("the token has characters outside base64url")  # R2: no '=', '+', '/', spaces
     header, payload, signature = raw.split(b".")
     if not header or not signature:
         raise MalformedToken("empty header or signature")  # R2; an empty signature is also A.5 "none"
-    if not (_is_canonical(header) and _is_canonical(payload) and _is_canonical(signature)):
+    if not (_canonical_tail(header) and _canonical_tail(payload) and _canonical_tail(signature)):
         raise MalformedToken("segments must be canonical unpadded base64url")  # R2
     return header, payload, signature
 

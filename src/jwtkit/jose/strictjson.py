@@ -44,6 +44,8 @@ def _float(text: str) -> float:
     return value
 
 
+_orjson_loads = orjson.loads
+_orjson_dumps = orjson.dumps
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant, parse_float=_float)
 
 
@@ -63,6 +65,23 @@ def loads_object(data: bytes) -> dict[str, Any]:
 
     ``RecursionError``, ``UnicodeDecodeError`` and ``json.JSONDecodeError`` are all ``ValueError`` here.
     """
+    # Fast path: orjson refuses invalid UTF-8, a BOM, NaN/Infinity, out-of-range numbers and lone surrogates,
+    # but keeps the last of duplicate names. When its output is byte-equal to the input, nothing was dropped
+    # (a duplicate would make it shorter), so the text was strict; only the nesting is left to bound.
+    try:
+        value = _orjson_loads(data)
+    except ValueError:
+        value = None
+    if (
+        type(value) is dict
+        and _orjson_dumps(value) == data
+        and data.count(b"{") + data.count(b"[") <= MAX_DEPTH
+    ):
+        return value
+    return _strict_loads_object(data)
+
+
+def _strict_loads_object(data: bytes) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
