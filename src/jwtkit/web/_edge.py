@@ -1,0 +1,88 @@
+"""The server's outermost ASGI layer: request size limits and the security headers of every response.
+
+Limits come first, before any routing: request headers over ``MAX_HEADERS`` bytes get 431 (RFC 6585 §5), a
+declared body over ``MAX_BODY`` gets 413 without reading it. Every response then gets a strict
+Content-Security-Policy (no inline script or style anywhere), ``X-Content-Type-Options: nosniff``,
+``X-Frame-Options: DENY``, a Referrer-Policy, and ``Cache-Control: no-store`` unless the handler chose a cache
+policy. The header lists are built once here; per response the layer only appends missing ones.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jwtkit.web._http import MAX_BODY, MAX_HEADERS
+
+__all__ = ["CSP", "EdgeMiddleware"]
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+_SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+_DEFAULT_REFERRER = (b"referrer-policy", b"same-origin")
+_NO_STORE = (b"cache-control", b"no-store")
+_STATIC_CACHE = (b"cache-control", b"no-cache")
+
+
+def _error(status: int, code: str, text: str) -> tuple[Message, Message]:
+    body = b'{"error":"' + code.encode() + b'","error_description":"' + text.encode() + b'"}'
+    start = {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                         (b"connection", b"close"), *_SECURITY_HEADERS, _DEFAULT_REFERRER, _NO_STORE]}
+    return start, {"type": "http.response.body", "body": body}
+
+
+_HEADERS_TOO_LARGE = _error(431, "headers_too_large", f"Request headers exceed {MAX_HEADERS} bytes")
+_BODY_TOO_LARGE = _error(413, "body_too_large", f"The body is larger than {MAX_BODY} bytes")
+_BAD_LENGTH = _error(400, "bad_request", "Content-Length is not a number")
+
+
+class EdgeMiddleware:
+    """Size limits before routing, security headers on every response (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        size = 0
+        length = None
+        for name, value in scope["headers"]:
+            size += len(name) + len(value)
+            if name == b"content-length":
+                length = value
+        refusal = None
+        if size > MAX_HEADERS:
+            refusal = _HEADERS_TOO_LARGE
+        elif length is not None:
+            if not length.isdigit():
+                refusal = _BAD_LENGTH
+            elif int(length) > MAX_BODY:
+                refusal = _BODY_TOO_LARGE
+        if refusal is not None:
+            await send(refusal[0])
+            await send(refusal[1])
+            return
+
+        static = scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(_SECURITY_HEADERS)
+                if b"referrer-policy" not in present:
+                    headers.append(_DEFAULT_REFERRER)
+                if b"cache-control" not in present:
+                    headers.append(_STATIC_CACHE if static else _NO_STORE)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,135 @@
+"""Request plumbing for the server: content negotiation, bounded body reading, input parsing, HTTP errors.
+
+Bodies are read with a hard cap (``MAX_BODY``): a declared ``Content-Length`` over it is refused before any
+byte is read, and a chunked body is cut off as soon as it passes it. Only ``application/json`` and
+``application/x-www-form-urlencoded`` are accepted (415 otherwise); multipart parsing never runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+
+from jwtkit.web.errors import STATUS
+
+__all__ = ["MAX_BODY", "MAX_FIELD", "MAX_HEADERS", "HTTPError", "read_input", "wants_json"]
+
+MAX_BODY = 16 * 1024  # bytes: the largest form or JSON body the API needs is far below this
+MAX_HEADERS = 16 * 1024  # bytes of all request header names and values together
+MAX_FIELD = 4096  # characters in one input field (passwords are capped at 1024 by the service)
+MAX_FIELDS = 32
+
+
+class HTTPError(Exception):
+    """Raised by handlers to answer with an error: ``code`` picks the status from ``errors.STATUS``."""
+
+    def __init__(self, code: str, message: str, *, status: int | None = None, field: str | None = None,
+                 reason: str | None = None, headers: dict[str, str] | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.status = status or STATUS.get(code, 400)
+        self.field = field
+        self.reason = reason
+        self.headers = headers or {}
+        super().__init__(f"{code}: {message}")
+
+    def to_json(self) -> dict[str, str]:
+        body = {"error": self.code, "error_description": self.message}
+        if self.field:
+            body["field"] = self.field
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def wants_json(request: Request) -> bool:
+    """JSON for clients that send a JSON body or ask for JSON; HTML for clients that ask for HTML (browsers);
+    JSON for the rest (curl's ``*/*``)."""
+    cached = request.scope.get("jwtkit.wants_json")
+    if cached is not None:
+        return bool(cached)
+    accept = request.headers.get("accept", "").lower()
+    if _media_type(request) == "application/json" or "application/json" in accept:
+        result = True
+    else:
+        result = "text/html" not in accept
+    request.scope["jwtkit.wants_json"] = result
+    return result
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPError("bad_request", "Content-Length is not a number")
+        if int(declared) > MAX_BODY:
+            raise HTTPError("body_too_large", f"The body is larger than {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HTTPError("body_too_large", f"The body is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_input(request: Request) -> dict[str, str]:
+    """The request's fields from a JSON object or an urlencoded form, as strings.
+
+    Raises:
+        HTTPError: ``body_too_large`` (413), ``unsupported_media_type`` (415), ``invalid_json`` (400),
+            ``bad_request`` (400: not an object, a non-string field, too many or too long fields).
+    """
+    media_type = _media_type(request)
+    if media_type not in ("application/json", "application/x-www-form-urlencoded", ""):
+        raise HTTPError("unsupported_media_type",
+                        "Send application/json or application/x-www-form-urlencoded")
+    body = await _read_body(request)
+    if not body:
+        return {}
+    data: Any
+    if media_type == "application/json" or (media_type == "" and body[:1] in (b"{", b"[")):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise HTTPError("invalid_json", "The body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise HTTPError("invalid_json", "The body must be a JSON object")
+        items = list(data.items())
+    else:
+        try:
+            items = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+                              max_num_fields=MAX_FIELDS)
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPError("bad_request", "The form cannot be parsed") from None
+    if len(items) > MAX_FIELDS:
+        raise HTTPError("bad_request", "Too many fields")
+    fields: dict[str, str] = {}
+    for key, value in items:
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise HTTPError("bad_request", f"The field {key!r} must be a string", field=str(key)[:64])
+        if len(value) > MAX_FIELD:
+            raise HTTPError("bad_request", f"The field {key!r} is too long", field=str(key)[:64])
+        fields[key] = value
+    return fields
+
+
+def require_fields(fields: dict[str, str], *names: str) -> list[str]:
+    """The named fields' values, or ``missing_field`` (400) naming the first one absent or empty."""
+    values = []
+    for name in names:
+        value = fields.get(name, "")
+        if not value:
+            raise HTTPError("missing_field", f"The field {name!r} is required", field=name)
+        values.append(value)
+    return values
