@@ -1,4 +1,4 @@
-"""``jwtkit decode`` under a pseudo-terminal: the three parts in three colours; piped or --json: plain text."""
+"""``jwtkit decode`` in a pseudo-terminal: three parts in three colours; piped or --json: plain text."""
 
 from __future__ import annotations
 
@@ -23,11 +23,17 @@ def _token() -> str:
 
 
 def _run_in_pty(args: list[str], cwd: Path) -> tuple[int, str]:
-    """Run the command with stdout and stderr on a pseudo-terminal; return (exit code, everything it wrote)."""
+    """Run the command with stdout and stderr on a pseudo-terminal; return (exit code, all it wrote)."""
     leader, follower = pty.openpty()
     env = clean_env({"TERM": "xterm-256color", "COLUMNS": "400"})
-    proc = subprocess.Popen([sys.executable, "-m", "jwtkit", *args], stdin=subprocess.DEVNULL, stdout=follower,
-                            stderr=follower, cwd=cwd, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jwtkit", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        cwd=cwd,
+        env=env,
+    )
     os.close(follower)
     chunks: list[bytes] = []
     while True:
@@ -69,8 +75,14 @@ def test_decode_in_a_terminal_colours_the_three_parts_differently(tmp_path: Path
 
 def test_decode_piped_has_no_escape_codes(tmp_path: Path) -> None:
     token = _token()
-    proc = subprocess.run([sys.executable, "-m", "jwtkit", "decode", token], capture_output=True, text=True,
-                          cwd=tmp_path, env=clean_env({"TERM": "xterm-256color"}), timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jwtkit", "decode", token],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env({"TERM": "xterm-256color"}),
+        timeout=30,
+    )
     assert proc.returncode == 0
     assert "\x1b" not in proc.stdout and "\x1b" not in proc.stderr
     assert token in proc.stdout and "expires in 14 min" in proc.stdout

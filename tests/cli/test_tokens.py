@@ -11,12 +11,11 @@ from pathlib import Path
 
 import jwt as pyjwt
 import pytest
+from cli_support import SECRET, Runner, assert_one_line_error
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwtkit import Key
-
-from cli_support import SECRET, Runner, assert_one_line_error
 
 
 def _b64(data: dict[str, object]) -> str:
@@ -68,8 +67,9 @@ def test_secret_refuses_too_few_bytes(jwtkit: Runner) -> None:
 
 
 @pytest.mark.parametrize("alg", ["ES256", "RS256", "PS256", "EdDSA"])
-def test_keygen_writes_a_0600_private_jwk_and_prints_the_public_one(jwtkit: Runner, tmp_path: Path,
-                                                                    alg: str) -> None:
+def test_keygen_writes_a_0600_private_jwk_and_prints_the_public_one(
+    jwtkit: Runner, tmp_path: Path, alg: str
+) -> None:
     proc = jwtkit("keygen", "--alg", alg, "--out", "key.jwk")
     assert proc.returncode == 0, proc.stderr
     path = tmp_path / "key.jwk"
@@ -114,8 +114,21 @@ def test_keygen_pem_and_hmac(jwtkit: Runner, tmp_path: Path) -> None:
 
 
 def test_encode_then_verify_with_a_secret(jwtkit: Runner) -> None:
-    proc = jwtkit("encode", "--secret-env", "JWT_TEST_SECRET", "--exp", "15m", "--sub", "alice", "--iss", "me",
-                  "name=Alice", "admin:=true", "level:=3", "zip=02134")
+    proc = jwtkit(
+        "encode",
+        "--secret-env",
+        "JWT_TEST_SECRET",
+        "--exp",
+        "15m",
+        "--sub",
+        "alice",
+        "--iss",
+        "me",
+        "name=Alice",
+        "admin:=true",
+        "level:=3",
+        "zip=02134",
+    )
     assert proc.returncode == 0, proc.stderr
     token = proc.stdout.strip()
     claims = pyjwt.decode(token, SECRET, algorithms=["HS256"], issuer="me")  # another implementation agrees
@@ -143,8 +156,16 @@ def test_encode_claims_from_file_and_stdin(jwtkit: Runner, tmp_path: Path) -> No
     (tmp_path / "claims.json").write_text('{"sub": "from-file", "roles": ["a", "b"]}')
     from_file = jwtkit("encode", "--claims", "claims.json", "--secret-env", "JWT_TEST_SECRET", "--exp", "1h")
     assert pyjwt.decode(from_file.stdout.strip(), SECRET, algorithms=["HS256"])["roles"] == ["a", "b"]
-    from_stdin = jwtkit("encode", "--claims", "-", "--secret-env", "JWT_TEST_SECRET", "--exp", "1h",
-                        stdin='{"sub": "from-stdin"}')
+    from_stdin = jwtkit(
+        "encode",
+        "--claims",
+        "-",
+        "--secret-env",
+        "JWT_TEST_SECRET",
+        "--exp",
+        "1h",
+        stdin='{"sub": "from-stdin"}',
+    )
     assert pyjwt.decode(from_stdin.stdout.strip(), SECRET, algorithms=["HS256"])["sub"] == "from-stdin"
 
 
@@ -152,8 +173,9 @@ def test_encode_without_exp_warns(jwtkit: Runner) -> None:
     proc = jwtkit("encode", "--secret-env", "JWT_TEST_SECRET", "sub=x")
     assert proc.returncode == 0
     assert "no exp" in proc.stderr
-    assert "exp" not in pyjwt.decode(proc.stdout.strip(), SECRET, algorithms=["HS256"],
-                                     options={"require": []})
+    assert "exp" not in pyjwt.decode(
+        proc.stdout.strip(), SECRET, algorithms=["HS256"], options={"require": []}
+    )
 
 
 def test_verify_failures_exit_1_with_the_code(jwtkit: Runner) -> None:
@@ -163,7 +185,9 @@ def test_verify_failures_exit_1_with_the_code(jwtkit: Runner) -> None:
     other = pyjwt.encode({"sub": "s", "exp": now + 600}, SECRET + "!", algorithm="HS256")
     assert_one_line_error(jwtkit("verify", other, "--secret-env", "JWT_TEST_SECRET"), 1, "signature")
     assert_one_line_error(jwtkit("verify", expired, "--secret-env", "JWT_TEST_SECRET"), 1, "expired")
-    assert_one_line_error(jwtkit("verify", good, "--secret-env", "JWT_TEST_SECRET", "--iss", "you"), 1, "claim")
+    assert_one_line_error(
+        jwtkit("verify", good, "--secret-env", "JWT_TEST_SECRET", "--iss", "you"), 1, "claim"
+    )
     assert jwtkit("verify", expired, "--secret-env", "JWT_TEST_SECRET", "--leeway", "100").returncode == 1
     assert jwtkit("verify", good, "--secret-env", "JWT_TEST_SECRET", "--iss", "me").returncode == 0
     json_error = jwtkit("--json", "verify", other, "--secret-env", "JWT_TEST_SECRET")
@@ -192,8 +216,9 @@ def test_verify_with_pem_jwk_and_jwks_as_keygen_writes_them(jwtkit: Runner, tmp_
 
 def test_verify_interoperates_with_pyjwt_es256(jwtkit: Runner, tmp_path: Path) -> None:
     private = ec.generate_private_key(ec.SECP256R1())
-    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     (tmp_path / "pub.pem").write_bytes(public_pem)
     token = pyjwt.encode({"sub": "interop", "exp": int(time.time()) + 60}, private, algorithm="ES256")
     proc = jwtkit("verify", token, "--key", "pub.pem", "--alg", "ES256", "--json")
@@ -209,7 +234,9 @@ def test_jwks_url_must_be_https(jwtkit: Runner) -> None:
 def test_exactly_one_key_source(jwtkit: Runner) -> None:
     token = pyjwt.encode({"sub": "s"}, SECRET, algorithm="HS256")
     assert_one_line_error(jwtkit("verify", token), 2, "usage")
-    assert_one_line_error(jwtkit("verify", token, "--secret-env", "JWT_TEST_SECRET", "--jwks", "x"), 2, "usage")
+    assert_one_line_error(
+        jwtkit("verify", token, "--secret-env", "JWT_TEST_SECRET", "--jwks", "x"), 2, "usage"
+    )
 
 
 # --- bad input: one line, never a traceback ----------------------------------------------------------------
@@ -226,9 +253,12 @@ def test_bad_input_gets_one_clear_line(jwtkit: Runner, tmp_path: Path) -> None:
     (tmp_path / "weird.key").write_text("hello")
     assert_one_line_error(jwtkit("verify", "x.y.z", "--key", "weird.key", "--alg", "ES256"), 2, "key")
     (tmp_path / "bad.json").write_text("[1, 2")
-    assert_one_line_error(jwtkit("encode", "--claims", "bad.json", "--secret-env", "JWT_TEST_SECRET"), 2, "json")
-    assert_one_line_error(jwtkit("encode", "--claims", "-", "--secret-env", "JWT_TEST_SECRET", stdin="[]"), 2,
-                          "json")
+    assert_one_line_error(
+        jwtkit("encode", "--claims", "bad.json", "--secret-env", "JWT_TEST_SECRET"), 2, "json"
+    )
+    assert_one_line_error(
+        jwtkit("encode", "--claims", "-", "--secret-env", "JWT_TEST_SECRET", stdin="[]"), 2, "json"
+    )
     assert_one_line_error(jwtkit("encode", "n:={oops", "--secret-env", "JWT_TEST_SECRET"), 2, "json")
     assert_one_line_error(jwtkit("encode", "noequals", "--secret-env", "JWT_TEST_SECRET"), 2, "usage")
     assert_one_line_error(jwtkit("encode", "--exp", "soon", "--secret-env", "JWT_TEST_SECRET"), 2, "usage")
@@ -238,14 +268,27 @@ def test_bad_input_gets_one_clear_line(jwtkit: Runner, tmp_path: Path) -> None:
 
 def test_wrong_or_missing_key_password(jwtkit: Runner, tmp_path: Path) -> None:
     env = {"KEY_PASSWORD": "right horse battery", "WRONG_PASSWORD": "wrong"}
-    made = jwtkit("keygen", "--alg", "ES256", "--format", "pem", "--password-env", "KEY_PASSWORD",
-                  "--out", "enc.pem", env=env)
+    made = jwtkit(
+        "keygen",
+        "--alg",
+        "ES256",
+        "--format",
+        "pem",
+        "--password-env",
+        "KEY_PASSWORD",
+        "--out",
+        "enc.pem",
+        env=env,
+    )
     assert made.returncode == 0, made.stderr
     assert b"ENCRYPTED" in (tmp_path / "enc.pem").read_bytes()
-    ok = jwtkit("encode", "--key", "enc.pem", "--alg", "ES256", "--password-env", "KEY_PASSWORD", "sub=x", env=env)
+    ok = jwtkit(
+        "encode", "--key", "enc.pem", "--alg", "ES256", "--password-env", "KEY_PASSWORD", "sub=x", env=env
+    )
     assert ok.returncode == 0, ok.stderr
-    wrong = jwtkit("encode", "--key", "enc.pem", "--alg", "ES256", "--password-env", "WRONG_PASSWORD", "sub=x",
-                   env=env)
+    wrong = jwtkit(
+        "encode", "--key", "enc.pem", "--alg", "ES256", "--password-env", "WRONG_PASSWORD", "sub=x", env=env
+    )
     assert_one_line_error(wrong, 2, "key")
     assert "wrong password" in wrong.stderr
     assert_one_line_error(jwtkit("encode", "--key", "enc.pem", "--alg", "ES256", "sub=x"), 2, "key")
@@ -281,8 +324,11 @@ def test_decode_json_reports_dates_and_warnings(jwtkit: Runner) -> None:
 
 def test_decode_warnings(jwtkit: Runner) -> None:
     now = int(time.time())
-    old = pyjwt.encode({"iat": now - 3 * 86400, "exp": now - 2 * 86400 - 100, "password": "hunter2",
-                        "card_number": "4111"}, SECRET, algorithm="HS256")
+    old = pyjwt.encode(
+        {"iat": now - 3 * 86400, "exp": now - 2 * 86400 - 100, "password": "hunter2", "card_number": "4111"},
+        SECRET,
+        algorithm="HS256",
+    )
     data = json.loads(jwtkit("decode", old, "--json").stdout)
     assert data["dates"]["exp"]["relative"] == "expired 2 days ago"
     warnings = " | ".join(data["warnings"])
@@ -290,10 +336,15 @@ def test_decode_warnings(jwtkit: Runner) -> None:
     assert "'password' looks sensitive" in warnings and "'card_number' looks sensitive" in warnings
 
     long_lived = pyjwt.encode({"iat": now, "exp": now + 30 * 86400}, SECRET, algorithm="HS256")
-    assert any("long lifetime" in w for w in json.loads(jwtkit("decode", long_lived, "--json").stdout)["warnings"])
+    assert any(
+        "long lifetime" in w for w in json.loads(jwtkit("decode", long_lived, "--json").stdout)["warnings"]
+    )
 
     never = pyjwt.encode({"sub": "x"}, SECRET, algorithm="HS256")
-    assert "no exp claim: this token never expires" in json.loads(jwtkit("decode", never, "--json").stdout)["warnings"]
+    assert (
+        "no exp claim: this token never expires"
+        in json.loads(jwtkit("decode", never, "--json").stdout)["warnings"]
+    )
 
 
 def test_alg_none_is_shown_but_never_verifies(jwtkit: Runner) -> None:
