@@ -43,6 +43,7 @@ from jwtkit.store._common import (
     is_active,
     log,
     parse_float_option,
+    redact_url,
 )
 from jwtkit.store.base import (
     DEFAULT_COMMAND_TIMEOUT,
@@ -287,6 +288,9 @@ class RedisStore(BaseStore):
 
     def __init__(self, url: str, *, clock: Clock, **options: Any) -> None:
         parts = urlsplit(url)
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise StoreConfigError(f"redis store URL {redact_url(url)!r}: the path must be a database number")
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         merged: dict[str, Any] = {**query, **options}
         purge_interval = parse_float_option("purge_interval",

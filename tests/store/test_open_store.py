@@ -1,0 +1,94 @@
+"""open_store: schemes, URL forms, options, and what every store object offers (protocol, repr, lifecycle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import jwtkit.store
+from jwtkit.store import (
+    DEFAULT_PURGE_INTERVAL,
+    Store,
+    StoreConfigError,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
+from jwtkit.store.leveldb import LevelDBStore
+from jwtkit.store.memory import MemoryStore
+from jwtkit.store.redis import RedisStore
+from jwtkit.store.sqlite import SQLiteStore
+
+
+@pytest.mark.parametrize(("url", "kind"), [
+    ("memory://", MemoryStore),
+    ("sqlite:///jwtkit.db", SQLiteStore),
+    ("sqlite:////tmp/jwtkit.db", SQLiteStore),
+    ("leveldb:///jwtkit.ldb", LevelDBStore),
+    ("redis://127.0.0.1:6390/0", RedisStore),
+    ("redis://:pw@127.0.0.1:6390/2", RedisStore),
+    ("rediss://127.0.0.1:6390", RedisStore),
+    ("SQLITE:///upper.db", SQLiteStore),
+])
+def test_scheme_picks_the_backend(url: str, kind: type) -> None:
+    store = open_store(url)
+    assert type(store) is kind
+    assert isinstance(store, Store)  # the runtime-checkable protocol of store/base.py
+
+
+@pytest.mark.parametrize("url", ["", "jwtkit.db", "postgres://localhost/db", "mysql://x", "file:///x.db",
+                                 "memory://?colour=red", "leveldb://host/x", "leveldb:///"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(StoreConfigError) as caught:
+        open_store(url)
+    assert caught.value.code == "store_config"
+    assert isinstance(caught.value, ValueError)
+
+
+def test_non_string_url() -> None:
+    with pytest.raises(StoreConfigError):
+        open_store(b"memory://")  # type: ignore[arg-type]
+
+
+def test_options_from_query_and_keywords() -> None:
+    store = open_store("sqlite:///x.db?purge_interval=0&busy_timeout=0.5")
+    assert isinstance(store, SQLiteStore)
+    assert store._purge_interval == 0
+    assert store._busy_timeout_ms == 500
+    store = open_store("sqlite:///x.db?purge_interval=10", purge_interval=20)
+    assert store._purge_interval == 20  # keywords win
+    assert open_store("memory://")._purge_interval == DEFAULT_PURGE_INTERVAL  # type: ignore[attr-defined]
+
+
+def test_repr_and_url_hide_the_password() -> None:
+    store = open_store("redis://user:hunter2@127.0.0.1:6390/0")
+    assert store.url == "redis://user:***@127.0.0.1:6390/0"
+    assert "hunter2" not in repr(store)
+    assert repr(store) == "RedisStore('redis://user:***@127.0.0.1:6390/0', unopened)"
+
+
+def test_error_tree() -> None:
+    assert issubclass(StoreUnavailable, StoreError)
+    assert issubclass(StoreConfigError, StoreError)
+    assert {StoreError.code, StoreUnavailable.code, StoreConfigError.code} == {
+        "store", "store_unavailable", "store_config"}
+
+
+def test_exports_are_exactly_the_public_names() -> None:
+    assert set(jwtkit.store.__all__) == {
+        "DEFAULT_COMMAND_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_PURGE_INTERVAL", "Clock",
+        "ManagedStore",
+        "Rotation", "Session", "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "ThrottleState",
+        "open_store"}
+    for name in jwtkit.store.__all__:
+        assert hasattr(jwtkit.store, name)
+
+
+async def test_unopened_store_refuses_work(tmp_path: Path) -> None:
+    for url in ("memory://", f"sqlite:///{tmp_path}/x.db"):
+        store = open_store(url)
+        with pytest.raises(StoreUnavailable, match="unopened"):
+            await store.check("sid", "alice")
+        with pytest.raises(StoreUnavailable):
+            await store.purge()

@@ -1,0 +1,314 @@
+"""Redis backend specifics: faults (server killed, restarted, down at open, paused), one round trip per
+check, TTLs and prefixes, passwords and TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from jwtkit.store import Rotation, StoreConfigError, StoreUnavailable, open_store
+from jwtkit.store.redis import RedisStore
+
+from .support import FakeClock, free_port, new_session, require_binary, wait_for_port
+
+RedisServer = Any  # the shared `redis_server` fixture's object (tests/conftest.py)
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def raw_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def every_operation_fails_fast(store: RedisStore, sid: str, clock: FakeClock) -> None:
+    """Each operation raises StoreUnavailable, and quickly; check never answers True."""
+    operations: list[Any] = [
+        lambda: store.check(sid, "alice"), lambda: store.get_session(sid),
+        lambda: store.create_session(new_session(clock)), lambda: store.revoke(sid),
+        lambda: store.revoke_family("f"), lambda: store.revoke_all("alice", clock()),
+        lambda: store.get_cutoff("alice"), lambda: store.list_sessions("alice"),
+        lambda: store.rotate_refresh(sid, "a", "b"), lambda: store.consume("jti", clock() + 60),
+        lambda: store.throttle_hit("k", 60), lambda: store.throttle_get("k"),
+        lambda: store.throttle_clear("k"),
+        lambda: store.touch(sid, clock()), store.ping,
+    ]
+    for operation in operations:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as caught:
+            await operation()
+        assert time.monotonic() - started < 2
+        assert isinstance(caught.value.__cause__, (RedisConnectionError, RedisTimeoutError, OSError))
+        assert caught.value.code == "store_unavailable"
+
+
+async def test_killed_server_fails_closed_then_recovers(redis_server: RedisServer, clock: FakeClock) -> None:
+    store = open_store(redis_server.url, clock=clock)
+    assert isinstance(store, RedisStore)
+    async with store:
+        revoked, live = new_session(clock), new_session(clock)
+        await store.create_session(revoked)
+        await store.create_session(live)
+        await store.revoke(revoked.sid)
+        assert await store.check(live.sid, "alice") is True
+
+        redis_server.kill()
+        await every_operation_fails_fast(store, live.sid, clock)
+        await every_operation_fails_fast(store, revoked.sid, clock)
+
+        redis_server.start()  # same port; data is gone (--save "")
+        # the first command after the restart works, without reopening the store
+        assert await store.check(revoked.sid, "alice") is False  # never accepted: now unknown
+        assert await store.check(live.sid, "alice") is False
+        fresh = new_session(clock)
+        await store.create_session(fresh)
+        assert await store.check(fresh.sid, "alice") is True
+        assert await store.consume("after-restart", clock() + 60) is True
+
+
+async def test_restart_while_idle_reconnects_on_first_command(redis_server: RedisServer,
+                                                              clock: FakeClock) -> None:
+    async with open_store(redis_server.url, clock=clock) as store:
+        await store.ping()
+        redis_server.restart()  # the pooled connection is now dead, unknown to the client
+        session = new_session(clock)
+        await store.create_session(session)  # one retry on a fresh connection: no error
+        assert await store.check(session.sid, "alice") is True
+
+
+async def test_down_at_open_is_unavailable(redis_server: RedisServer) -> None:
+    redis_server.kill()
+    store = open_store(redis_server.url)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+    assert time.monotonic() - started < 2
+    redis_server.start()
+    await store.open()  # a failed open can be retried
+    await store.ping()
+    await store.close()
+
+
+async def test_paused_server_times_out_and_cancellation_propagates(redis_server: RedisServer,
+                                                                   raw_client: aioredis.Redis,
+                                                                   clock: FakeClock) -> None:
+    async with open_store(redis_server.url, clock=clock, command_timeout=0.2) as store:
+        session = new_session(clock)
+        await store.create_session(session)
+        await raw_client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as caught:
+                await store.check(session.sid, "alice")
+            assert time.monotonic() - started < 1
+            assert isinstance(caught.value.__cause__, RedisTimeoutError)
+
+            task = asyncio.create_task(store.check(session.sid, "alice"))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            await raw_client.execute_command("CLIENT", "UNPAUSE")
+        assert await store.check(session.sid, "alice") is True
+
+
+async def test_check_is_one_round_trip(redis_url: str, raw_client: aioredis.Redis, clock: FakeClock) -> None:
+    async with open_store(redis_url, clock=clock) as store:
+        session = new_session(clock)
+        await store.create_session(session)
+        await store.revoke_all("alice", clock() - 10)  # a cut-off exists, so the script reads it too
+        assert await store.check(session.sid, "alice") is True  # loads the script
+        await raw_client.config_resetstat()
+        for _ in range(20):
+            assert await store.check(session.sid, "alice") is True
+        stats = await raw_client.info("commandstats")
+    # config_resetstat and info come from the raw client; everything else is the store's
+    calls = {name: value["calls"] for name, value in stats.items()
+             if name not in ("cmdstat_config|resetstat", "cmdstat_info")}
+    # Only EVALSHA reaches the server from the client side: the HMGET/HGET inside the script count as
+    # commands too, but they do not cost round trips.
+    assert calls["cmdstat_evalsha"] == 20
+    assert set(calls) <= {"cmdstat_evalsha", "cmdstat_hmget", "cmdstat_hget"}
+
+
+async def test_every_key_has_a_ttl_within_its_record_life(redis_url: str, raw_client: aioredis.Redis,
+                                                          clock: FakeClock) -> None:
+    async with open_store(redis_url, clock=clock) as store:
+        session = new_session(clock, ttl=600, family="fam")
+        await store.create_session(session)
+        await store.rotate_refresh(session.sid, session.refresh_jti, "next")
+        await store.touch(session.sid, clock() + 1)
+        await store.revoke_all("bob", clock())
+        await store.consume("jti", clock() + 30)
+        await store.throttle_hit("ip", 90)
+        await store.revoke(session.sid)
+        ttls = {key: await raw_client.pttl(key) async for key in raw_client.scan_iter("jwtkit:*")}
+    assert set(ttls) == {f"jwtkit:s:{session.sid}", "jwtkit:u:alice", "jwtkit:f:fam", "jwtkit:c:bob",
+                         "jwtkit:j:jti", "jwtkit:t:ip"}
+    assert 0 < ttls[f"jwtkit:s:{session.sid}"] <= 600_000
+    assert 0 < ttls["jwtkit:u:alice"] <= 600_000
+    assert 0 < ttls["jwtkit:f:fam"] <= 600_000
+    assert 86_000_000 < ttls["jwtkit:c:bob"] <= 86_400_000  # the minimum retention of a cut-off
+    assert 0 < ttls["jwtkit:j:jti"] <= 30_000
+    assert 0 < ttls["jwtkit:t:ip"] <= 90_000
+
+
+async def test_list_prunes_dead_members(redis_url: str, raw_client: aioredis.Redis, clock: FakeClock) -> None:
+    async with open_store(redis_url, clock=clock) as store:
+        sessions = [new_session(clock) for _ in range(3)]
+        for session in sessions:
+            await store.create_session(session)
+        await store.revoke(sessions[0].sid)
+        await raw_client.delete(f"jwtkit:s:{sessions[1].sid}")  # as if its TTL had run out
+        assert [s.sid for s in await store.list_sessions("alice")] == [sessions[2].sid]
+        assert await raw_client.zrange("jwtkit:u:alice", 0, -1) == [sessions[2].sid]
+
+
+async def test_prefixes_keep_stores_apart(redis_url: str, raw_client: aioredis.Redis,
+                                          clock: FakeClock) -> None:
+    async with open_store(redis_url + "?prefix=app1:", clock=clock) as one, \
+            open_store(redis_url, clock=clock, prefix="app2:") as two:
+        session = new_session(clock)
+        await one.create_session(session)
+        assert await one.check(session.sid, "alice") is True
+        assert await two.check(session.sid, "alice") is False
+        assert await one.consume("jti", clock() + 60) is True
+        assert await two.consume("jti", clock() + 60) is True
+        keys = [key async for key in raw_client.scan_iter("*")]
+    assert keys
+    assert all(key.startswith(("app1:", "app2:")) for key in keys)
+
+
+async def test_corrupt_cutoff_fails_closed(redis_url: str, raw_client: aioredis.Redis,
+                                           clock: FakeClock) -> None:
+    async with open_store(redis_url, clock=clock) as store:
+        session = new_session(clock)
+        await store.create_session(session)
+        await raw_client.set("jwtkit:c:alice", "not a hash")
+        assert await store.check(session.sid, "alice") is False
+        assert await store.rotate_refresh(session.sid, session.refresh_jti, "x") is Rotation.INACTIVE
+        assert await store.get_cutoff("alice") == float("inf")
+        await store.revoke_all("alice", clock() - 1)  # an admin's logout-all repairs the record
+        assert await store.get_cutoff("alice") == clock() - 1
+        assert await store.check(session.sid, "alice") is True
+
+
+async def test_password(redis_server: RedisServer, clock: FakeClock) -> None:
+    redis_server.password = "s3cret-pw"
+    redis_server.restart()
+    assert redis_server.url.startswith("redis://:s3cret-pw@")
+    store = open_store(redis_server.url, clock=clock)
+    assert "s3cret" not in store.url
+    assert "s3cret" not in repr(store)
+    async with store:
+        session = new_session(clock)
+        await store.create_session(session)
+        assert await store.check(session.sid, "alice") is True
+    wrong = open_store(redis_server.url.replace("s3cret-pw", "wrong"), clock=clock)
+    with pytest.raises(StoreUnavailable) as caught:
+        await wrong.open()
+    assert isinstance(caught.value.__cause__, AuthenticationError)
+    anonymous = open_store(redis_server.url.replace(":s3cret-pw@", ""), clock=clock)
+    with pytest.raises(StoreUnavailable):
+        await anonymous.open()
+
+
+def test_rediss_url_builds_a_tls_pool(tmp_path: Path) -> None:
+    store = open_store(f"rediss://127.0.0.1:6390/0?ssl_cert_reqs=required&ssl_ca_certs={tmp_path}/ca.pem"
+                       "&prefix=x:")
+    assert isinstance(store, RedisStore)
+    pool = store._build_client().connection_pool
+    assert pool.connection_class is SSLConnection
+    assert pool.connection_kwargs["ssl_ca_certs"] == f"{tmp_path}/ca.pem"
+    assert store._prefix == "x:"
+
+
+@pytest.mark.parametrize(("url", "options"), [
+    ("redis://127.0.0.1:1/0?colour=red", {}),
+    ("redis://127.0.0.1:1/0", {"colour": "red"}),
+    ("redis://127.0.0.1:1/0", {"prefix": ""}),
+    ("redis://127.0.0.1:1/0?connect_timeout=-1", {}),
+    ("redis://127.0.0.1:1/0?command_timeout=soon", {}),
+    ("redis://127.0.0.1:1/notanumber", {}),
+])
+def test_bad_redis_options_are_config_errors(url: str, options: dict[str, str]) -> None:
+    with pytest.raises(StoreConfigError) as caught:
+        open_store(url, **options)
+    assert caught.value.code == "store_config"
+
+
+# TLS against a real server ------------------------------------------------------------------------------
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    binary = require_binary("redis-server")
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    log = open(tmp_path / "redis-tls.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                             "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                             "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        wait_for_port(port, proc)
+        yield port, cert
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_rediss_against_a_tls_server(tls_redis: tuple[int, Path], clock: FakeClock) -> None:
+    port, cert = tls_redis
+    async with open_store(f"rediss://127.0.0.1:{port}/0", clock=clock, ssl_ca_certs=str(cert)) as store:
+        session = new_session(clock)
+        await store.create_session(session)
+        assert await store.check(session.sid, "alice") is True
+    untrusting = open_store(f"rediss://127.0.0.1:{port}/0", clock=clock)  # system CAs: not ours
+    with pytest.raises(StoreUnavailable):
+        await untrusting.open()
+    plain = open_store(f"redis://127.0.0.1:{port}/0", clock=clock)
+    with pytest.raises(StoreUnavailable):
+        await plain.open()
