@@ -1,0 +1,214 @@
+"""``jwtkit user``, ``sessions``, ``keys`` and ``serve`` as subprocesses over real SQLite files.
+
+Sessions are created by logging in through the service in this process, on the same files the command uses,
+so each assertion checks what the command changed in the shared store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cli_support import Runner, assert_one_line_error, clean_env
+
+from jwtkit.service import SessionRevoked, Settings, TokenPair, build_service
+
+PASSWORD = "correct horse battery staple"
+
+
+def _settings(tmp_path: Path) -> Settings:
+    # The same files the command opens from its working directory (sqlite:///jwtkit.db, jwtkit.key).
+    return Settings.from_env(
+        {}, store_url=f"sqlite:///{tmp_path}/jwtkit.db", key_path=str(tmp_path / "jwtkit.key")
+    )
+
+
+def _login(tmp_path: Path, agent: str) -> TokenPair:
+    async def go() -> TokenPair:
+        async with build_service(_settings(tmp_path)) as service:
+            return await service.login("alice", PASSWORD, ip="192.0.2.7", user_agent=agent)
+
+    return asyncio.run(go())
+
+
+def _authenticate(tmp_path: Path, token: str) -> str:
+    """'ok' or the service error code for this access token."""
+
+    async def go() -> str:
+        async with build_service(_settings(tmp_path)) as service:
+            try:
+                await service.authenticate(token)
+            except SessionRevoked as exc:
+                return exc.code
+            return "ok"
+
+    return asyncio.run(go())
+
+
+def _add_alice(jwtkit: Runner) -> None:
+    proc = jwtkit(
+        "user", "add", "alice", "--email", "alice@example.com", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("created user alice (id ")
+
+
+def test_user_add_list_disable(jwtkit: Runner, tmp_path: Path) -> None:
+    _add_alice(jwtkit)
+    assert (tmp_path / "jwtkit.db").exists()
+    users = json.loads(jwtkit("user", "list", "--json").stdout)
+    assert [(u["username"], u["email"], u["verified"], u["disabled"]) for u in users] == [
+        ("alice", "alice@example.com", False, False)
+    ]
+    verified = jwtkit("--json", "user", "add", "bob", "--verified", "--password-stdin", stdin=PASSWORD)
+    assert verified.returncode == 0 and json.loads(verified.stdout)["verified"] is True
+
+    assert_one_line_error(
+        jwtkit("user", "add", "alice", "--password-stdin", stdin=PASSWORD), 4, "username_taken"
+    )
+    assert_one_line_error(
+        jwtkit("user", "add", "carol", "--password-stdin", stdin="password\n"), 4, "weak_password"
+    )
+    assert_one_line_error(jwtkit("user", "add", "dave", "--password-stdin", stdin=""), 2, "usage")
+    assert_one_line_error(jwtkit("user", "add", "erin"), 2, "usage")  # no tty to ask, and no --password-stdin
+
+    disabled = jwtkit("user", "disable", "alice")
+    assert disabled.returncode == 0 and disabled.stdout == "disabled user alice\n"
+    users = {u["username"]: u for u in json.loads(jwtkit("user", "list", "--json").stdout)}
+    assert users["alice"]["disabled"] is True and users["bob"]["disabled"] is False
+    assert_one_line_error(jwtkit("user", "disable", "nobody"), 4, "user_not_found")
+    human = jwtkit("user", "list")
+    assert "alice" in human.stdout and "bob" in human.stdout
+
+
+def test_sessions_list_revoke_and_revoke_all(jwtkit: Runner, tmp_path: Path) -> None:
+    _add_alice(jwtkit)
+    phone = _login(tmp_path, "phone")
+    laptop = _login(tmp_path, "laptop")
+    tablet = _login(tmp_path, "tablet")
+
+    listed = json.loads(jwtkit("sessions", "list", "alice", "--json").stdout)
+    assert {s["sid"] for s in listed} == {phone.session.sid, laptop.session.sid, tablet.session.sid}
+    assert {s["user_agent"] for s in listed} == {"phone", "laptop", "tablet"}
+    assert {s["ip"] for s in listed} == {"192.0.2.7"}
+
+    revoked = jwtkit("sessions", "revoke", phone.session.sid)
+    assert revoked.returncode == 0 and revoked.stdout == f"revoked session {phone.session.sid}\n"
+    assert _authenticate(tmp_path, phone.access_token) == "session_revoked"
+    assert _authenticate(tmp_path, laptop.access_token) == "ok"
+    assert_one_line_error(jwtkit("sessions", "revoke", phone.session.sid), 4, "session_not_found")
+    assert_one_line_error(jwtkit("sessions", "revoke", "no-such-sid"), 4, "session_not_found")
+
+    assert jwtkit("sessions", "revoke-all", "alice").returncode == 0
+    assert _authenticate(tmp_path, laptop.access_token) == "session_revoked"
+    assert _authenticate(tmp_path, tablet.access_token) == "session_revoked"
+    assert json.loads(jwtkit("sessions", "list", "alice", "--json").stdout) == []
+    assert_one_line_error(jwtkit("sessions", "list", "nobody"), 4, "user_not_found")
+
+
+def test_keys_rotate(jwtkit: Runner, tmp_path: Path) -> None:
+    first = jwtkit("keys", "rotate", "--json")
+    assert first.returncode == 0, first.stderr
+    key_file = tmp_path / "jwtkit.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    second = json.loads(jwtkit("keys", "rotate", "--alg", "ES256", "--json").stdout)
+    assert second["kid"] != json.loads(first.stdout)["kid"] and second["alg"] == "ES256"
+    assert [k["kid"] for k in second["jwks"]["keys"]] == [second["kid"]]  # HMAC keys are never published
+    human = jwtkit("keys", "rotate")
+    assert human.returncode == 0 and human.stdout.startswith("new active key ")
+    assert_one_line_error(jwtkit("keys", "rotate", env={"JWT_SECRET": "x" * 40}), 2, "usage")
+
+
+def test_store_unavailable_exits_3(jwtkit: Runner) -> None:
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = jwtkit("sessions", "revoke", "some-sid", "--store", f"redis://127.0.0.1:{port}/0")
+    assert_one_line_error(proc, 3, "store_unavailable")
+
+
+def test_bad_store_url_is_a_usage_error(jwtkit: Runner) -> None:
+    assert_one_line_error(jwtkit("user", "list", "--store", "ftp://nowhere"), 2, "store_config")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jwtkit", "serve", *args],
+        cwd=tmp_path,
+        env=clean_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, line
+
+
+@pytest.mark.parametrize("via", ["env", "options"])
+def test_serve_reads_options_and_jwtkit_env_vars(tmp_path: Path, via: str) -> None:
+    port = _free_port()
+    if via == "env":
+        env = {
+            "JWTKIT_PORT": str(port),
+            "JWTKIT_STORE": "memory://",
+            "JWT_SECRET": "s" * 40,
+            "JWTKIT_SECURE_COOKIES": "false",
+            "JWTKIT_ISSUER": "env-issuer",
+        }
+        args: list[str] = []
+    else:
+        env = {"JWTKIT_PORT": "1", "JWT_SECRET": "s" * 40}  # options win over the environment
+        args = ["--port", str(port), "--store", "memory://", "--no-secure-cookies", "--issuer", "opt-issuer"]
+    proc, line = _serve(tmp_path, args, env)
+    try:
+        assert line.strip() == f"jwtkit serving on http://127.0.0.1:{port}", line
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        assert response.status_code == 200
+        register = httpx.post(
+            f"http://127.0.0.1:{port}/register", json={"username": "zed", "password": PASSWORD}
+        )
+        assert register.status_code == 201
+        login = httpx.post(f"http://127.0.0.1:{port}/auth", json={"username": "zed", "password": PASSWORD})
+        assert login.status_code == 200
+        token = login.json()["access_token"]
+        claims = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "jwtkit", "decode", "--json", token],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+            ).stdout
+        )["claims"]
+        assert claims["iss"] == ("env-issuer" if via == "env" else "opt-issuer")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_serve_refuses_a_bad_port(jwtkit: Runner) -> None:
+    assert_one_line_error(jwtkit("serve", env={"JWTKIT_PORT": "eighty"}), 2, "usage")
+    assert_one_line_error(jwtkit("serve", "--port", "70000"), 2, "usage")
