@@ -1,0 +1,238 @@
+"""Token core benchmark: jwtkit against PyJWT, joserfc and the bare primitive ("floor"), in one run.
+
+For HS256, RS256, ES256 and EdDSA it times signing (encode) and verification (decode) of a realistic access
+token. Every library gets its key object prepared once. Verification includes full claim validation in every
+library (signature, then exp, iss and aud), so the peers do the same work jwtkit does; the floor is the
+bare ``hmac.digest`` + ``hmac.compare_digest`` or ``cryptography`` sign/verify call on the same signing input,
+with no parsing at all (for ES256 the floor signs to DER and verifies a ready DER signature: no r||s work).
+
+Options: ``--quick`` (fewer, shorter samples, for a smoke run).
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from benchmarks._timing import median_us, ratio, table
+
+ISSUER = "https://auth.example.com"
+AUDIENCE = "api.example.com"
+ALGS = ["HS256", "RS256", "ES256", "EdDSA"]
+LIBS = ["jwtkit", "PyJWT", "joserfc", "floor"]
+
+
+def access_token_claims() -> dict[str, Any]:
+    now = int(time.time())
+    return {"iss": ISSUER, "sub": "user-8c1f2a", "aud": AUDIENCE, "iat": now, "exp": now + 900,
+            "jti": uuid.uuid4().hex, "sid": "sess-" + uuid.uuid4().hex[:16]}
+
+
+def _b64decode(segment: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@dataclass
+class Contender:
+    """One library's sign and verify callables for one algorithm, with everything prepared up front."""
+
+    sign: Callable[[], object]
+    verify: Callable[[], object]
+
+
+def _materials(alg: str) -> tuple[Any, Any, bytes, bytes]:
+    """(private, public, private PEM, public PEM); for HS256 the secret twice and empty PEMs."""
+    if alg == "HS256":
+        secret = b"k" * 16 + uuid.uuid4().bytes + b"benchmark-secret"   # 48 octets, above the 32 minimum
+        return secret, secret, b"", b""
+    private: Any
+    if alg == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif alg == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    else:
+        private = ed25519.Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, private.public_key(), private_pem, public_pem
+
+
+def _floor(alg: str, private: Any, public: Any, signing_input: bytes, signature: bytes) -> Contender:
+    if alg == "HS256":
+        return Contender(
+            sign=lambda: hmac.digest(private, signing_input, "sha256"),
+            verify=lambda: hmac.compare_digest(hmac.digest(public, signing_input, "sha256"), signature),
+        )
+    if alg == "RS256":
+        pkcs1 = padding.PKCS1v15()
+        sha256 = hashes.SHA256()
+        return Contender(sign=lambda: private.sign(signing_input, pkcs1, sha256),
+                         verify=lambda: public.verify(signature, signing_input, pkcs1, sha256))
+    if alg == "ES256":
+        ecdsa = ec.ECDSA(hashes.SHA256())
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        der = encode_dss_signature(r, s)
+        return Contender(sign=lambda: private.sign(signing_input, ecdsa),
+                         verify=lambda: public.verify(der, signing_input, ecdsa))
+    return Contender(sign=lambda: private.sign(signing_input),
+                     verify=lambda: public.verify(signature, signing_input))
+
+
+def _contenders(alg: str) -> dict[str, Contender | str]:
+    """Each library's contender, or a string saying why it is missing."""
+    import jwtkit
+
+    private, public, private_pem, public_pem = _materials(alg)
+    claims = access_token_claims()
+    found: dict[str, Contender | str] = {}
+
+    if alg == "HS256":
+        signing_key = verifying_key = jwtkit.Key.from_secret(private, alg)
+    else:
+        signing_key = jwtkit.Key.from_pem(private_pem, alg)
+        verifying_key = jwtkit.Key.from_pem(public_pem, alg)
+    ours = jwtkit.encode(claims, signing_key)
+    found["jwtkit"] = Contender(
+        sign=lambda: jwtkit.encode(claims, signing_key),
+        verify=lambda: jwtkit.decode(ours, verifying_key, issuer=ISSUER, audience=AUDIENCE),
+    )
+    signing_input, _, encoded_signature = ours.rpartition(".")
+    signature = _b64decode(encoded_signature)
+    found["floor"] = _floor(alg, private, public, signing_input.encode("ascii"), signature)
+
+    try:
+        import jwt as pyjwt
+    except ImportError as exc:
+        found["PyJWT"] = f"not installed ({exc})"
+    else:
+        # PyJWT takes the cryptography key object as is (no re-parsing); the secret as bytes.
+        theirs = pyjwt.encode(claims, private, algorithm=alg)
+        options: Any = {"require": ["exp", "iss", "aud"]}
+        found["PyJWT"] = Contender(
+            sign=lambda: pyjwt.encode(claims, private, algorithm=alg),
+            verify=lambda: pyjwt.decode(theirs, public, algorithms=[alg], issuer=ISSUER, audience=AUDIENCE,
+                                        options=options),
+        )
+
+    try:
+        from joserfc import jwt as jrfc_jwt
+        from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
+    except ImportError as exc:
+        found["joserfc"] = f"not installed ({exc})"
+    else:
+        importer: Any = {"HS256": OctKey, "RS256": RSAKey, "ES256": ECKey, "EdDSA": OKPKey}[alg]
+        if alg == "HS256":
+            jr_private = jr_public = importer.import_key(private)
+        else:
+            jr_private, jr_public = importer.import_key(private_pem), importer.import_key(public_pem)
+        header = {"alg": alg}
+        algorithms = [alg]
+        # Claims are checked by a registry built once; validate() also checks exp/nbf/iat against the clock.
+        registry = jrfc_jwt.JWTClaimsRegistry(iss={"essential": True, "value": ISSUER},
+                                              aud={"essential": True, "value": AUDIENCE},
+                                              exp={"essential": True})
+        theirs_rfc = jrfc_jwt.encode(header, claims, jr_private, algorithms=algorithms)
+
+        def joserfc_verify() -> object:
+            token = jrfc_jwt.decode(theirs_rfc, jr_public, algorithms=algorithms)
+            registry.validate(token.claims)
+            return token
+
+        found["joserfc"] = Contender(
+            sign=lambda: jrfc_jwt.encode(header, claims, jr_private, algorithms=algorithms),
+            verify=joserfc_verify,
+        )
+
+    # Each verifier must accept its token before it is timed: a benchmark of a failing call proves nothing.
+    for contender in found.values():
+        if isinstance(contender, Contender):
+            contender.verify()
+    return found
+
+
+def _measure(fn: Callable[[], object], *, quick: bool) -> float:
+    """Median µs/op, with the call count sized so that one sample takes about 50 ms (20 ms with --quick)."""
+    start = time.perf_counter()
+    for _ in range(5):
+        fn()
+    single = max((time.perf_counter() - start) / 5, 1e-7)
+    target = 0.02 if quick else 0.05
+    number = max(20, min(20000, int(target / single)))
+    return median_us(fn, number=number, repeat=3 if quick else 7)
+
+
+def main(argv: list[str]) -> None:
+    quick = "--quick" in argv
+    results: dict[tuple[str, str, str], float] = {}
+    missing: list[str] = []
+    for alg in ALGS:
+        for lib, contender in _contenders(alg).items():
+            if isinstance(contender, str):
+                missing.append(f"{lib}: {contender}")
+                continue
+            results[(alg, "sign", lib)] = _measure(contender.sign, quick=quick)
+            results[(alg, "verify", lib)] = _measure(contender.verify, quick=quick)
+
+    print("\nCompared: sign = encode a 7-claim access token (iss sub aud iat exp jti sid) to a compact JWS;")
+    print("verify = decode it with the signature check and full claim validation (exp, iss, aud) in every")
+    print("library; floor = the bare hmac/cryptography sign or verify call on the same signing input.")
+    for note in sorted(set(missing)):
+        print(f"  missing {note}")
+
+    def cell(alg: str, op: str, lib: str) -> float | str:
+        return results.get((alg, op, lib), "n/a")
+
+    def ratio_cell(alg: str, op: str, numerator: str, denominator: str) -> str:
+        num, den = results.get((alg, op, numerator)), results.get((alg, op, denominator))
+        return ratio(num, den) if num is not None and den is not None else "n/a"
+
+    rows = []
+    for alg in ALGS:
+        for op in ("sign", "verify"):
+            rows.append([alg, op, *(cell(alg, op, lib) for lib in LIBS),
+                         ratio_cell(alg, op, "PyJWT", "jwtkit"), ratio_cell(alg, op, "joserfc", "jwtkit"),
+                         ratio_cell(alg, op, "jwtkit", "floor")])
+    print(table("jose: µs/op (median), lower is better",
+                ["alg", "op", *LIBS, "PyJWT/jwtkit", "joserfc/jwtkit", "jwtkit/floor"], rows))
+
+    print("\n## jose targets (issue 2 §6)")
+
+    def speedup(alg: str, op: str, peer: str) -> float | None:
+        theirs, ours = results.get((alg, op, peer)), results.get((alg, op, "jwtkit"))
+        return theirs / ours if theirs is not None and ours is not None else None
+
+    _target("HS256 decode >= 5x faster than PyJWT", speedup("HS256", "verify", "PyJWT"), at_least=5.0)
+    _target("HS256 decode >= 2x faster than joserfc", speedup("HS256", "verify", "joserfc"), at_least=2.0)
+    _target("HS256 encode >= 5x faster than PyJWT", speedup("HS256", "sign", "PyJWT"), at_least=5.0)
+    for alg in ("RS256", "ES256", "EdDSA"):
+        floor = speedup(alg, "verify", "floor")
+        _target(f"{alg} verify within 1.2x of the bare cryptography verify",
+                1 / floor if floor else None, at_most=1.2)
+
+
+def _target(label: str, value: float | None, *, at_least: float | None = None,
+            at_most: float | None = None) -> None:
+    """One PASS/MISS line: ``value`` must be at least ``at_least`` or at most ``at_most``."""
+    if value is None:
+        print(f"SKIP  {label}: a contender is missing")
+        return
+    ok = value >= at_least if at_least is not None else at_most is not None and value <= at_most
+    print(f"{'PASS' if ok else 'MISS'}  {label}: measured {value:.2f}x")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
