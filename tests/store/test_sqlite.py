@@ -117,10 +117,11 @@ async def test_file_is_wal_with_schema_version(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT name, version FROM store_schema").fetchall() == [
+            ("jwtkit.store", SCHEMA_VERSION)]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert tables == {"sessions", "cutoffs", "consumed", "throttles"}
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        assert tables == {"store_schema", "sessions", "cutoffs", "consumed", "throttles"}
+        conn.execute("UPDATE store_schema SET version = ?", (SCHEMA_VERSION + 1,))
         conn.commit()
     finally:
         conn.close()

@@ -39,7 +39,13 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
+# The schema version lives in its own table, not in PRAGMA user_version: the file may be shared with other
+# jwtkit tables (the service's user repository defaults to the same jwtkit.db).
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_schema (
+    name    TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sessions (
     sid         TEXT PRIMARY KEY,
     user_id     TEXT NOT NULL,
@@ -166,7 +172,9 @@ class SQLiteStore(BaseStore):
                     raise StoreUnavailable(f"sqlite store {self.path}: cannot switch to WAL (got {mode})")
                 conn.execute("PRAGMA synchronous = FULL")  # see the module docstring
                 conn.execute("BEGIN IMMEDIATE")
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute(_SCHEMA.split(";")[0])
+                row = conn.execute("SELECT version FROM store_schema WHERE name = 'jwtkit.store'").fetchone()
+                version = 0 if row is None else row[0]
                 if version > SCHEMA_VERSION:
                     conn.execute("ROLLBACK")
                     raise StoreConfigError(f"sqlite store {self.path} has schema version {version}; this "
@@ -174,7 +182,8 @@ class SQLiteStore(BaseStore):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("INSERT OR REPLACE INTO store_schema (name, version) VALUES ('jwtkit.store', ?)",
+                             (SCHEMA_VERSION,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.close()
