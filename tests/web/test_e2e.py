@@ -1,0 +1,139 @@
+"""End to end against a real ``jwtkit serve`` process (uvicorn), with plain HTTP clients as curl would be."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from _support import JSON, PASSWORD, ServeProcess, start_serve, stop_serve
+
+
+def add_user(process: ServeProcess, name: str, password: str = PASSWORD) -> None:
+    """``jwtkit user add NAME --email E --password-stdin`` in the server's directory (same SQLite file)."""
+    cli = Path(sys.executable).parent / "jwtkit"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWTKIT_") and k != "JWT_SECRET"}
+    result = subprocess.run([str(cli), "user", "add", name, "--email", f"{name}@example.org", "--password-stdin"],
+                            input=password + "\n", text=True, capture_output=True, cwd=process.workdir, env=env,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_serve_prints_its_url_and_keeps_a_0600_key(serve_plain: ServeProcess) -> None:
+    assert f"jwtkit serving on http://127.0.0.1:{serve_plain.port}" in serve_plain.log()
+    key = serve_plain.workdir / "jwtkit.key"
+    assert key.exists()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert (serve_plain.workdir / "jwtkit.db").exists()
+
+
+def test_login_private_logout_with_curl_like_requests(serve_plain: ServeProcess) -> None:
+    add_user(serve_plain, "alice")
+    with httpx.Client(base_url=serve_plain.url, headers=JSON, timeout=30) as client:
+        login = client.post("/auth", json={"username": "alice", "password": PASSWORD})
+        assert login.status_code == 200
+        token = login.json()["access_token"]
+        assert login.headers["authorization"] == f"Bearer {token}"
+        assert client.get("/private", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert client.get("/private", headers={"Authorization": token}).status_code == 200  # the tutorial's way
+        missing = client.get("/private")
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"] == "Bearer"
+        assert client.post("/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+        revoked = client.get("/private", headers={"Authorization": f"Bearer {token}"})
+        assert revoked.status_code == 401
+        assert revoked.json()["reason"] == "revoked"
+        assert client.post("/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+        wrong = client.post("/auth", json={"username": "alice", "password": "nope nope nope"})
+        assert wrong.status_code == 401
+        assert wrong.json()["error"] == "invalid_credentials"
+
+
+def test_form_login_sets_plain_cookies(serve_plain: ServeProcess) -> None:
+    add_user(serve_plain, "bob")
+    with httpx.Client(base_url=serve_plain.url, headers={"Accept": "text/html"}, timeout=30) as browser:
+        response = browser.post("/auth", data={"username": "bob", "password": PASSWORD})
+        assert response.status_code == 303
+        cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("jwtkit="))
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+        private = browser.get("/private")
+        assert private.status_code == 200
+        assert "this is private" in private.text
+        assert private.headers["cache-control"] == "no-store"
+
+
+def test_machine_endpoints_and_bad_requests(serve_plain: ServeProcess) -> None:
+    with httpx.Client(base_url=serve_plain.url, headers=JSON, timeout=30) as client:
+        assert client.get("/healthz").json() == {"status": "ok", "store": "ok"}
+        assert client.get("/.well-known/jwks.json").json() == {"keys": []}
+        assert client.get("/openapi.json").json()["openapi"] == "3.1.0"
+        assert client.post("/auth", content=b"x" * 20000,
+                           headers={"Content-Type": "application/json"}).status_code == 413
+        assert client.post("/auth", content=b"a=b", headers={"Content-Type": "text/plain"}).status_code == 415
+        assert client.post("/auth", json={"username": "x"}).status_code == 400
+        assert client.get("/private", headers={"Authorization": "Bearer not-a-jwt"}).status_code == 401
+        assert client.get("/private", headers={"X-Big": "b" * 20000}).status_code == 431
+        register = client.post("/register", json={"username": "carol", "password": PASSWORD})
+        assert register.status_code == 201
+        assert client.post("/register", json={"username": "carol", "password": PASSWORD}).status_code == 409
+
+
+def test_raw_garbage_on_the_socket_does_not_kill_the_server(serve_plain: ServeProcess) -> None:
+    for payload in (b"\x00\xff garbage\r\n\r\n", b"GET /private HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+                    b"POST /auth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"):
+        with socket.create_connection(("127.0.0.1", serve_plain.port), timeout=5) as sock:
+            sock.sendall(payload)
+            try:
+                sock.recv(4096)
+            except OSError:
+                pass
+    with httpx.Client(base_url=serve_plain.url, timeout=30) as client:
+        assert client.get("/healthz").status_code == 200
+    assert serve_plain.proc.poll() is None
+
+
+@pytest.mark.redis
+def test_redis_store_outage_503_then_recovery(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    process = start_serve(tmp_path, "--no-secure-cookies", "--store", redis_server.url)
+    try:
+        add_user(process, "dan")
+        with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:
+            token = client.post("/auth", json={"username": "dan", "password": PASSWORD}).json()["access_token"]
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert client.get("/private", headers=bearer).status_code == 200
+            redis_server.kill()
+            assert client.get("/private", headers=bearer).status_code == 503
+            assert client.get("/healthz").status_code == 503
+            redis_server.start()
+            deadline = time.monotonic() + 10
+            while client.get("/healthz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.get("/healthz").status_code == 200
+            again = client.post("/auth", json={"username": "dan", "password": PASSWORD})
+            assert again.status_code == 200
+            assert client.get("/private", headers={"Authorization": f"Bearer {again.json()['access_token']}"}
+                              ).status_code == 200
+    finally:
+        stop_serve(process)
+
+
+def test_two_workers_share_the_key_and_the_store(tmp_path: Path) -> None:
+    process = start_serve(tmp_path, "--no-secure-cookies", "--workers", "2")
+    try:
+        add_user(process, "eve")
+        tokens = []
+        for _ in range(6):  # new connections land on either worker
+            with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:
+                tokens.append(client.post("/auth", json={"username": "eve", "password": PASSWORD}
+                                          ).json()["access_token"])
+        for token in tokens:
+            with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:
+                assert client.get("/private", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        stop_serve(process)
