@@ -1,0 +1,120 @@
+"""Password policy and argon2id hashing (one test runs the real OWASP parameters)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from argon2 import PasswordHasher
+
+from jwtkit.service import Argon2Hasher, WeakPassword, check_password, owasp_hasher
+from jwtkit.service.passwords import common_passwords
+
+from .conftest import CountingHasher
+
+
+@pytest.mark.parametrize(("password", "reason"), [
+    ("", "at least 8"),
+    ("abc1234", "at least 8"),
+    ("x" * 1025, "at most 1024"),
+    ("password", "too common"),
+    ("PASSWORD1", "too common"),
+    ("Password123", "too common"),
+    ("qwertyuiop", "too common"),
+    ("iloveyou", "too common"),
+    ("12345678", "too common"),
+    ("ｐａｓｓｗｏｒｄ", "too common"),  # fullwidth: NFKC folds it onto the listed one
+    ("Summer2024!", "too common"),
+])
+def test_weak_passwords(password: str, reason: str) -> None:
+    with pytest.raises(WeakPassword) as info:
+        check_password(password)
+    assert reason in str(info.value)
+    assert info.value.code == "weak_password"
+
+
+@pytest.mark.parametrize("password", ["correct horse battery", "x" * 8, "y" * 1024, "Tr0ub4dor&3x", "ꙮ" * 8])
+def test_acceptable_passwords(password: str) -> None:
+    check_password(password)
+
+
+def test_password_equal_to_the_username_is_refused() -> None:
+    with pytest.raises(WeakPassword, match="username"):
+        check_password("Alice-the-great", username="alice-the-great")
+
+
+def test_the_bundled_list_is_a_few_thousand_casefolded_entries() -> None:
+    listed = common_passwords()
+    assert 3000 <= len(listed) <= 20000
+    assert all(entry == entry.casefold() for entry in listed)
+    assert {"123456", "password", "qwerty", "letmein", "iloveyou", "football"} <= listed
+
+
+def test_length_counts_characters_not_bytes() -> None:
+    check_password("ü" * 8)  # 16 bytes, 8 characters
+    with pytest.raises(WeakPassword):
+        check_password("ü" * 7)
+
+
+async def test_real_owasp_parameters() -> None:
+    """The default hasher: argon2id, m=19456 KiB, t=2, p=1 (OWASP's first recommended option)."""
+    hasher = Argon2Hasher()
+    assert (hasher.hasher.memory_cost, hasher.hasher.time_cost, hasher.hasher.parallelism) == (19456, 2, 1)
+    stored = await hasher.hash("correct horse battery")
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert await hasher.verify(stored, "correct horse battery") is True
+    assert await hasher.verify(stored, "correct horse batterY") is False
+    assert hasher.needs_rehash(stored) is False
+    assert owasp_hasher().memory_cost == 19456
+
+
+async def test_hashing_runs_in_a_worker_thread() -> None:
+    seen: list[str] = []
+
+    class Recording(CountingHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            seen.append(threading.current_thread().name)
+            return super().hash(password, salt=salt)
+
+    hasher = Argon2Hasher(Recording())
+    await hasher.hash("correct horse battery")
+    assert seen
+    assert seen[0] != threading.main_thread().name
+    # and the loop keeps running meanwhile
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(tick())
+    await Argon2Hasher().hash("correct horse battery")  # ~50 ms of real argon2
+    ticker.cancel()
+    assert ticks > 1
+
+
+async def test_verify_is_false_for_garbage_hashes() -> None:
+    hasher = Argon2Hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    for stored in ("", "not-a-hash", "$argon2id$v=19$m=8,t=1,p=1$AAAA$BBBB", "$2b$12$abcdefghijklmnopqrstuu"):
+        assert await hasher.verify(stored, "whatever") is False
+        assert hasher.needs_rehash(stored) is True
+
+
+async def test_passwords_are_nfkc_normalised_before_hashing() -> None:
+    hasher = Argon2Hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    stored = await hasher.hash("Zoe\u0308 likes cafe\u0301s")
+    assert await hasher.verify(stored, "Zoë likes cafés") is True
+
+
+async def test_dummy_verification_costs_one_verify() -> None:
+    counting = CountingHasher()
+    hasher = Argon2Hasher(counting)
+    await hasher.prepare()
+    assert counting.hash_calls == 1
+    await hasher.verify_dummy("anything")
+    await hasher.verify_dummy("anything else")
+    assert counting.verify_calls == 2
+    assert counting.hash_calls == 1  # the dummy hash is made once
