@@ -1,0 +1,1 @@
+"""Tests for jwtkit.jose, the token core."""
