@@ -6,14 +6,16 @@ library (signature, then exp, iss and aud), so the peers do the same work jwtkit
 bare ``hmac.digest`` + ``hmac.compare_digest`` or ``cryptography`` sign/verify call on the same signing input,
 with no parsing at all (for ES256 the floor signs to DER and verifies a ready DER signature: no r||s work).
 
-Options: ``--quick`` (fewer, shorter samples, for a smoke run).
+Options: ``--quick`` (fewer, shorter samples, for a smoke run). Samples are taken in interleaved rounds.
 """
 
 from __future__ import annotations
 
 import hmac
+import statistics
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from benchmarks._timing import median_us, ratio, table
+from benchmarks._timing import ratio, table
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "api.example.com"
@@ -162,28 +164,49 @@ def _contenders(alg: str) -> dict[str, Contender | str]:
     return found
 
 
-def _measure(fn: Callable[[], object], *, quick: bool) -> float:
-    """Median µs/op, with the call count sized so that one sample takes about 50 ms (20 ms with --quick)."""
-    start = time.perf_counter()
-    for _ in range(5):
+def _calibrate(fn: Callable[[], object], target: float) -> int:
+    """How many calls take about ``target`` seconds (after a short warm-up)."""
+    for _ in range(20):
         fn()
-    single = max((time.perf_counter() - start) / 5, 1e-7)
-    target = 0.02 if quick else 0.05
-    number = max(20, min(20000, int(target / single)))
-    return median_us(fn, number=number, repeat=3 if quick else 7)
+    start = time.perf_counter()
+    for _ in range(20):
+        fn()
+    single = max((time.perf_counter() - start) / 20, 1e-7)
+    return max(10, min(50000, int(target / single)))
+
+
+def _measure_interleaved(fns: dict[str, Callable[[], object]], *, quick: bool) -> dict[str, float]:
+    """Median µs/op of each function, sampled in interleaved rounds.
+
+    The machine is shared, so load drifts during a run; sampling every contender once per round (instead of
+    one contender after another, as ``median_us`` does) spreads that drift evenly over all of them.
+    """
+    target, rounds = (0.01, 5) if quick else (0.04, 11)
+    numbers = {name: _calibrate(fn, target) for name, fn in fns.items()}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            number = numbers[name]
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter() - start) / number * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main(argv: list[str]) -> None:
     quick = "--quick" in argv
+    # joserfc warns on every use of the name "EdDSA" (deprecated by RFC 9864); the warning is not the subject.
+    warnings.filterwarnings("ignore", message="EdDSA is deprecated")
     results: dict[tuple[str, str, str], float] = {}
     missing: list[str] = []
     for alg in ALGS:
-        for lib, contender in _contenders(alg).items():
-            if isinstance(contender, str):
-                missing.append(f"{lib}: {contender}")
-                continue
-            results[(alg, "sign", lib)] = _measure(contender.sign, quick=quick)
-            results[(alg, "verify", lib)] = _measure(contender.verify, quick=quick)
+        contenders = _contenders(alg)
+        missing += [f"{lib}: {why}" for lib, why in contenders.items() if isinstance(why, str)]
+        ready = {lib: c for lib, c in contenders.items() if isinstance(c, Contender)}
+        for op in ("sign", "verify"):
+            timed = _measure_interleaved({lib: getattr(c, op) for lib, c in ready.items()}, quick=quick)
+            results.update({(alg, op, lib): value for lib, value in timed.items()})
 
     print("\nCompared: sign = encode a 7-claim access token (iss sub aud iat exp jti sid) to a compact JWS;")
     print("verify = decode it with the signature check and full claim validation (exp, iss, aud) in every")
