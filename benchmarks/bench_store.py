@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import shutil
 import socket
@@ -112,11 +113,12 @@ async def _measure(store: ManagedStore, checks: int, writes: int, repeat: int) -
         samples = []
         for _ in range(repeat):
             victims = await fresh_sessions()
-            samples.append(await _rate([lambda s=s: store.revoke(s.sid) for s in victims], clients))
+            samples.append(await _rate([functools.partial(store.revoke, s.sid) for s in victims], clients))
         figures[f"revoke/{clients}"] = statistics.median(samples)
+
         def consumes() -> Operations:
-            jtis = [secrets.token_urlsafe(12) for _ in range(writes)]
-            return [lambda j=j: store.consume(j, time.time() + 600) for j in jtis]
+            expires = time.time() + 600
+            return [functools.partial(store.consume, secrets.token_urlsafe(12), expires) for _ in range(writes)]
 
         figures[f"consume/{clients}"] = await _best_of(repeat, consumes, clients)
     await store.purge()
