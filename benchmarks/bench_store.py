@@ -118,7 +118,8 @@ async def _measure(store: ManagedStore, checks: int, writes: int, repeat: int) -
 
         def consumes() -> Operations:
             expires = time.time() + 600
-            return [functools.partial(store.consume, secrets.token_urlsafe(12), expires) for _ in range(writes)]
+            jtis = [secrets.token_urlsafe(12) for _ in range(writes)]
+            return [functools.partial(store.consume, jti, expires) for jti in jtis]
 
         figures[f"consume/{clients}"] = await _best_of(repeat, consumes, clients)
     await store.purge()
