@@ -38,7 +38,7 @@ def test_defaults() -> None:
     {"issuer": ""}, {"audience": ""}, {"access_ttl": 0}, {"access_ttl": -1}, {"access_ttl": True},
     {"refresh_ttl": 10, "access_ttl": 20}, {"throttle_threshold": 0}, {"throttle_window": float("nan")},
     {"throttle_base_delay": 0}, {"throttle_max_delay": 0.5}, {"leeway": -1}, {"leeway": 3600},
-    {"base_url": "ftp://x"}, {"base_url": "example.org"},
+    {"base_url": "ftp://x"}, {"base_url": "example.org"}, {"user_cache_ttl": -1},
 ])
 def test_bad_config_is_refused_where_built(bad: dict[str, object]) -> None:
     with pytest.raises(ServiceConfigError) as info:

@@ -279,3 +279,35 @@ async def test_session_of_another_user_is_refused(service: AuthService, alice: U
     token = encode({**claims, "sub": bob.id}, service.keys.active, typ="at+jwt")
     with pytest.raises(SessionRevoked):
         await service.authenticate(token)
+
+
+async def test_disabled_flag_cache_expires(service: AuthService, alice: User, clock: FakeClock) -> None:
+    """authenticate reuses the disabled flag for user_cache_ttl (5 s); an edit behind the service's back
+    takes effect once it runs out. (set_disabled invalidates it at once and cuts sessions off anyway.)"""
+    pair = await service.login("alice", PASSWORD)
+    await service.authenticate(pair.access_token)
+    await service.users.update(dataclasses.replace(alice, disabled=True))
+    await service.authenticate(pair.access_token)  # cached: still enabled
+    clock.advance(5)
+    with pytest.raises(InvalidToken) as info:
+        await service.authenticate(pair.access_token)
+    assert info.value.reason == "disabled"
+
+
+async def test_disabled_flag_without_cache(make_service: ServiceFactory) -> None:
+    async with make_service(user_cache_ttl=0) as service:
+        alice = await service.register("alice", PASSWORD)
+        pair = await service.login("alice", PASSWORD)
+        await service.authenticate(pair.access_token)
+        await service.users.update(dataclasses.replace(alice, disabled=True))
+        with pytest.raises(InvalidToken) as info:
+            await service.authenticate(pair.access_token)
+        assert info.value.reason == "disabled"
+
+
+async def test_set_disabled_takes_effect_at_once_despite_the_cache(service: AuthService, alice: User) -> None:
+    pair = await service.login("alice", PASSWORD)
+    await service.authenticate(pair.access_token)
+    await service.set_disabled(alice.id, True)
+    with pytest.raises(InvalidToken):
+        await service.authenticate(pair.access_token)

@@ -252,7 +252,7 @@ class SQLiteUserRepository:
             conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False,
                                    isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a password change must survive power loss
             conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the users database {self.path!r}: {exc}") from exc

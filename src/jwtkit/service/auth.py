@@ -58,6 +58,7 @@ logger = logging.getLogger("jwtkit.service")
 
 _MAX_USER_AGENT = 512
 _MAX_IP = 64
+_MAX_CACHED_USERS = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +143,8 @@ class AuthService:
         self.hasher = hasher if isinstance(hasher, Argon2Hasher) else Argon2Hasher(hasher)
         self.throttle = LoginThrottle(store, self.config, clock)
         self._state = _State.UNOPENED
+        # user id -> (valid until, disabled): see AuthConfig.user_cache_ttl
+        self._disabled_cache: dict[str, tuple[float, bool]] = {}
 
     def __repr__(self) -> str:
         return (f"AuthService(store={getattr(self.store, 'url', '?')!r}, users={self.users!r}, "
@@ -224,6 +227,7 @@ class AuthService:
         user = await self._user(user_id)
         updated = dataclasses.replace(user, disabled=disabled)
         await self.users.update(updated)
+        self._disabled_cache.pop(user_id, None)
         if disabled:
             await self._cut_off(user_id)
         logger.info("user %s %s", user_id, "disabled" if disabled else "enabled")
@@ -311,7 +315,7 @@ class AuthService:
 
     async def authenticate(self, access_token: str, *, user_agent: str | None = None) -> Principal:
         """Verify an access token: signature and claims, then the session is active and not cut off, then the
-        account is not disabled. One store check and one user lookup.
+        account is not disabled. One store check, and one user lookup at most every ``user_cache_ttl``.
 
         Raises:
             TokenExpired (``token_expired``), SessionRevoked (``session_revoked``), InvalidToken
@@ -328,10 +332,25 @@ class AuthService:
                 raise InvalidToken("agent", "the token was issued to another client")
         if not await self.store.check(sid, user_id):
             raise SessionRevoked()
-        user = await self.users.get(user_id)
-        if user is None or user.disabled:
+        if await self._is_disabled(user_id):
             raise InvalidToken("disabled", "the account is disabled")
         return Principal(user_id=user_id, session_id=sid, claims=claims)
+
+    async def _is_disabled(self, user_id: str) -> bool:
+        """The user's disabled flag (a missing user counts as disabled), cached for ``user_cache_ttl``."""
+        ttl = self.config.user_cache_ttl
+        now = self.clock()
+        if ttl > 0:
+            cached = self._disabled_cache.get(user_id)
+            if cached is not None and now < cached[0]:
+                return cached[1]
+        user = await self.users.get(user_id)
+        disabled = user is None or user.disabled
+        if ttl > 0:
+            if len(self._disabled_cache) >= _MAX_CACHED_USERS:
+                self._disabled_cache.clear()  # bounded memory; refilled by the next requests
+            self._disabled_cache[user_id] = (now + ttl, disabled)
+        return disabled
 
     async def refresh(self, refresh_token: str, *, ip: str = "", user_agent: str = "") -> TokenPair:
         """Rotate a refresh token: a new access token and a new refresh token; the presented one is spent.

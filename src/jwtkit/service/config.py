@@ -37,6 +37,10 @@ class AuthConfig:
         throttle_base_delay / throttle_max_delay: the first delay, doubled per further failure, and its cap.
         base_url: where the web app lives; mailed links start with it.
         leeway: seconds of clock skew tolerated on ``exp``/``nbf``/``iat``.
+        user_cache_ttl: seconds :meth:`AuthService.authenticate` may reuse a user's disabled flag without a
+            lookup (0 = always look up). Disabling through the service also cuts off every session in the
+            store, which every node checks on every request, so the cache only delays edits made to the
+            users table behind the service's back.
 
     Raises:
         ServiceConfigError (``service_config``): a value is out of range.
@@ -56,6 +60,7 @@ class AuthConfig:
     throttle_max_delay: float = 900.0
     base_url: str = "http://127.0.0.1:8000"
     leeway: int = 0
+    user_cache_ttl: float = 5.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -77,6 +82,9 @@ class AuthConfig:
             raise ServiceConfigError("throttle_max_delay must be at least throttle_base_delay")
         if isinstance(self.leeway, bool) or not isinstance(self.leeway, int) or not 0 <= self.leeway <= 300:
             raise ServiceConfigError("leeway must be an integer between 0 and 300 seconds")
+        if isinstance(self.user_cache_ttl, bool) or not isinstance(self.user_cache_ttl, int | float) \
+                or not 0 <= self.user_cache_ttl <= 3600:
+            raise ServiceConfigError("user_cache_ttl must be between 0 and 3600 seconds")
         parts = urlsplit(self.base_url) if isinstance(self.base_url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
             raise ServiceConfigError(f"base_url must be an http(s) URL, not {self.base_url!r}")
@@ -113,8 +121,8 @@ class Settings:
         ``JWTKIT_KEY_FILE``, ``JWTKIT_OUTBOX``, ``JWTKIT_ISSUER``, ``JWTKIT_AUDIENCE``, ``JWTKIT_BASE_URL``,
         ``JWTKIT_ACCESS_TTL``, ``JWTKIT_REFRESH_TTL``, ``JWTKIT_VERIFY_TTL``, ``JWTKIT_RESET_TTL``,
         ``JWTKIT_ALLOW_UNVERIFIED_LOGIN``, ``JWTKIT_BIND_USER_AGENT``, ``JWTKIT_THROTTLE_THRESHOLD``,
-        ``JWTKIT_THROTTLE_WINDOW``, ``JWTKIT_LEEWAY``, ``JWTKIT_MAIL_FROM``, ``JWTKIT_SMTP_HOST``,
-        ``JWTKIT_SMTP_PORT``, ``JWTKIT_SMTP_USERNAME``, ``JWTKIT_SMTP_PASSWORD``.
+        ``JWTKIT_THROTTLE_WINDOW``, ``JWTKIT_LEEWAY``, ``JWTKIT_USER_CACHE_TTL``, ``JWTKIT_MAIL_FROM``,
+        ``JWTKIT_SMTP_HOST``, ``JWTKIT_SMTP_PORT``, ``JWTKIT_SMTP_USERNAME``, ``JWTKIT_SMTP_PASSWORD``.
 
         ``overrides`` may name any :class:`Settings` field or any :class:`AuthConfig` field.
 
@@ -150,8 +158,10 @@ class Settings:
                           ("JWTKIT_THROTTLE_THRESHOLD", "throttle_threshold"), ("JWTKIT_LEEWAY", "leeway")):
             if env.get(var):
                 conf[name] = _parse_int(var, env[var])
-        if env.get("JWTKIT_THROTTLE_WINDOW"):
-            conf["throttle_window"] = _parse_float("JWTKIT_THROTTLE_WINDOW", env["JWTKIT_THROTTLE_WINDOW"])
+        for var, name in (("JWTKIT_THROTTLE_WINDOW", "throttle_window"),
+                          ("JWTKIT_USER_CACHE_TTL", "user_cache_ttl")):
+            if env.get(var):
+                conf[name] = _parse_float(var, env[var])
         for var, name in (("JWTKIT_ALLOW_UNVERIFIED_LOGIN", "allow_unverified_login"),
                           ("JWTKIT_BIND_USER_AGENT", "bind_user_agent")):
             if var in env:
