@@ -216,3 +216,24 @@ async def test_scheduled_purge_runs_in_the_background(tmp_path: Path) -> None:
             if count == 0:
                 break
         assert count == 0
+
+
+async def test_a_failing_write_does_not_undo_its_group(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = open_store(f"sqlite:///{tmp_path}/group.db", clock=clock)
+    assert isinstance(store, SQLiteStore)
+    async with store:
+        sessions = [new_session(clock) for _ in range(20)]
+
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        results = await asyncio.gather(*(store.create_session(s) for s in sessions[:10]),
+                                       store._write(broken),
+                                       *(store.create_session(s) for s in sessions[10:]),
+                                       return_exceptions=True)
+        assert [type(r).__name__ for r in results].count("StoreUnavailable") == 1
+        assert isinstance(results[10], StoreUnavailable)
+        assert isinstance(results[10].__cause__, sqlite3.OperationalError)
+        for session in sessions:
+            assert await store.check(session.sid, "alice") is True

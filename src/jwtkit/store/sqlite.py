@@ -2,9 +2,11 @@
 
 How it keeps the event loop free and the hot path short:
 
-- Writes run on one writer thread with its own connection, each in ``BEGIN IMMEDIATE`` (so
-  read-modify-write steps such as ``rotate_refresh`` are atomic across processes too) and with
-  ``busy_timeout`` for lock waits.
+- Writes run on one writer thread with its own connection, in ``BEGIN IMMEDIATE`` transactions (so
+  read-modify-write steps such as ``rotate_refresh`` are atomic across processes too), with ``busy_timeout``
+  for lock waits. Writes that queue up while one commits are committed together (group commit: one WAL sync
+  for many writes), each inside its own SAVEPOINT so that one failing write does not undo the others. A
+  write is acknowledged only after its transaction has committed.
 - The per-request :meth:`check` reads inline, on a per-thread read-only connection, with one prepared SELECT
   that joins the session and the user's cut-off. In WAL mode readers never wait for writers (they read the
   last committed snapshot), so this read does not block on the writer thread or on other processes.
@@ -20,11 +22,11 @@ works again. FULL syncs the WAL on every commit, so an acknowledged revocation s
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import math
 import os
+import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -120,6 +122,93 @@ def _decode(row: tuple[Any, ...]) -> tuple[Session, float | None]:
     return session, cutoff
 
 
+_MAX_GROUP = 64  # writes committed in one transaction at most
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return  # the caller gave up waiting; the write itself has been committed or rolled back already
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class _Writer:
+    """The thread that owns the write connection and commits queued writes in groups."""
+
+    _STOP = object()
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._path = path
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"jwtkit-sqlite-writer {path}", daemon=True)
+        self._thread.start()
+
+    async def submit(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((work, future, loop))
+        return await future
+
+    async def stop(self) -> None:
+        self._queue.put(self._STOP)
+        await asyncio.to_thread(self._thread.join)
+
+    def _run(self) -> None:
+        stopping = False
+        try:
+            while not stopping:
+                item = self._queue.get()
+                if item is self._STOP:
+                    break
+                group = [item]
+                while len(group) < _MAX_GROUP:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is self._STOP:
+                        stopping = True
+                        break
+                    group.append(item)
+                self._commit(group)
+        finally:
+            self._conn.close()
+
+    def _commit(self, group: list[Any]) -> None:
+        conn = self._conn
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with _mapped(self._path):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for work, _, _ in group:
+                        conn.execute("SAVEPOINT write")
+                        try:
+                            with _mapped(self._path):
+                                outcomes.append((True, work(conn)))
+                        except Exception as exc:
+                            conn.execute("ROLLBACK TO write")
+                            outcomes.append((False, exc))
+                        conn.execute("RELEASE write")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except Exception as exc:  # BEGIN or COMMIT failed: nothing of this group was stored
+            outcomes = []
+            for _ in group:
+                failure = StoreUnavailable(str(exc))
+                failure.__cause__ = exc.__cause__ or exc
+                outcomes.append((False, failure))
+        for (_, future, loop), (ok, value) in zip(group, outcomes, strict=True):
+            with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody to tell
+                loop.call_soon_threadsafe(_settle, future, ok, value)
+
+
 class SQLiteStore(BaseStore):
     """The SQLite backend. Several processes may open the same file."""
 
@@ -130,8 +219,7 @@ class SQLiteStore(BaseStore):
             raise StoreConfigError(f"sqlite store {url!r} needs a file path (use memory:// for no file)")
         self.path = path
         self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._writer: sqlite3.Connection | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writer: _Writer | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -160,7 +248,7 @@ class SQLiteStore(BaseStore):
             self._readers.append(conn)
         return conn
 
-    def _open_writer(self) -> None:
+    def _open_writer(self) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise StoreConfigError(f"sqlite store {self.url}: directory {directory} does not exist")
@@ -188,25 +276,16 @@ class SQLiteStore(BaseStore):
             except BaseException:
                 conn.close()
                 raise
-        self._writer = conn
+        return conn
 
     async def _open(self) -> None:
         self._local = threading.local()
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jwtkit-sqlite-writer")
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._open_writer)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
+        self._writer = _Writer(await asyncio.to_thread(self._open_writer), self.path)
 
     async def _close(self) -> None:
-        executor, writer = self._executor, self._writer
-        self._executor = self._writer = None
-        if executor is not None:
-            if writer is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, writer.close)
-            executor.shutdown(wait=False)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.stop()
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:
@@ -220,27 +299,12 @@ class SQLiteStore(BaseStore):
     # running work -----------------------------------------------------------------------------------
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the writer thread."""
+        """Run ``work`` on the writer thread inside a committed ``BEGIN IMMEDIATE`` transaction."""
         self._require_open()
-        executor = self._executor
-        if executor is None:
+        writer = self._writer
+        if writer is None:
             raise StoreUnavailable(f"sqlite store {self.url} is closed")
-        return await asyncio.get_running_loop().run_in_executor(executor, self._transaction, work)
-
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._writer
-        if conn is None:
-            raise StoreUnavailable(f"sqlite store {self.url} is closed")
-        with _mapped(self.path):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+        return await writer.submit(work)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` on a pool thread's read connection."""
