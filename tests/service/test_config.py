@@ -147,3 +147,18 @@ def test_build_service_with_a_secret_and_smtp(tmp_path: Path) -> None:
 def test_build_service_refuses_a_short_secret() -> None:
     with pytest.raises(ServiceConfigError, match="at least 32 bytes"):
         build_service(Settings.from_env({"JWT_SECRET": "secret", "JWTKIT_STORE": "memory://"}))
+
+
+def test_memory_store_keeps_users_in_memory(tmp_path: Path) -> None:
+    from jwtkit.service import MemoryUserRepository
+
+    settings = Settings.from_env({"JWT_SECRET": SECRET, "JWTKIT_STORE": "memory://"})
+    assert settings.users_path == ":memory:"
+    assert isinstance(build_service(settings).users, MemoryUserRepository)
+    explicit = Settings.from_env({"JWT_SECRET": SECRET, "JWTKIT_STORE": "memory://",
+                                  "JWTKIT_DB": str(tmp_path / "u.db")})
+    assert isinstance(build_service(explicit).users, SQLiteUserRepository)
+
+
+def test_store_override_moves_the_users_file_too() -> None:
+    assert Settings.from_env({}, store_url="sqlite:///other.db").users_path == "other.db"

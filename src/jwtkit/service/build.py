@@ -1,11 +1,11 @@
-"""Assemble an :class:`AuthService` from :class:`Settings`: the store by URL, the SQLite user repository,
+"""Assemble an :class:`AuthService` from :class:`Settings`: the store by URL, the user repository (SQLite),
 the key ring (``JWT_SECRET`` or the key file) and the mailer (SMTP or the outbox folder)."""
 
 from __future__ import annotations
 
-from jwtkit.service.accounts import SQLiteUserRepository
+from jwtkit.service.accounts import MemoryUserRepository, SQLiteUserRepository, UserRepository
 from jwtkit.service.auth import AuthService
-from jwtkit.service.config import Settings
+from jwtkit.service.config import MEMORY_USERS, Settings
 from jwtkit.service.keyring import KeyRing
 from jwtkit.service.mail import Mailer, OutboxMailer, SMTPMailer
 from jwtkit.store import open_store
@@ -32,9 +32,11 @@ def build_service(settings: Settings | None = None) -> AuthService:
                             password=settings.smtp_password, sender=settings.mail_from)
     else:
         mailer = OutboxMailer(settings.outbox_path, sender=settings.mail_from)
+    users: UserRepository = (MemoryUserRepository() if settings.users_path == MEMORY_USERS
+                             else SQLiteUserRepository(settings.users_path))
     return AuthService(
         store=open_store(settings.store_url),
-        users=SQLiteUserRepository(settings.users_path),
+        users=users,
         keys=keys,
         config=settings.config,
         mailer=mailer,

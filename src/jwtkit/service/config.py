@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 from jwtkit.service.errors import ServiceConfigError
 
-__all__ = ["AuthConfig", "Settings"]
+__all__ = ["MEMORY_USERS", "AuthConfig", "Settings"]
+
+MEMORY_USERS = ":memory:"  # a users_path that keeps users in process memory (MemoryUserRepository)
 
 _DEFAULT_STORE_URL = "sqlite:///jwtkit.db"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -96,6 +98,7 @@ class AuthConfig:
 class Settings:
     """Everything :func:`jwtkit.service.build_service` needs to assemble a service.
 
+    ``users_path`` is the users' SQLite file, or ``":memory:"`` for a :class:`MemoryUserRepository`.
     ``secret`` (from ``JWT_SECRET``) selects an HS256 key; without it the key ring lives in ``key_path``
     (created with mode 0600 on first run). Mail goes to SMTP when ``smtp_host`` is set, else to the outbox
     folder. ``repr()`` never shows the secret or the SMTP password.
@@ -117,7 +120,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``JWT_SECRET`` and the ``JWTKIT_*`` variables; keyword ``overrides`` win over both.
 
-        Variables: ``JWTKIT_STORE``, ``JWTKIT_DB`` (users database; defaults to the sqlite store's file),
+        Variables: ``JWTKIT_STORE``, ``JWTKIT_DB`` (users database; defaults to the sqlite store's file, or
+        to memory with a ``memory://`` store),
         ``JWTKIT_KEY_FILE``, ``JWTKIT_OUTBOX``, ``JWTKIT_ISSUER``, ``JWTKIT_AUDIENCE``, ``JWTKIT_BASE_URL``,
         ``JWTKIT_ACCESS_TTL``, ``JWTKIT_REFRESH_TTL``, ``JWTKIT_VERIFY_TTL``, ``JWTKIT_RESET_TTL``,
         ``JWTKIT_ALLOW_UNVERIFIED_LOGIN``, ``JWTKIT_BIND_USER_AGENT``, ``JWTKIT_THROTTLE_THRESHOLD``,
@@ -182,10 +186,14 @@ class Settings:
             raise ServiceConfigError("config must be an AuthConfig")
         values["config"] = dataclasses.replace(base, **conf) if conf else base
         if "users_path" not in values:
-            # Users live in the same SQLite file as the sessions by default (one file to back up).
-            store_file = _sqlite_path(values.get("store_url", _DEFAULT_STORE_URL))
+            # Users live in the same SQLite file as the sessions by default (one file to back up); with a
+            # memory:// store they live in memory too, so a demo leaves no file behind.
+            store_url = values.get("store_url", _DEFAULT_STORE_URL)
+            store_file = _sqlite_path(store_url)
             if store_file is not None:
                 values["users_path"] = store_file
+            elif store_url.startswith("memory:"):
+                values["users_path"] = MEMORY_USERS
         if isinstance(values.get("secret"), str):
             values["secret"] = values["secret"].encode("utf-8")
         return cls(**values)
