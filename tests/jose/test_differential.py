@@ -43,7 +43,10 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:EdDSA is deprecated",
 )
 
-PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 60 examples per algorithm (29 parametrised properties) and 100 for the single-token properties keep the file
+# well under a minute on two shared cores; the example database makes later runs revisit any failure first.
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Registered claim names are left out of the random claims: the peers validate them on their own terms
@@ -407,6 +410,9 @@ def test_wrong_key_refused_by_all() -> None:
     fixture = FIXTURES["RS256"]
     assert jwtkit_refusal(token, fixture.verifying_key("k")) == "signature"
     assert jwtkit_refusal(token, KeySet([fixture.verifying_key("k")])) == "signature"
+    # R9: a kid that no configured key has is refused, even when a key would verify the signature.
+    ours = jwtkit.encode(claims, fixture.signing_key("k"))
+    assert jwtkit_refusal(ours, KeySet([fixture.verifying_key("other")])) == "key"
     assert not pyjwt_accepts(token, fixture.public, ["RS256"])
     assert not joserfc_accepts(token, fixture.joserfc_public, ["RS256"])
 
@@ -437,7 +443,7 @@ def test_hmac_rsa_key_confusion_refused_by_all() -> None:
                     lambda si: hmac.digest(fixture.public_pem, si, "sha256"))
     assert jwtkit_refusal(token, fixture.verifying_key()) == "algorithm"
     assert jwtkit_refusal(token, fixture.verifying_key(), algorithms=["HS256", "RS256"]) == "algorithm"
-    assert jwtkit_refusal(token, KeySet([fixture.verifying_key()])) is not None
+    assert jwtkit_refusal(token, KeySet([fixture.verifying_key()])) == "algorithm"
     assert not pyjwt_accepts(token, fixture.public_pem, ["RS256"])
     assert not pyjwt_accepts(token, fixture.public_pem, ["HS256", "RS256"])
     assert not joserfc_accepts(token, fixture.joserfc_public, ["RS256"])
@@ -691,3 +697,69 @@ def test_duplicate_json_names_refused(where: str, header: bytes | None, payload:
     fixture = FIXTURES["HS256"]
     token = compact(header or {"alg": "HS256"}, payload or with_exp({"sub": "x"}), _hs256_sign)
     assert jwtkit_refusal(token, fixture.verifying_key()) == code
+
+
+# --- 5. mutations and malleability -------------------------------------------------------------------------
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@MANY
+@given(data=st.data())
+def test_every_single_edit_of_a_token_is_refused(data: st.DataObject) -> None:
+    # Canonical base64url leaves no slack (R2): changing, inserting or deleting any one character breaks the
+    # encoding or changes the signed bytes or the signature, so no edited token may verify; jwtkit raises only
+    # JWTError (R16). The peers must refuse too, except for PyJWT's known padding leniency.
+    fixture = FIXTURES["HS256"]
+    token = jwtkit.encode(with_exp(data.draw(extra_claims, label="claims")), fixture.signing_key())
+    position = data.draw(st.integers(0, len(token) - 1), label="position")
+    edit = data.draw(st.sampled_from(["replace", "insert", "delete"]), label="edit")
+    character = data.draw(st.sampled_from(B64URL + ".=+/ \n~\x00é"), label="character")
+    if edit == "replace":
+        mutated = token[:position] + character + token[position + 1:]
+    elif edit == "insert":
+        mutated = token[:position] + character + token[position:]
+    else:
+        mutated = token[:position] + token[position + 1:]
+    if mutated == token:
+        return
+    assert jwtkit_refusal(mutated, fixture.verifying_key()) is not None
+    assert not joserfc_accepts(mutated, fixture.joserfc_public, ["HS256"])
+    if not mutated.endswith("="):
+        assert not pyjwt_accepts(mutated, fixture.public, ["HS256"])
+
+
+def test_ecdsa_signatures_are_malleable_everywhere() -> None:
+    # R18: (r, n - s) is a second valid signature over the same bytes, so the token *string* is not unique.
+    # All three libraries accept both forms; replay and revocation lists must key on `jti`, not the token.
+    fixture = FIXTURES["ES256"]
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    claims = with_exp({"jti": "malleable"})
+    token = jwtkit.encode(claims, fixture.signing_key())
+    signing_input, segment = token.rsplit(".", 1)
+    signature = unb64(segment)
+    s = int.from_bytes(signature[32:], "big")
+    twin = f"{signing_input}.{b64(signature[:32] + (n - s).to_bytes(32, 'big'))}"
+    assert twin != token
+    assert jwtkit.decode(twin, fixture.verifying_key()) == claims
+    assert pyjwt_accepts(twin, fixture.public, ["ES256"])
+    assert joserfc_accepts(twin, fixture.joserfc_public, ["ES256"])
+
+
+# Observed peers: both refuse `crit`; PyJWT ignores non-critical `b64` and `zip`, joserfc ignores `b64`
+# (lenient: for those only jwtkit's refusal is asserted).
+@pytest.mark.parametrize(("extra", "lenient_peers"), [
+    ({"crit": ["exp"]}, set()),                 # R7: jwtkit understands no extension: any `crit` is refused
+    ({"crit": ["b64"], "b64": False}, set()),
+    ({"b64": True}, {"pyjwt", "joserfc"}),     # RFC 7797 §7: a JWT never carries `b64`, whatever its value
+    ({"zip": "DEF"}, {"pyjwt"}),               # R7: never decompress
+])
+def test_critical_and_unsupported_header_members_refused(extra: dict[str, Any],
+                                                         lenient_peers: set[str]) -> None:
+    fixture = FIXTURES["HS256"]
+    token = compact({"alg": "HS256", **extra}, with_exp({"sub": "x"}), _hs256_sign)
+    assert jwtkit_refusal(token, fixture.verifying_key()) == "header"
+    if "pyjwt" not in lenient_peers:
+        assert not pyjwt_accepts(token, fixture.public, ["HS256"])
+    if "joserfc" not in lenient_peers:
+        assert not joserfc_accepts(token, fixture.joserfc_public, ["HS256"])
