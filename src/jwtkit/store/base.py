@@ -122,7 +122,11 @@ class Store(Protocol):
         """Store a new session. Its records expire at ``session.expires``."""
 
     async def get_session(self, sid: str) -> Session | None:
-        """The session, revoked or not, or None when unknown or expired. A corrupt record reads as revoked."""
+        """The session, revoked or not, or None when unknown or expired. A corrupt record reads as revoked.
+
+        ``revoked`` is True when the session was revoked *or* is cut off by the user's cut-off (it was
+        created before it), so ``revoked`` always agrees with :meth:`check`. A corrupt record comes back as
+        ``Session(sid, user_id="", expires=inf, revoked=True, ...)`` and is logged."""
 
     async def check(self, sid: str, user_id: str) -> bool:
         """The per-request check: True only if the session exists, belongs to ``user_id``, is not revoked,
@@ -134,17 +138,20 @@ class Store(Protocol):
 
     async def revoke(self, sid: str) -> bool:
         """Revoke one session (and so every token of it). True if it was active. Revoking twice is
-        harmless."""
+        harmless.
+
+        "Active" means what :meth:`check` accepts: known, not revoked, not expired and not cut off."""
 
     async def revoke_family(self, family: str) -> int:
         """Revoke every session of a refresh family. Returns how many were active."""
 
     async def revoke_all(self, user_id: str, cutoff: float) -> None:
         """Set the user's cut-off: every session created before ``cutoff`` is dead. One write. Never moves
-        the cut-off backwards."""
+        the cut-off backwards. The record is kept until the last session it can kill has expired (and at
+        least a day), so storage stays bounded."""
 
     async def get_cutoff(self, user_id: str) -> float | None:
-        """The user's cut-off, or None."""
+        """The user's cut-off, or None. An unreadable cut-off record reads as ``inf`` (every session dead)."""
 
     async def list_sessions(self, user_id: str) -> list[Session]:
         """The user's active sessions (not revoked, not expired, not cut off), newest first."""
@@ -158,7 +165,8 @@ class Store(Protocol):
 
     async def consume(self, jti: str, expires: float) -> bool:
         """Mark a single-use token as used. Exactly one caller ever gets True for a given ``jti`` (until
-        ``expires``, after which the token itself is no longer valid)."""
+        ``expires``, after which the token itself is no longer valid). False at once when ``expires`` is
+        already past by the store's clock."""
 
     # login throttling ----------------------------------------------------------------------------------
 
