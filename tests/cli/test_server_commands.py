@@ -125,6 +125,10 @@ def test_keys_rotate(jwtkit: Runner, tmp_path: Path) -> None:
     human = jwtkit("keys", "rotate")
     assert human.returncode == 0 and human.stdout.startswith("new active key ")
     assert_one_line_error(jwtkit("keys", "rotate", env={"JWT_SECRET": "x" * 40}), 2, "usage")
+    assert_one_line_error(jwtkit("keys", "rotate", "--alg", "none"), 2, "usage")
+    other = jwtkit("keys", "rotate", "--key-file", "other.key", "--json")
+    assert other.returncode == 0 and json.loads(other.stdout)["file"] == "other.key"
+    assert stat.S_IMODE((tmp_path / "other.key").stat().st_mode) == 0o600
 
 
 def test_store_unavailable_exits_3(jwtkit: Runner) -> None:

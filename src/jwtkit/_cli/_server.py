@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from ._output import EXIT_REFUSED, CLIError, out
-from ._tokens import JsonFlag
+from ._tokens import JsonFlag, check_alg
 
 if TYPE_CHECKING:
     from jwtkit.service import AuthService, Settings, User
@@ -357,19 +357,23 @@ def keys_rotate(
     alg: Annotated[
         str | None, typer.Option("--alg", help="Algorithm of the new key (default: the current).")
     ] = None,
-    store: StoreOption = None,
+    key_file: Annotated[
+        str | None, typer.Option("--key-file", envvar="JWTKIT_KEY_FILE", help="The server's key file.")
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Make a new active signing key; older keys keep verifying until their tokens have expired."""
     out.use_json(json_output)
     from jwtkit.service import KeyRing
 
-    settings = _settings(store)
+    check_alg(alg)
+    settings = _settings(None, key_path=key_file)
     if settings.secret is not None:
         raise CLIError(
             "usage", "JWT_SECRET is set: the server signs with it, so there is no key file to rotate"
         )
-    ring = KeyRing.rotate(settings.key_path, alg=alg)
+    # Keys retire once no refresh token (the longest-lived kind) signed by them can still be valid.
+    ring = KeyRing.rotate(settings.key_path, alg=alg, retire_after=settings.config.refresh_ttl)
     active = ring.active
     if out.json:
         out.emit_json(

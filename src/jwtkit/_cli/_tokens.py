@@ -27,7 +27,7 @@ from ._keyfiles import (
 )
 from ._output import EXIT_INVALID, CLIError, out
 
-__all__ = ["JsonFlag", "register"]
+__all__ = ["JsonFlag", "check_alg", "register"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
@@ -79,7 +79,7 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _check_alg(alg: str | None) -> str | None:
+def check_alg(alg: str | None) -> str | None:
     if alg is not None and alg not in ALGORITHMS:
         raise CLIError("usage", f"unknown algorithm {alg!r}; one of {', '.join(ALGORITHMS)}")
     return alg
@@ -277,7 +277,7 @@ def encode_command(
 ) -> None:
     """Sign claims into a token (adds iat; warns when there is no exp)."""
     out.use_json(json_output)
-    _check_alg(alg)
+    check_alg(alg)
     claims: dict[str, Any] = {}
     if claims_file is not None:
         claims.update(_claims_from_file(claims_file))
@@ -406,7 +406,7 @@ def verify_command(
 ) -> None:
     """Verify a token's signature and claims; exit 0 and print the claims, or exit 1 with the reason."""
     out.use_json(json_output)
-    _check_alg(alg)
+    check_alg(alg)
     if sum(source is not None for source in (key_file, secret_env, jwks)) != 1:
         raise CLIError("usage", "give exactly one of --key FILE, --secret-env VAR or --jwks URL_OR_FILE")
     key: Key | KeySet
