@@ -93,7 +93,7 @@ async def record_count(store: ManagedStore) -> int:
         finally:
             conn.close()
     if kind == "LevelDBStore":
-        return sum(1 for _ in store._db.iterator(include_value=False))  # type: ignore[attr-defined]
+        return len(list(store._db.iterator(include_value=False)))  # type: ignore[attr-defined]
     raise AssertionError(f"{kind} expires by TTL")
 
 

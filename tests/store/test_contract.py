@@ -300,4 +300,6 @@ async def test_async_with_opens_and_closes(backend: str, clock: FakeClock, tmp_p
     if backend != "memory":  # persistent backends: reopening finds the session again
         async with open_store(url, clock=clock) as again:
             assert await again.check(session.sid, "alice") is True
-            assert dataclasses.asdict(await again.get_session(session.sid)) == dataclasses.asdict(session)
+            reopened = await again.get_session(session.sid)
+            assert reopened is not None
+            assert dataclasses.asdict(reopened) == dataclasses.asdict(session)

@@ -57,6 +57,7 @@ def test_options_from_query_and_keywords() -> None:
     assert store._purge_interval == 0
     assert store._busy_timeout_ms == 500
     store = open_store("sqlite:///x.db?purge_interval=10", purge_interval=20)
+    assert isinstance(store, SQLiteStore)
     assert store._purge_interval == 20  # keywords win
     assert open_store("memory://")._purge_interval == DEFAULT_PURGE_INTERVAL  # type: ignore[attr-defined]
 

@@ -110,7 +110,7 @@ async def test_paused_server_times_out_and_cancellation_propagates(redis_server:
     async with open_store(redis_server.url, clock=clock, command_timeout=0.2) as store:
         session = new_session(clock)
         await store.create_session(session)
-        await raw_client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        await raw_client.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # type: ignore[no-untyped-call]
         try:
             started = time.monotonic()
             with pytest.raises(StoreUnavailable) as caught:
@@ -124,7 +124,7 @@ async def test_paused_server_times_out_and_cancellation_propagates(redis_server:
             with pytest.raises(asyncio.CancelledError):
                 await task
         finally:
-            await raw_client.execute_command("CLIENT", "UNPAUSE")
+            await raw_client.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
         assert await store.check(session.sid, "alice") is True
 
 
@@ -247,9 +247,9 @@ def test_rediss_url_builds_a_tls_pool(tmp_path: Path) -> None:
     ("redis://127.0.0.1:1/0?command_timeout=soon", {}),
     ("redis://127.0.0.1:1/notanumber", {}),
 ])
-def test_bad_redis_options_are_config_errors(url: str, options: dict[str, str]) -> None:
+def test_bad_redis_options_are_config_errors(url: str, options: dict[str, Any]) -> None:
     with pytest.raises(StoreConfigError) as caught:
-        open_store(url, **options)
+        open_store(url, clock=time.time, **options)
     assert caught.value.code == "store_config"
 
 
