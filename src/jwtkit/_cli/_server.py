@@ -251,7 +251,7 @@ def user_disable(
     store: StoreOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Disable an account: it can no longer log in, and its tokens stop working."""
+    """Disable an account: it can no longer log in, and the server refuses its access tokens."""
     out.use_json(json_output)
     _set_disabled(name, True, store)
 
