@@ -763,3 +763,42 @@ def test_critical_and_unsupported_header_members_refused(extra: dict[str, Any],
         assert not pyjwt_accepts(token, fixture.public, ["HS256"])
     if "joserfc" not in lenient_peers:
         assert not joserfc_accepts(token, fixture.joserfc_public, ["HS256"])
+
+
+# --- 6. jwtkit accepts only what the peers accept ----------------------------------------------------------
+
+# Members jwtkit reads get any JSON value. The key-locating members it ignores (R8) get well-typed values
+# pointing at an attacker: joserfc type-checks those (it refuses `"jku": null`, which jwtkit ignores), and it
+# refuses unregistered members outright (strict_check_header), which RFC 7515 §4 and R7 say to ignore.
+ATTACKER_JWK = {"kty": "oct", "k": b64(b"attacker secret of 32 bytes ....")}
+header_extras = st.fixed_dictionaries({}, optional={
+    **{name: json_value for name in ("typ", "kid", "cty", "crit", "b64", "zip")},
+    "jku": st.just("https://attacker.example/jwks.json"),
+    "x5u": st.just("https://attacker.example/cert.pem"),
+    "jwk": st.just(ATTACKER_JWK),
+})
+CLAIM_NAMES = ["exp", "nbf", "iat", "iss", "aud", "sub", "jti", "x"]
+# Registered claims get awkward values: wrong types, far past and far future dates, floats, huge integers.
+claim_values = (json_value | st.integers(min_value=-(2**70), max_value=2**70)
+                | st.sampled_from([0, 1, 2**31, 4102444800, 4102444800.5, -1.5, 1e300, -1e300, "", [], [""]]))
+
+
+@PROPERTY
+@given(
+    extra_header=header_extras,
+    claims=st.dictionaries(st.sampled_from(CLAIM_NAMES) | claim_names, claim_values, max_size=6),
+)
+def test_jwtkit_accepts_only_what_both_peers_accept(extra_header: dict[str, Any],
+                                                    claims: dict[str, Any]) -> None:
+    # Correctly signed tokens with random header members and random registered-claim values: jwtkit is the
+    # strictest of the three, so whatever it accepts, PyJWT and joserfc accept too, with the same claims; and
+    # whatever it refuses, it refuses with a JWTError (R16), which jwtkit_refusal enforces.
+    fixture = FIXTURES["HS256"]
+    token = compact({"alg": "HS256", **extra_header}, claims, _hs256_sign)
+    try:
+        decoded = jwtkit.decode(token, fixture.verifying_key(), require=())
+    except JWTError:
+        return
+    assert decoded == claims
+    assert pyjwt.decode(token, fixture.public, algorithms=["HS256"]) == claims
+    assert joserfc_accepts(token, fixture.joserfc_public, ["HS256"])
