@@ -14,13 +14,14 @@ Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The parent's environment without anything that changes jwtkit's or rich's behaviour."""
+    """The parent's environment without anything that changes jwtkit's, rich's or httpx's behaviour."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(
-            ("JWTKIT_", "JWT_SECRET", "FORCE_COLOR", "NO_COLOR", "CLICOLOR", "COLUMNS", "TTY_")
+            ("JWTKIT_", "JWT_SECRET", "FORCE_COLOR", "NO_COLOR", "CLICOLOR", "COLUMNS", "TTY_", "SSL_CERT_")
         )
+        and not k.lower().endswith("_proxy")
     }
     env["JWT_TEST_SECRET"] = SECRET
     env.update(extra or {})
