@@ -195,7 +195,9 @@ class AuthService:
         """
         name = normalize_username(username)
         check_password(password, username=name)
-        address = normalize_email(email) if email is not None and email.strip() else None
+        address: str | None = None
+        if email is not None and (not isinstance(email, str) or email.strip()):  # blank: no address
+            address = normalize_email(email)
         if await self.users.get_by_username(name) is not None:
             raise UsernameTaken()  # before the slow hash; the insert below still enforces it
         user = User(id=new_id(), username=name, email=address, verified=verified, disabled=False,
@@ -533,8 +535,9 @@ class AuthService:
         user = await self._user(user_id)
         user_key, _ = self.throttle.keys(user.username, "")
         await self.throttle.check((user_key,))
-        if not await self.hasher.verify(user.password_hash, old_password[:MAX_PASSWORD_LENGTH]) \
-                or len(old_password) > MAX_PASSWORD_LENGTH:
+        usable = isinstance(old_password, str) and len(old_password) <= MAX_PASSWORD_LENGTH
+        candidate = old_password if usable else ""
+        if not await self.hasher.verify(user.password_hash, candidate) or not usable:
             await self.throttle.failure((user_key,))
             raise InvalidCredentials("the current password is wrong")
         check_password(new_password, username=user.username)

@@ -50,6 +50,12 @@ def normalize_password(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
 
+def _encode(password: str) -> bytes:
+    # The same bytes argon2-cffi would make (UTF-8), except that a lone surrogate (possible in JSON input)
+    # cannot crash the encoder: it is kept as is and simply never matches a real password.
+    return normalize_password(password).encode("utf-8", "surrogatepass")
+
+
 def _fold(password: str) -> str:
     return unicodedata.normalize("NFKC", password).casefold()
 
@@ -69,6 +75,10 @@ def check_password(password: str, *, username: str | None = None) -> None:
     """
     if not isinstance(password, str):
         raise WeakPassword("the password must be text")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WeakPassword("the password contains characters that are not valid text") from None
     length = len(normalize_password(password))
     if length < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
@@ -105,13 +115,13 @@ class Argon2Hasher:
         return f"Argon2Hasher(t={h.time_cost}, m={h.memory_cost}, p={h.parallelism})"
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, normalize_password(password))
+        return await asyncio.to_thread(self.hasher.hash, _encode(password))
 
     async def verify(self, stored_hash: str, password: str) -> bool:
         """True if ``password`` matches; False for a mismatch and for a hash that cannot be read."""
-        return await asyncio.to_thread(self._verify, stored_hash, normalize_password(password))
+        return await asyncio.to_thread(self._verify, stored_hash, _encode(password))
 
-    def _verify(self, stored_hash: str, password: str) -> bool:
+    def _verify(self, stored_hash: str, password: bytes) -> bool:
         try:
             return bool(self.hasher.verify(stored_hash, password))
         except (VerificationError, InvalidHashError):
