@@ -177,3 +177,15 @@ def stop_serve(process: ServeProcess) -> None:
     except subprocess.TimeoutExpired:
         process.proc.kill()
         process.proc.wait()
+
+
+def add_user(process: ServeProcess, name: str, password: str = PASSWORD) -> None:
+    """``jwtkit user add NAME --email E --password-stdin`` in the server's directory (same SQLite file)."""
+    cli = Path(sys.executable).parent / "jwtkit"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWTKIT_") and k != "JWT_SECRET"}
+    result = subprocess.run([str(cli), "user", "add", name, "--email", f"{name}@example.org",
+                             "--password-stdin"],
+                            input=password + "\n", text=True, capture_output=True, cwd=process.workdir,
+                            env=env,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr + result.stdout

@@ -43,7 +43,8 @@ async def test_register_bad_username_email_and_missing_fields(server: Server) ->
     bad_name = await client.post("/register", json={"username": "a b/<c>", "password": PASSWORD})
     assert bad_name.status_code == 400
     assert bad_name.json()["error"] == "invalid_username"
-    bad_email = await client.post("/register", json={"username": "fay", "password": PASSWORD, "email": "nope"})
+    bad_email = await client.post("/register", json={"username": "fay", "password": PASSWORD,
+                                                     "email": "nope"})
     assert bad_email.status_code == 400
     assert bad_email.json()["error"] == "invalid_email"
     missing = await client.post("/register", json={"password": PASSWORD})
@@ -57,7 +58,8 @@ async def test_register_form_and_page(server: Server) -> None:
     page = await browser.get("/register")
     assert page.status_code == 200
     csrf = csrf_of(page.text)
-    created = await browser.post("/register", data={"username": "gus", "password": PASSWORD, "csrf_token": csrf})
+    created = await browser.post("/register", data={"username": "gus", "password": PASSWORD,
+                                                    "csrf_token": csrf})
     assert created.status_code == 201
     assert "Account gus created" in created.text
     weak = await browser.post("/register", data={"username": "hal", "password": "x", "csrf_token": csrf})

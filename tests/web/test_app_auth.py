@@ -31,7 +31,8 @@ async def test_json_login_failure_is_401_invalid_credentials_either_way(server: 
 async def test_throttled_login_is_429_with_retry_after(server: Server) -> None:
     await server.user()
     client = server.json_client()
-    statuses = [(await client.post("/auth", json={"username": "alice", "password": "wrong password"})).status_code
+    statuses = [(await client.post("/auth", json={"username": "alice",
+                                                  "password": "wrong password"})).status_code
                 for _ in range(6)]
     assert statuses[0] == 401
     assert 429 in statuses
@@ -46,7 +47,8 @@ async def test_form_login_redirects_to_private_with_secure_cookies(server: Serve
     browser = server.browser()
     page = await browser.get("/")
     csrf = csrf_of(page.text)
-    response = await browser.post("/auth", data={"username": "alice", "password": PASSWORD, "csrf_token": csrf})
+    response = await browser.post("/auth", data={"username": "alice", "password": PASSWORD,
+                                                 "csrf_token": csrf})
     assert response.status_code == 303
     assert response.headers["location"] == "/private"
     cookies = response.headers.get_list("set-cookie")
@@ -276,7 +278,8 @@ async def test_sessions_page_and_form_fallback(server: Server) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/sessions"
     assert other_sid
-    check = await server.json_client().get("/private", headers={"Authorization": f"Bearer {other['access_token']}"})
+    check = await server.json_client().get("/private",
+                                           headers={"Authorization": f"Bearer {other['access_token']}"})
     assert check.status_code == 401
 
 

@@ -61,7 +61,8 @@ async def test_wrong_content_type_is_415(server: Server) -> None:
     (b"\xff\xfe", "invalid_json"),
 ])
 async def test_bad_json_bodies_are_400(server: Server, body: bytes, code: str) -> None:
-    response = await server.json_client().post("/auth", content=body, headers={"Content-Type": "application/json"})
+    response = await server.json_client().post("/auth", content=body,
+                                               headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"] == code
 
@@ -98,7 +99,8 @@ async def test_never_a_500_on_hostile_input(server: Server) -> None:
         ("GET", "/verify?token=" + "A" * 9000, {}, None),
         ("GET", "/password/reset?token=<script>", {"Accept": "text/html"}, None),
         ("POST", "/password/reset", {"Content-Type": "application/json"}, b'{"token": "", "password": ""}'),
-        ("POST", "/password/forgot", {"Content-Type": "application/json"}, b'{"username": "' + b"x" * 4000 + b'"}'),
+        ("POST", "/password/forgot", {"Content-Type": "application/json"},
+         b'{"username": "' + b"x" * 4000 + b'"}'),
         ("GET", "/static/../app.py", {}, None),
     ]
     for method, path, headers, body in hostile:
@@ -149,7 +151,8 @@ async def logged_in_browser(server: Server, *, new_user: bool = True) -> tuple[h
         await server.user()
     browser = server.browser()
     csrf = csrf_of((await browser.get("/")).text)
-    response = await browser.post("/auth", data={"username": "alice", "password": PASSWORD, "csrf_token": csrf})
+    response = await browser.post("/auth", data={"username": "alice", "password": PASSWORD,
+                                                 "csrf_token": csrf})
     assert response.status_code == 303
     return browser, csrf
 
@@ -170,7 +173,8 @@ async def test_cookie_authenticated_post_with_wrong_csrf_is_403(server: Server) 
 async def test_csrf_header_or_same_origin_passes(server: Server) -> None:
     browser, csrf = await logged_in_browser(server)
     sid = (await server.service.list_sessions((await server.service.find_user("alice")).id))[0].sid  # type: ignore[union-attr]
-    response = await browser.delete(f"/sessions/{sid}", headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
+    response = await browser.delete(f"/sessions/{sid}", headers={"X-CSRF-Token": csrf,
+                                                                 "Accept": "application/json"})
     assert response.status_code in (204, 303)
     browser, _ = await logged_in_browser(server, new_user=False)
     same_origin = await browser.post("/logout", headers={"Origin": "https://testserver"})
@@ -223,7 +227,8 @@ async def test_jwks_publishes_public_asymmetric_keys() -> None:
         assert "d" not in keys[0]
         await running.user()
         pair = await running.login()
-        ok = await running.json_client().get("/private", headers={"Authorization": f"Bearer {pair['access_token']}"})
+        ok = await running.json_client().get("/private",
+                                             headers={"Authorization": f"Bearer {pair['access_token']}"})
         assert ok.status_code == 200
     finally:
         await stop(running)
@@ -246,7 +251,8 @@ async def test_store_errors_are_503_on_every_route(server: Server) -> None:
     await server.service.store.close()
     client = server.json_client()
     bearer = {"Authorization": f"Bearer {pair['access_token']}"}
-    for method, path, body in [("GET", "/private", None), ("POST", "/auth", {"username": "alice", "password": "x"}),
+    for method, path, body in [("GET", "/private", None), ("POST", "/auth", {"username": "alice",
+                                                                             "password": "x"}),
                                ("POST", "/logout", None), ("GET", "/sessions", None),
                                ("POST", "/refresh", {"refresh_token": pair["refresh_token"]})]:
         response = await client.request(method, path, headers=bearer, json=body)
@@ -267,6 +273,7 @@ async def test_openapi_documents_the_json_api(server: Server) -> None:
     assert "401" in doc["paths"]["/private"]["get"]["responses"]
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette's TestClient asks for httpx2
 def test_lifespan_opens_and_closes_the_service() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

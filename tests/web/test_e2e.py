@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import socket
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from _support import JSON, PASSWORD, ServeProcess, start_serve, stop_serve
-
-
-def add_user(process: ServeProcess, name: str, password: str = PASSWORD) -> None:
-    """``jwtkit user add NAME --email E --password-stdin`` in the server's directory (same SQLite file)."""
-    cli = Path(sys.executable).parent / "jwtkit"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWTKIT_") and k != "JWT_SECRET"}
-    result = subprocess.run([str(cli), "user", "add", name, "--email", f"{name}@example.org", "--password-stdin"],
-                            input=password + "\n", text=True, capture_output=True, cwd=process.workdir, env=env,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr + result.stdout
+from _support import JSON, PASSWORD, ServeProcess, add_user, start_serve, stop_serve
 
 
 def test_serve_prints_its_url_and_keeps_a_0600_key(serve_plain: ServeProcess) -> None:
@@ -41,7 +29,8 @@ def test_login_private_logout_with_curl_like_requests(serve_plain: ServeProcess)
         token = login.json()["access_token"]
         assert login.headers["authorization"] == f"Bearer {token}"
         assert client.get("/private", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-        assert client.get("/private", headers={"Authorization": token}).status_code == 200  # the tutorial's way
+        assert client.get("/private",
+                          headers={"Authorization": token}).status_code == 200  # the tutorial's way
         missing = client.get("/private")
         assert missing.status_code == 401
         assert missing.headers["www-authenticate"] == "Bearer"
@@ -85,14 +74,13 @@ def test_machine_endpoints_and_bad_requests(serve_plain: ServeProcess) -> None:
 
 
 def test_raw_garbage_on_the_socket_does_not_kill_the_server(serve_plain: ServeProcess) -> None:
-    for payload in (b"\x00\xff garbage\r\n\r\n", b"GET /private HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    for payload in (b"\x00\xff garbage\r\n\r\n",
+                    b"GET /private HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
                     b"POST /auth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"):
         with socket.create_connection(("127.0.0.1", serve_plain.port), timeout=5) as sock:
             sock.sendall(payload)
-            try:
+            with contextlib.suppress(OSError):
                 sock.recv(4096)
-            except OSError:
-                pass
     with httpx.Client(base_url=serve_plain.url, timeout=30) as client:
         assert client.get("/healthz").status_code == 200
     assert serve_plain.proc.poll() is None
@@ -104,7 +92,8 @@ def test_redis_store_outage_503_then_recovery(tmp_path: Path, redis_server) -> N
     try:
         add_user(process, "dan")
         with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:
-            token = client.post("/auth", json={"username": "dan", "password": PASSWORD}).json()["access_token"]
+            token = client.post("/auth", json={"username": "dan",
+                                               "password": PASSWORD}).json()["access_token"]
             bearer = {"Authorization": f"Bearer {token}"}
             assert client.get("/private", headers=bearer).status_code == 200
             redis_server.kill()

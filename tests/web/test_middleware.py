@@ -8,19 +8,18 @@ from typing import Any
 
 import httpx
 import pytest
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from jwtkit import Key, encode
 from jwtkit.service import Principal
 from jwtkit.store import Session, Store, open_store
 from jwtkit.web import Authenticator, AuthError, AuthMode, JWTAuthMiddleware, TokenLocation
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 KEY = Key.from_secret(b"m" * 32, "HS256")
 OTHER = Key.from_secret(b"o" * 32, "HS256")
@@ -50,7 +49,8 @@ async def ws_endpoint(websocket: WebSocket) -> None:
 def make_app(**options: Any) -> Starlette:
     app = Starlette(routes=[Route("/me", whoami), Route("/health", lambda r: PlainTextResponse("ok")),
                             WebSocketRoute("/ws", ws_endpoint)])
-    app.add_middleware(JWTAuthMiddleware, keys=options.pop("keys", KEY), issuer=options.pop("issuer", "issuer"),
+    app.add_middleware(JWTAuthMiddleware, keys=options.pop("keys", KEY), issuer=options.pop("issuer",
+                                                                                            "issuer"),
                        **options)
     return app
 
@@ -242,6 +242,11 @@ async def test_audience_and_typ_are_enforced() -> None:
 
 
 def test_websocket_accepted_with_token_and_closed_without() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # starlette asks for httpx2 in its TestClient
+        from starlette.testclient import TestClient
     app = make_app()
     with TestClient(app) as client:
         with client.websocket_connect("/ws", headers={"Authorization": f"Bearer {token()}"}) as ws:

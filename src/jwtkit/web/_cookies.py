@@ -3,7 +3,8 @@
 Names and flags are fixed once per app by :class:`CookiePolicy`:
 
 - secure (the default): ``__Host-jwtkit`` (access), ``__Secure-jwtkit-refresh`` (refresh, ``Path=/refresh``
-  so that it travels only to the one endpoint that uses it; ``__Host-`` demands ``Path=/``, RFC 6265bis §4.1.3),
+  so that it travels only to the one endpoint that uses it; ``__Host-`` demands ``Path=/``,
+  RFC 6265bis §4.1.3),
   ``__Host-jwtkit-csrf``; every cookie ``Secure``;
 - plain (``--no-secure-cookies``, for http://localhost only): ``jwtkit``, ``jwtkit-refresh``, ``jwtkit-csrf``.
 

@@ -13,12 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jwtkit.web._http import MAX_BODY, MAX_HEADERS
 
-__all__ = ["CSP", "EdgeMiddleware"]
+__all__ = ["CSP", "SECURITY_HEADERS", "EdgeMiddleware"]
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
-_SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -33,7 +33,7 @@ def _error(status: int, code: str, text: str) -> tuple[Message, Message]:
     body = b'{"error":"' + code.encode() + b'","error_description":"' + text.encode() + b'"}'
     start = {"type": "http.response.start", "status": status,
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                         (b"connection", b"close"), *_SECURITY_HEADERS, _DEFAULT_REFERRER, _NO_STORE]}
+                         (b"connection", b"close"), *SECURITY_HEADERS, _DEFAULT_REFERRER, _NO_STORE]}
     return start, {"type": "http.response.body", "body": body}
 
 
@@ -77,7 +77,7 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(_SECURITY_HEADERS)
+                headers.extend(SECURITY_HEADERS)
                 if b"referrer-policy" not in present:
                     headers.append(_DEFAULT_REFERRER)
                 if b"cache-control" not in present:

@@ -52,6 +52,7 @@ from jwtkit.service import (
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy, check_csrf
 from jwtkit.web._edge import EdgeMiddleware
+from jwtkit.web._hotpath import JwtkitApp, private_body
 from jwtkit.web._http import HTTPError, read_input, require_fields, wants_json
 from jwtkit.web.errors import STATUS, AuthError, www_authenticate
 from jwtkit.web.middleware import Authenticator, TokenLocation
@@ -201,7 +202,8 @@ class Site:
             if as_json or isinstance(error, Throttled):
                 raise
             # one neutral message whichever of the two was wrong (no account enumeration)
-            message = "Those credentials are not valid." if error.code == "invalid_credentials" else str(error)
+            message = ("Those credentials are not valid." if error.code == "invalid_credentials"
+                       else str(error))
             return self.page(request, "home.html", {"error": message, "username": username},
                              status=STATUS.get(error.code, 401))
         if as_json:
@@ -215,11 +217,10 @@ class Site:
         principal = await self.require(request)
         headers = _NO_REFERRER if "token=" in request.url.query else None
         if wants_json(request):
-            claims = principal.claims
-            return _json({"message": "This is private", "user_id": principal.user_id,
-                          "session_id": principal.session_id, "expires": claims.get("exp")}, headers=headers)
-        return self.page(request, "private.html", {"user": await self.username(principal),
-                                                   "claims": sorted(principal.claims.items())}, headers=headers)
+            body = private_body(principal.user_id, principal.session_id, principal.claims.get("exp"))
+            return Response(body, headers=headers, media_type=_JSON)
+        context = {"user": await self.username(principal), "claims": sorted(principal.claims.items())}
+        return self.page(request, "private.html", context, headers=headers)
 
     async def logout(self, request: Request) -> Response:
         fields = await read_input(request)
@@ -343,8 +344,8 @@ class Site:
                             reason=getattr(error, "reason", error.code), headers=_NO_REFERRER) from None
         if wants_json(request):
             return _json({"verified": True, "username": user.username}, headers=_NO_REFERRER)
-        return self.page(request, "message.html", {"title": "Email confirmed",
-                                                   "text": f"Thank you, {user.username}: your email is confirmed."},
+        text = f"Thank you, {user.username}: your email is confirmed."
+        return self.page(request, "message.html", {"title": "Email confirmed", "text": text},
                          headers=_NO_REFERRER)
 
     async def forgot_form(self, request: Request) -> Response:
@@ -434,7 +435,8 @@ class Site:
             return _json(exc.to_json(), status=exc.status, headers=headers)
         if exc.status == 503:
             return self.error_page(request, 503, exc.description, headers=headers)
-        message = "Please sign in." if exc.code == "missing_token" else "Your session has ended; sign in again."
+        message = ("Please sign in." if exc.code == "missing_token"
+                   else "Your session has ended; sign in again.")
         response = self.error_page(request, 401, message, headers=headers, login=True)
         if exc.code == "invalid_token":
             self.cookies.clear_access(response)
@@ -468,7 +470,8 @@ class Site:
         text = "The session store is unavailable; try again shortly"
         headers = {"Retry-After": "1"}
         if wants_json(request):
-            return _json({"error": "store_unavailable", "error_description": text}, status=503, headers=headers)
+            return _json({"error": "store_unavailable", "error_description": text}, status=503,
+                         headers=headers)
         return self.error_page(request, 503, text, headers=headers)
 
     async def on_starlette_error(self, request: Request, exc: Exception) -> Response:
@@ -549,7 +552,7 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
         finally:
             await service.close()
 
-    app = Starlette(
+    app = JwtkitApp(
         routes=_routes(site),
         middleware=[Middleware(EdgeMiddleware)],
         exception_handlers={
@@ -562,6 +565,7 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
         },
         lifespan=lifespan,
     )
+    app.site = site
     app.state.site = site
     app.state.service = service
     return app
@@ -578,7 +582,8 @@ def settings_to_env(settings: Settings, *, secure_cookies: bool, allow_query_tok
             value = {"hex": value.hex()}
         values[name] = value
     return {ENV_SETTINGS: json.dumps(values),
-            ENV_OPTIONS: json.dumps({"secure_cookies": secure_cookies, "allow_query_token": allow_query_token})}
+            ENV_OPTIONS: json.dumps({"secure_cookies": secure_cookies,
+                                     "allow_query_token": allow_query_token})}
 
 
 def settings_from_env(environ: Mapping[str, str]) -> tuple[Settings, dict[str, bool]]:

@@ -28,7 +28,8 @@ from jwtkit.web.errors import AuthError, www_authenticate
 
 __all__ = ["optional_principal", "require_principal"]
 
-_NOT_INSTALLED = "JWTAuthMiddleware is not installed on this app: add it before using the principal dependencies"
+_NOT_INSTALLED = ("JWTAuthMiddleware is not installed on this app: "
+                  "add it before using the principal dependencies")
 
 
 def _state(request: Request) -> tuple[Principal | None, AuthError | None]:

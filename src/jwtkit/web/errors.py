@@ -1,7 +1,8 @@
 """Authentication failures at the HTTP edge, and the one table that maps every error code to a status.
 
 The middleware and the server raise :class:`AuthError` with one of three codes, kept distinct as RFC 6750 §3.1
-asks: ``missing_token`` (no credentials: 401, ``WWW-Authenticate: Bearer`` without an error), ``invalid_token``
+asks: ``missing_token`` (no credentials: 401,
+                         ``WWW-Authenticate: Bearer`` without an error), ``invalid_token``
 (credentials that do not verify: 401 with ``error="invalid_token"``) and ``store_unavailable`` (the revocation
 check cannot answer: 503, fail closed). ``reason`` says why a token is invalid: a ``JWTError`` code
 (``expired``, ``signature``, ``malformed``, ...) or ``revoked``, ``rejected`` (the validate callback said no),

@@ -5,8 +5,8 @@ shared by :class:`JWTAuthMiddleware` (for users' Starlette/FastAPI apps) and jwt
 configuration is checked and precomputed in ``__init__``, as Starlette's CORS middleware does; the per-request
 path only reads headers, calls :func:`jwtkit.decode` once and the store once.
 
-Three outcomes stay distinct (RFC 6750 §3.1): no token (``missing_token``), a bad token (``invalid_token`` with
-a reason), and a :class:`~jwtkit.service.Principal`.
+Three outcomes stay distinct (RFC 6750 §3.1): no token (``missing_token``), a bad token
+(``invalid_token`` with a reason), and a :class:`~jwtkit.service.Principal`.
 
 Example:
     from starlette.applications import Starlette
@@ -44,6 +44,7 @@ __all__ = [
     "TokenLocation",
     "Validator",
     "default_on_error",
+    "header_token",
 ]
 
 logger = logging.getLogger("jwtkit.web")
@@ -71,7 +72,7 @@ class AuthMode(enum.Enum):
 _BEARER = b"bearer "
 
 
-def _header_token(value: bytes) -> str | None:
+def header_token(value: bytes) -> str | None:
     """The token of an ``Authorization`` value: ``Bearer <jwt>`` (scheme case-insensitive, RFC 7235 §2.1),
     or a bare ``<jwt>`` with no scheme at all. Another scheme (``Basic ...``) is not ours: None."""
     if value[:7].lower() == _BEARER:
@@ -180,7 +181,7 @@ class Authenticator:
         for location in self.locations:
             if location is TokenLocation.HEADER:
                 if authorization is not None:
-                    token = _header_token(authorization)
+                    token = header_token(authorization)
                     if token is not None:
                         return token, location
             elif location is TokenLocation.COOKIE:

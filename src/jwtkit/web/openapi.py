@@ -69,7 +69,8 @@ def _answer(description: str, schema: dict[str, Any] | None = None,
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "Bad input (missing_field, invalid_json, weak_password, ...)",
             401: "Not authenticated (missing_token, invalid_token with a reason, invalid_credentials)",
-            403: "Refused (csrf_failed, account_disabled)", 404: "Not found", 409: "Conflict (username_taken)",
+            403: "Refused (csrf_failed, account_disabled)", 404: "Not found",
+            409: "Conflict (username_taken)",
             413: "Body over 16 KiB", 415: "Not JSON or a form", 429: "Throttled; see Retry-After",
             503: "The session store is unavailable (fail closed); see Retry-After"}
     answers = {str(code): _answer(text[code], _ref("Error")) for code in statuses}
@@ -84,7 +85,8 @@ _AUTHED: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}]
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "jwtkit server", "version": "0.1.0",
-             "description": "Send `Accept: application/json` or a JSON body to get JSON; browsers get pages."},
+             "description": "Send `Accept: application/json` or a JSON body to get JSON; "
+                            "browsers get pages."},
     "components": {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
@@ -106,7 +108,8 @@ _DOCUMENT: dict[str, Any] = {
         "/logout": {"post": {"summary": "Revoke this session (idempotent)", "security": _AUTHED,
                              "responses": {"204": _answer("Logged out"), **_errors(403, 503)}}},
         "/logout/all": {"post": {"summary": "Revoke every session of the user", "security": _AUTHED,
-                                 "responses": {"204": _answer("Logged out everywhere"), **_errors(401, 503)}}},
+                                 "responses": {"204": _answer("Logged out everywhere"), **_errors(401,
+                                                                                                  503)}}},
         "/sessions": {"get": {"summary": "The user's active sessions", "security": _AUTHED,
                               "responses": {"200": _answer("Sessions", {"type": "object", "properties": {
                                   "sessions": {"type": "array", "items": _ref("Session")}}}),

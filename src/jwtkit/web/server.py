@@ -36,7 +36,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, work
     display_host = f"[{host}]" if ":" in host else host
     print(f"jwtkit serving on http://{display_host}:{port}", flush=True)
     if workers == 1:
-        app = create_app(settings=settings, secure_cookies=secure_cookies, allow_query_token=allow_query_token)
+        app = create_app(settings=settings, secure_cookies=secure_cookies,
+                         allow_query_token=allow_query_token)
         uvicorn.run(app, **options)  # type: ignore[arg-type]
         return
     os.environ.update(settings_to_env(settings, secure_cookies=secure_cookies,

@@ -1,0 +1,1 @@
+"""Peer apps for the web benchmark: the same GET /private work (PyJWT verify + one Redis GET by sid)."""
