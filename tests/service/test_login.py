@@ -3,6 +3,7 @@ accounts, rehash on login. Every test runs on the memory and SQLite stores."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -223,3 +224,26 @@ async def test_unreadable_stored_hash_is_a_failed_login(service: AuthService, al
     await service.users.update(dataclasses.replace(alice, password_hash="not-a-hash"))
     with pytest.raises(InvalidCredentials):
         await service.login("alice", PASSWORD)
+
+
+async def test_a_concurrent_burst_cannot_outrun_the_counter(
+    service: AuthService, alice: User, hasher: CountingHasher
+) -> None:
+    """20 guesses at once: only the first five are checked; the rest wait for the counter and are throttled
+    (without serialising attempts per key they would all pass the check before any failure was counted)."""
+    before = hasher.verify_calls
+    results = await asyncio.gather(*(service.login("alice", f"guess number {i}") for i in range(20)),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, InvalidCredentials) for r in results) == 5
+    assert sum(isinstance(r, Throttled) for r in results) == 15
+    assert hasher.verify_calls - before == 5
+    assert service.throttle._locks == {}  # nothing left behind
+
+
+async def test_a_concurrent_burst_from_one_ip_across_usernames(service: AuthService) -> None:
+    results = await asyncio.gather(
+        *(service.login(f"user{i}", "wrong password!", ip="203.0.113.5") for i in range(12)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, InvalidCredentials) for r in results) == 5
+    assert sum(isinstance(r, Throttled) for r in results) == 7

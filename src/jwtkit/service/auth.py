@@ -260,21 +260,21 @@ class AuthService:
             name = None
         # An invalid name still gets a throttle key (of its casefolded form): it costs a hash like any other.
         user_key, ip_key = self.throttle.keys(name if name is not None else str(username).casefold(), ip)
-        await self.throttle.check((user_key, ip_key))
+        async with self.throttle.serialized((user_key, ip_key)):
+            await self.throttle.check((user_key, ip_key))
+            user = await self.users.get_by_username(name) if name is not None else None
+            too_long = not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH
+            candidate = password[:MAX_PASSWORD_LENGTH] if isinstance(password, str) else ""
+            if user is None:
+                await self.hasher.verify_dummy(candidate)
+                matched = False
+            else:
+                matched = await self.hasher.verify(user.password_hash, candidate) and not too_long
+            if user is None or not matched:
+                await self.throttle.failure((user_key, ip_key))
+                raise InvalidCredentials()
+            await self.throttle.success(user_key)
 
-        user = await self.users.get_by_username(name) if name is not None else None
-        too_long = not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH
-        candidate = password[:MAX_PASSWORD_LENGTH] if isinstance(password, str) else ""
-        if user is None:
-            await self.hasher.verify_dummy(candidate)
-            matched = False
-        else:
-            matched = await self.hasher.verify(user.password_hash, candidate) and not too_long
-        if user is None or not matched:
-            await self.throttle.failure((user_key, ip_key))
-            raise InvalidCredentials()
-
-        await self.throttle.success(user_key)
         if user.disabled:
             raise AccountDisabled()
         if not user.verified and not self.config.allow_unverified_login:
@@ -534,12 +534,13 @@ class AuthService:
         """
         user = await self._user(user_id)
         user_key, _ = self.throttle.keys(user.username, "")
-        await self.throttle.check((user_key,))
-        usable = isinstance(old_password, str) and len(old_password) <= MAX_PASSWORD_LENGTH
-        candidate = old_password if usable else ""
-        if not await self.hasher.verify(user.password_hash, candidate) or not usable:
-            await self.throttle.failure((user_key,))
-            raise InvalidCredentials("the current password is wrong")
+        async with self.throttle.serialized((user_key,)):
+            await self.throttle.check((user_key,))
+            usable = isinstance(old_password, str) and len(old_password) <= MAX_PASSWORD_LENGTH
+            candidate = old_password if usable else ""
+            if not await self.hasher.verify(user.password_hash, candidate) or not usable:
+                await self.throttle.failure((user_key,))
+                raise InvalidCredentials("the current password is wrong")
         check_password(new_password, username=user.username)
         await self.users.update(dataclasses.replace(user, password_hash=await self.hasher.hash(new_password)))
         await self._cut_off(user.id)

@@ -8,9 +8,11 @@ around it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from jwtkit.service.config import AuthConfig
 from jwtkit.service.errors import Throttled
@@ -36,7 +38,7 @@ def throttle_delay(failures: int, config: AuthConfig) -> float:
 
 def _key(kind: str, value: str) -> str:
     # Hashed: keys stay short and carry no user input into the store (Redis keys, log lines).
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()[:18]
+    digest = hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).digest()[:18]
     return f"login:{kind}:{base64.urlsafe_b64encode(digest).decode('ascii')}"
 
 
@@ -45,12 +47,40 @@ class LoginThrottle:
 
     The IP counter is deliberately not cleared by a successful login: otherwise an attacker holding one
     valid account could reset the IP counter between guesses at other accounts. It decays with the window.
+
+    Attempts on the same key run one at a time in this process (:meth:`serialized`): otherwise a burst of
+    concurrent guesses would all pass :meth:`check` before the first failure is counted. Across nodes the
+    number of attempts in flight per key is at most the number of nodes.
     """
 
     def __init__(self, store: Store, config: AuthConfig, clock: Clock) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def serialized(self, keys: Sequence[str | None]) -> AsyncIterator[None]:
+        """Hold one lock per key (always in the given order: username, then IP) for one attempt."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key in keys:
+                if key is not None:
+                    await stack.enter_async_context(self._hold(key))
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, key: str) -> AsyncIterator[None]:
+        lock, holders = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, holders + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, holders = self._locks[key]
+            if holders <= 1:
+                del self._locks[key]  # no waiters left: keep the table as small as the traffic
+            else:
+                self._locks[key] = (lock, holders - 1)
 
     def keys(self, username: str, ip: str) -> tuple[str, str | None]:
         """The store keys for this attempt: the username's, and the IP's (None when the IP is unknown)."""
