@@ -104,6 +104,7 @@ async def test_two_stores_on_one_file_see_each_others_writes(tmp_path: Path) -> 
         session = new_session(clock)
         await first.create_session(session)
         assert await second.check(session.sid, "alice") is True
+        assert await first.check(session.sid, "alice") is True  # its read must not pin an old snapshot
         assert await second.revoke(session.sid) is True
         assert await first.check(session.sid, "alice") is False
         await second.revoke_all("bob", clock())
