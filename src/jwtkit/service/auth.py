@@ -271,7 +271,11 @@ class AuthService:
             else:
                 matched = await self.hasher.verify(user.password_hash, candidate) and not too_long
             if user is None or not matched:
-                await self.throttle.failure((user_key, ip_key))
+                wait = await self.throttle.failure((user_key, ip_key))
+                if wait > 0:
+                    # The key is a hash: no user input reaches the log.
+                    logger.warning("login throttled for %.0f s (key %s, ip %r)", wait, user_key,
+                                   str(ip)[:_MAX_IP])
                 raise InvalidCredentials()
             await self.throttle.success(user_key)
 
@@ -405,7 +409,8 @@ class AuthService:
         logger.info("ended every session of user %s", user_id)
 
     async def list_sessions(self, user_id: str) -> list[Session]:
-        """The user's active sessions (device, IP, created, last used), newest first."""
+        """The user's active sessions (device, IP, created, last used), newest first. ``last_used`` moves at
+        each refresh (so at most ``access_ttl`` behind), not at each request: authenticate never writes."""
         return await self.store.list_sessions(user_id)
 
     async def revoke_session(self, user_id: str, sid: str) -> bool:
@@ -474,7 +479,8 @@ class AuthService:
     async def forgot_password(self, username_or_email: str) -> None:
         """Mail a ``{base_url}/password/reset?token=…`` link (valid 30 min, usable once) to the account named
         by username or email address, if there is one with an address. The outcome is the same either way,
-        so it reveals nothing about which accounts exist."""
+        so it reveals nothing about which accounts exist. (The time taken still includes the mailer's: with
+        a slow SMTP server, send from a background task in the caller if that matters.)"""
         value = str(username_or_email).strip()
         targets: Sequence[User] = ()
         if "@" in value:
