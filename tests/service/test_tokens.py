@@ -96,7 +96,7 @@ KINDS = {ACCESS_TYP: "access", REFRESH_TYP: "refresh", VERIFY_EMAIL_TYP: "verify
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(minted=st.sampled_from(sorted(KINDS)), checked=st.sampled_from(sorted(KINDS)),
-       extra=st.dictionaries(st.sampled_from(["purpose", "fam", "pwh", "email", "agent"]),
+       extra=st.dictionaries(st.sampled_from(["purpose", "fam", "pwh", "emh", "agent"]),
                              st.text(max_size=8), max_size=3))
 def test_property_a_token_signed_with_one_typ_never_passes_as_another(
     keys: KeyRing, minted: str, checked: str, extra: dict[str, Any]

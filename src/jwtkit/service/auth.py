@@ -46,6 +46,7 @@ from jwtkit.service.tokens import (
     VERIFY_EMAIL_TYP,
     access_claims,
     agent_hash,
+    email_binding,
     new_id,
     password_binding,
     refresh_claims,
@@ -446,7 +447,7 @@ class AuthService:
         if user.verified:
             return
         token = self._single_use(VERIFY_EMAIL_TYP, PURPOSE_VERIFY_EMAIL, self.config.verify_ttl, user,
-                                 {"email": user.email})
+                                 {"emh": email_binding(user.email)})
         link = f"{self.config.base_url}/verify?token={token}"
         await self.mailer.send(Message(
             to=user.email,
@@ -466,7 +467,9 @@ class AuthService:
         claims = self._decode(token, VERIFY_EMAIL_TYP, audience=None, require=("exp", "iat", "sub", "jti"))
         self._check_purpose(claims, PURPOSE_VERIFY_EMAIL)
         user = await self.users.get(claims["sub"])
-        if user is None or user.email is None or claims.get("email") != user.email:
+        binding = claims.get("emh")
+        if user is None or user.email is None or not isinstance(binding, str) \
+                or not hmac.compare_digest(binding, email_binding(user.email)):
             raise InvalidToken("stale", "this link is no longer valid")
         await self._consume(claims)
         if user.verified:
