@@ -9,6 +9,7 @@ environment restored afterwards; after a failing block the rest of that file is 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,11 @@ class MarkdownDocument(pytest.Collector):
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="jwtkit-docs-"))
         return self._workdir
+
+    def teardown(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def collect(self) -> Iterator[pytest.Item]:
         for block in extract_blocks(self.markdown_path.read_text(encoding="utf-8")):

@@ -335,7 +335,7 @@ def decode_command(
                 "verified": False,
                 "header": header,
                 "claims": claims,
-                "signature": parts[2] if len(parts) == 3 else "",
+                "signature": parts[2],
                 "dates": {
                     d.claim: {"value": d.value, "utc": d.utc, "relative": d.relative} for d in report.dates
                 },
@@ -351,7 +351,7 @@ def decode_command(
     coloured.append(".")
     coloured.append(parts[1], style=PAYLOAD_STYLE)
     coloured.append(".")
-    coloured.append(parts[2] if len(parts) == 3 else "", style=SIGNATURE_STYLE)
+    coloured.append(parts[2], style=SIGNATURE_STYLE)
     console.print(coloured)
     console.print()
     console.print(Text("Header", style=f"bold {HEADER_STYLE}"))
@@ -369,7 +369,7 @@ def decode_command(
         for date in report.dates:
             console.print(Text(f"  {date.claim:4} {date.utc}  ({date.relative})"))
     console.print()
-    signature = parts[2] if len(parts) == 3 else ""
+    signature = parts[2]
     console.print(
         Text(f"Signature: {len(signature)} base64url characters, not verified", style=SIGNATURE_STYLE)
     )
