@@ -7,11 +7,14 @@ generator never shares the server's core:
 - FastAPI + PyJWT on uvicorn (``benchmarks/peers/fastapi_pyjwt.py``), a Redis GET by ``sid``;
 - Starlette + PyJWT on granian (``benchmarks/peers/starlette_pyjwt.py``), the same Redis GET.
 
+All four servers run at once (idle ones cost nothing) and are measured in interleaved rounds, so that a
+noisy neighbour on the machine hurts each alike; the medians are reported.
+
 Reported: requests/s and p99 latency from ``wrk --latency``, and server CPU µs per request from the utime +
 stime of the server's process tree (``/proc/<pid>/stat``) before and after the run. Every response must be
 a 200: a run with non-2xx answers is flagged.
 
-Usage: ``python -m benchmarks web [--duration=10] [--connections=32]``.
+Usage: ``python -m benchmarks web [--duration=10] [--connections=32] [--rounds=3]``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import re
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,15 +146,29 @@ def _wrk(port: int, token: str, duration: int, connections: int) -> tuple[float,
     return rps, p99_ms, errors
 
 
-def _measure(name: str, store: str, pid: int, port: int, token: str, duration: int,
-             connections: int) -> Result:
-    _get_ok(f"http://127.0.0.1:{port}/private", token)
-    _wrk(port, token, 2, connections)  # warm-up: connections, caches, the first Redis connections
-    before = _tree_cpu_ticks(pid)
-    rps, p99_ms, errors = _wrk(port, token, duration, connections)
-    used = (_tree_cpu_ticks(pid) - before) / CLOCK_TICKS
+@dataclass
+class Target:
+    """A running server under test: its name, store, pid (the tree's root) and port."""
+
+    name: str
+    store: str
+    pid: int
+    port: int
+
+
+def _measure(target: Target, token: str, duration: int, connections: int) -> Result:
+    before = _tree_cpu_ticks(target.pid)
+    rps, p99_ms, errors = _wrk(target.port, token, duration, connections)
+    used = (_tree_cpu_ticks(target.pid) - before) / CLOCK_TICKS
     cpu_us = used / (rps * duration) * 1e6 if rps else float("nan")
-    return Result(name, store, rps, p99_ms, cpu_us, errors)
+    return Result(target.name, target.store, rps, p99_ms, cpu_us, errors)
+
+
+def _median(results: list[Result]) -> Result:
+    first = results[0]
+    return Result(first.name, first.store, statistics.median(r.requests_per_s for r in results),
+                  statistics.median(r.p99_ms for r in results), statistics.median(r.cpu_us for r in results),
+                  sum(r.errors for r in results))
 
 
 def _jwtkit_command(port: int) -> list[str]:
@@ -163,33 +181,26 @@ def _jwtkit_command(port: int) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def _run_jwtkit(store: str, store_url: str, secret: str, work: Path, duration: int,
-                connections: int) -> tuple[Result, str, str, str]:
+def _start_jwtkit(stack: contextlib.ExitStack, store: str, store_url: str, secret: str,
+                  work: Path) -> tuple[Target, str]:
+    """Start ``jwtkit serve`` on ``store_url``, register a user, log in: the target and an access token."""
     port = _free_port()
     env = {**os.environ, "JWT_SECRET": secret, "JWTKIT_STORE": store_url, "PYTHONPATH": str(ROOT / "src")}
     env.pop("JWTKIT_PORT", None)
-    with _process(_jwtkit_command(port), env=env, cwd=work, port=port,
-                  log=work / f"jwtkit-{store}.log") as pid:
-        base = f"http://127.0.0.1:{port}"
-        password = "correct horse battery staple " + secrets.token_hex(4)
-        _post_json(f"{base}/register", {"username": "bench", "password": password})
-        pair = _post_json(f"{base}/auth", {"username": "bench", "password": password})
-        token = str(pair["access_token"])
-        result = _measure("jwtkit serve (uvicorn)", store, pid, port, token, duration, connections)
-    claims = json.loads(_b64(token.split(".")[1]))
-    return result, token, str(claims["sub"]), str(claims["sid"])
+    work.mkdir()
+    pid = stack.enter_context(_process(_jwtkit_command(port), env=env, cwd=work, port=port,
+                                       log=work / "jwtkit.log"))
+    base = f"http://127.0.0.1:{port}"
+    password = "correct horse battery staple " + secrets.token_hex(4)
+    _post_json(f"{base}/register", {"username": "bench", "password": password})
+    pair = _post_json(f"{base}/auth", {"username": "bench", "password": password})
+    return Target("jwtkit serve (uvicorn)", store, pid, port), str(pair["access_token"])
 
 
 def _b64(segment: str) -> bytes:
     import base64
 
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _run_peer(name: str, args: list[str], port: int, env: dict[str, str], work: Path, token: str,
-              duration: int, connections: int) -> Result:
-    with _process(args, env=env, cwd=ROOT, port=port, log=work / f"{name.split()[0]}.log") as pid:
-        return _measure(name, "redis", pid, port, token, duration, connections)
 
 
 @contextlib.contextmanager
@@ -212,6 +223,7 @@ def main(argv: list[str]) -> None:
     options = dict(arg.lstrip("-").partition("=")[::2] for arg in argv)
     duration = int(options.get("duration") or 10)
     connections = int(options.get("connections") or 32)
+    rounds = int(options.get("rounds") or 3)
     missing = [b for b in ("wrk", "taskset", "redis-server") if shutil.which(b) is None]
     if missing:
         print(f"\n## web: skipped ({', '.join(missing)} not installed)")
@@ -220,44 +232,52 @@ def main(argv: list[str]) -> None:
         print("\n## web: skipped (needs 2 CPUs to keep server and load apart)")
         return
     secret = secrets.token_hex(32)
-    results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="jwtkit-bench-web-") as tmp:
+    runs: dict[str, list[Result]] = {}
+    with tempfile.TemporaryDirectory(prefix="jwtkit-bench-web-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        with _redis(work) as redis_url:
-            sqlite_dir = work / "sqlite"
-            sqlite_dir.mkdir()
-            results.append(_run_jwtkit("sqlite", "sqlite:///jwtkit.db", secret, sqlite_dir, duration,
-                                       connections)[0])
-            redis_dir = work / "redis"
-            redis_dir.mkdir()
-            result, token, sub, sid = _run_jwtkit("redis", redis_url, secret, redis_dir, duration,
-                                                  connections)
-            results.append(result)
+        redis_url = stack.enter_context(_redis(work))
+        sqlite_target, sqlite_token = _start_jwtkit(stack, "sqlite", "sqlite:///jwtkit.db", secret,
+                                                    work / "sqlite")
+        redis_target, token = _start_jwtkit(stack, "redis", redis_url, secret, work / "redis")
+        claims = json.loads(_b64(token.split(".")[1]))
 
-            import redis
+        import redis
 
-            client = redis.Redis.from_url(redis_url)
-            client.set(f"peer:session:{sid}", sub)
-            client.close()
-            env = {**os.environ, "PEER_SECRET": secret, "PEER_ISSUER": "jwtkit", "PEER_REDIS_URL": redis_url,
-                   "PYTHONPATH": str(ROOT)}
-            port = _free_port()
-            results.append(_run_peer(
-                "FastAPI + PyJWT (uvicorn)",
-                [str(BIN / "uvicorn"), "benchmarks.peers.fastapi_pyjwt:app", "--port", str(port), "--loop",
-                 "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-                port, env, work, token, duration, connections))
-            port = _free_port()
-            results.append(_run_peer(
-                "Starlette + PyJWT (granian)",
-                [str(BIN / "granian"), "--interface", "asgi", "--loop", "uvloop", "--workers", "1", "--port",
-                 str(port), "--no-ws", "--log-level", "warning", "benchmarks.peers.starlette_pyjwt:app"],
-                port, env, work, token, duration, connections))
+        client = redis.Redis.from_url(redis_url)
+        client.set(f"peer:session:{claims['sid']}", claims["sub"])
+        client.close()
+        env = {**os.environ, "PEER_SECRET": secret, "PEER_ISSUER": "jwtkit", "PEER_REDIS_URL": redis_url,
+               "PYTHONPATH": str(ROOT)}
+        port = _free_port()
+        pid = stack.enter_context(_process(
+            [str(BIN / "uvicorn"), "benchmarks.peers.fastapi_pyjwt:app", "--port", str(port), "--loop",
+             "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+            env=env, cwd=ROOT, port=port, log=work / "fastapi.log"))
+        fastapi_target = Target("FastAPI + PyJWT (uvicorn)", "redis", pid, port)
+        port = _free_port()
+        pid = stack.enter_context(_process(
+            [str(BIN / "granian"), "--interface", "asgi", "--loop", "uvloop", "--workers", "1", "--port",
+             str(port), "--no-ws", "--log-level", "warning", "benchmarks.peers.starlette_pyjwt:app"],
+            env=env, cwd=ROOT, port=port, log=work / "granian.log"))
+        granian_target = Target("Starlette + PyJWT (granian)", "redis", pid, port)
+
+        plan = [(sqlite_target, sqlite_token), (redis_target, token), (fastapi_target, token),
+                (granian_target, token)]
+        for target, bearer in plan:  # warm-up: connections, caches, lazy imports
+            _get_ok(f"http://127.0.0.1:{target.port}/private", bearer)
+            _wrk(target.port, bearer, 2, connections)
+        # interleaved rounds, so that a noisy neighbour hurts every server alike; medians are reported
+        for _ in range(rounds):
+            for target, bearer in plan:
+                result = _measure(target, bearer, duration, connections)
+                runs.setdefault(f"{target.name}/{target.store}", []).append(result)
+    results = [_median(r) for r in runs.values()]
     fastapi = next(r for r in results if r.name.startswith("FastAPI"))
     rows = [[r.name, r.store, f"{r.requests_per_s:,.0f}", f"{r.p99_ms:.2f}", f"{r.cpu_us:,.0f}",
              ratio(r.requests_per_s, fastapi.requests_per_s), str(r.errors)] for r in results]
     print(table(f"web: GET /private, bearer + revocation check, 1 worker on CPU {SERVER_CPU}, "
-                f"wrk -t1 -c{connections} -d{duration}s on CPU {LOAD_CPU}",
+                f"wrk -t1 -c{connections} -d{duration}s on CPU {LOAD_CPU}, "
+                f"median of {rounds} interleaved rounds",
                 ["server", "store", "req/s", "p99 ms", "CPU µs/req", "vs FastAPI", "non-200"], rows))
 
 

@@ -273,10 +273,10 @@ async def test_openapi_documents_the_json_api(server: Server) -> None:
     assert "401" in doc["paths"]["/private"]["get"]["responses"]
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette's TestClient asks for httpx2
+@pytest.mark.filterwarnings("ignore:Using `httpx` with")  # starlette's TestClient asks for httpx2
 def test_lifespan_opens_and_closes_the_service() -> None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
         service = make_service()

@@ -19,7 +19,7 @@ from jwtkit.service import Principal
 from jwtkit.store import Session, Store, open_store
 from jwtkit.web import Authenticator, AuthError, AuthMode, JWTAuthMiddleware, TokenLocation
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
 
 KEY = Key.from_secret(b"m" * 32, "HS256")
 OTHER = Key.from_secret(b"o" * 32, "HS256")
@@ -245,7 +245,7 @@ def test_websocket_accepted_with_token_and_closed_without() -> None:
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # starlette asks for httpx2 in its TestClient
+        warnings.simplefilter("ignore")  # starlette asks for httpx2 in its TestClient
         from starlette.testclient import TestClient
     app = make_app()
     with TestClient(app) as client:
