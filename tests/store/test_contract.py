@@ -303,3 +303,22 @@ async def test_async_with_opens_and_closes(backend: str, clock: FakeClock, tmp_p
             reopened = await again.get_session(session.sid)
             assert reopened is not None
             assert dataclasses.asdict(reopened) == dataclasses.asdict(session)
+
+
+async def test_hostile_strings_never_crash(store: ManagedStore, clock: FakeClock) -> None:
+    """Ids and keys come from tokens and forms: lone surrogates (valid in JSON, not in UTF-8), NUL, huge."""
+    for odd in ("\ud800", "a\x00b", "x" * 10_000, "", "ü:*?[]{}"):
+        assert await store.check(odd, odd) is False
+        assert await store.get_session(odd) is None
+        assert await store.revoke(odd) is False
+        assert await store.revoke_family(odd) == 0
+        assert await store.list_sessions(odd) == []
+        assert await store.get_cutoff(odd) is None
+        assert await store.rotate_refresh(odd, odd, "new") is Rotation.INACTIVE
+        await store.touch(odd, clock())
+        assert await store.consume(odd, clock() + 60) is True
+        assert await store.consume(odd, clock() + 60) is False
+        assert await store.throttle_hit(odd, 60) == ThrottleState(1, clock())
+        assert await store.throttle_get(odd) == ThrottleState(1, clock())
+        await store.throttle_clear(odd)
+        assert await store.throttle_get(odd) == ThrottleState(0, 0.0)

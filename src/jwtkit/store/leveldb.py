@@ -38,6 +38,15 @@ T = TypeVar("T")
 
 _SESSION, _USER, _FAMILY, _CUTOFF, _CONSUMED, _THROTTLE = b"s:", b"u:", b"f:", b"c:", b"j:", b"t:"
 _SEP = b"\x00"
+# Ids may hold lone surrogates (valid in JSON, not in UTF-8): keys keep them losslessly instead of failing.
+
+
+def _enc(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _dec(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
 
 
 class _Corrupt(Exception):
@@ -175,7 +184,7 @@ class LevelDBStore(BaseStore):
         return await asyncio.to_thread(run)
 
     def _cutoff(self, db: Any, user_id: str) -> float | None:
-        raw = db.get(_CUTOFF + user_id.encode())
+        raw = db.get(_CUTOFF + _enc(user_id))
         if raw is None:
             return None
         try:
@@ -186,7 +195,7 @@ class LevelDBStore(BaseStore):
 
     def _load(self, db: Any, sid: str) -> tuple[Session | None, float | None]:
         """The session (corrupt reads as revoked) and its user's cut-off."""
-        raw = db.get(_SESSION + sid.encode())
+        raw = db.get(_SESSION + _enc(sid))
         if raw is None:
             return None, None
         try:
@@ -198,13 +207,13 @@ class LevelDBStore(BaseStore):
     # sessions ---------------------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> None:
-        sid = session.sid.encode()
+        sid = _enc(session.sid)
 
         def work(db: Any) -> None:
             with db.write_batch(sync=True) as batch:
                 batch.put(_SESSION + sid, _encode_session(session))
-                batch.put(_USER + session.user_id.encode() + _SEP + sid, b"")
-                batch.put(_FAMILY + session.family.encode() + _SEP + sid, b"")
+                batch.put(_USER + _enc(session.user_id) + _SEP + sid, b"")
+                batch.put(_FAMILY + _enc(session.family) + _SEP + sid, b"")
 
         await self._write(work)
 
@@ -221,7 +230,7 @@ class LevelDBStore(BaseStore):
         self._require_open()
         db = self._db
         try:
-            raw = db.get(_SESSION + sid.encode())
+            raw = db.get(_SESSION + _enc(sid))
             if raw is None:
                 return False
             try:
@@ -239,7 +248,7 @@ class LevelDBStore(BaseStore):
         def work(db: Any) -> None:
             session, _ = self._load(db, sid)
             if session is not None and not session.revoked and when > session.last_used:
-                db.put(_SESSION + sid.encode(), _encode_session(dataclasses.replace(session, last_used=when)))
+                db.put(_SESSION + _enc(sid), _encode_session(dataclasses.replace(session, last_used=when)))
 
         await self._write(work)
 
@@ -251,12 +260,12 @@ class LevelDBStore(BaseStore):
             if session is None or session.revoked:
                 continue
             active += is_active(session, None, cutoff, now)
-            batch.put(_SESSION + sid.encode(), _encode_session(dataclasses.replace(session, revoked=True)))
+            batch.put(_SESSION + _enc(sid), _encode_session(dataclasses.replace(session, revoked=True)))
         return active
 
     def _family(self, db: Any, family: str) -> list[str]:
-        prefix = _FAMILY + family.encode() + _SEP
-        return [key[len(prefix):].decode() for key in db.iterator(prefix=prefix, include_value=False)]
+        prefix = _FAMILY + _enc(family) + _SEP
+        return [_dec(key[len(prefix):]) for key in db.iterator(prefix=prefix, include_value=False)]
 
     async def revoke(self, sid: str) -> bool:
         def work(db: Any) -> int:
@@ -281,15 +290,15 @@ class LevelDBStore(BaseStore):
                 new = max(new, current)
             expiries = [s.expires for s in self._sessions_of(db, user_id)]
             record = orjson.dumps({"cutoff": new, "expires": cutoff_expiry(new, now, expiries)})
-            db.put(_CUTOFF + user_id.encode(), record, sync=True)
+            db.put(_CUTOFF + _enc(user_id), record, sync=True)
 
         await self._write(work)
 
     def _sessions_of(self, db: Any, user_id: str) -> list[Session]:
-        prefix = _USER + user_id.encode() + _SEP
+        prefix = _USER + _enc(user_id) + _SEP
         found = []
         for key in db.iterator(prefix=prefix, include_value=False):
-            sid = key[len(prefix):].decode()
+            sid = _dec(key[len(prefix):])
             raw = db.get(_SESSION + key[len(prefix):])
             if raw is None:
                 continue
@@ -322,7 +331,7 @@ class LevelDBStore(BaseStore):
                 return Rotation.INACTIVE
             if session.refresh_jti == presented_jti:
                 rotated = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
-                db.put(_SESSION + sid.encode(), _encode_session(rotated), sync=True)
+                db.put(_SESSION + _enc(sid), _encode_session(rotated), sync=True)
                 return Rotation.ROTATED
             # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
             with db.write_batch(sync=True) as batch:
@@ -336,7 +345,7 @@ class LevelDBStore(BaseStore):
     async def consume(self, jti: str, expires: float) -> bool:
         if self._clock() >= expires:
             return False
-        key = _CONSUMED + jti.encode()
+        key = _CONSUMED + _enc(jti)
 
         def work(db: Any) -> bool:
             if db.get(key) is not None:  # the lock makes get-then-put one step
@@ -349,7 +358,7 @@ class LevelDBStore(BaseStore):
     # login throttling -------------------------------------------------------------------------------
 
     async def throttle_hit(self, key: str, window: float) -> ThrottleState:
-        raw_key = _THROTTLE + key.encode()
+        raw_key = _THROTTLE + _enc(key)
 
         def work(db: Any) -> ThrottleState:
             now = self._clock()
@@ -372,14 +381,14 @@ class LevelDBStore(BaseStore):
             return 0, 0.0, -math.inf
 
     async def throttle_get(self, key: str) -> ThrottleState:
-        raw = await self._read(lambda db: db.get(_THROTTLE + key.encode()))
+        raw = await self._read(lambda db: db.get(_THROTTLE + _enc(key)))
         failures, last, expires = self._throttle(raw)
         if self._clock() >= expires:
             return ThrottleState(0, 0.0)
         return ThrottleState(failures, last)
 
     async def throttle_clear(self, key: str) -> None:
-        await self._write(lambda db: db.delete(_THROTTLE + key.encode()))
+        await self._write(lambda db: db.delete(_THROTTLE + _enc(key)))
 
     # upkeep -----------------------------------------------------------------------------------------
 
@@ -391,7 +400,7 @@ class LevelDBStore(BaseStore):
             with db.write_batch(sync=True) as batch:
                 for key, raw in db.iterator(prefix=_SESSION):
                     try:
-                        dead = now >= _decode_session(key[2:].decode(), raw).expires
+                        dead = now >= _decode_session(_dec(key[2:]), raw).expires
                     except (_Corrupt, UnicodeDecodeError):
                         dead = True
                     if dead:

@@ -90,6 +90,18 @@ _CHECK = ("SELECT s.user_id, s.revoked, s.expires, s.created, c.cutoff "
           "FROM sessions AS s LEFT JOIN cutoffs AS c ON c.user_id = s.user_id WHERE s.sid = ?")
 
 
+def _bind(text: str) -> str | bytes:
+    """A string as SQLite can bind it. Ids and keys may hold lone surrogates (valid in JSON, not in UTF-8,
+    so sqlite3 refuses them): those are bound as their bytes (a BLOB), which matches only itself."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+    return text
+
+
 class _Corrupt(Exception):
     """A row whose values do not have the types jwtkit wrote."""
 
@@ -319,7 +331,7 @@ class SQLiteStore(BaseStore):
 
     def _load(self, conn: sqlite3.Connection, sid: str) -> Session | None:
         """The session with its cut-off applied (cut off reads as revoked); corrupt reads as revoked."""
-        row = conn.execute(f"{_WITH_CUTOFF} WHERE s.sid = ?", (sid,)).fetchone()
+        row = conn.execute(f"{_WITH_CUTOFF} WHERE s.sid = ?", (_bind(sid),)).fetchone()
         if row is None:
             return None
         try:
@@ -333,9 +345,10 @@ class SQLiteStore(BaseStore):
     # sessions ---------------------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> None:
-        values = (session.sid, session.user_id, float(session.created), float(session.last_used),
-                  float(session.expires), session.family, session.refresh_jti, session.user_agent,
-                  session.ip, int(session.revoked))
+        values = (_bind(session.sid), _bind(session.user_id), float(session.created),
+                  float(session.last_used), float(session.expires), _bind(session.family),
+                  _bind(session.refresh_jti), _bind(session.user_agent), _bind(session.ip),
+                  int(session.revoked))
         await self._write(lambda conn: conn.execute(
             "INSERT OR REPLACE INTO sessions (sid, user_id, created, last_used, expires, family, "
             "refresh_jti, user_agent, ip, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
@@ -354,7 +367,7 @@ class SQLiteStore(BaseStore):
         except AttributeError:
             conn = self._reader()
         try:
-            row = conn.execute(_CHECK, (sid,)).fetchone()
+            row = conn.execute(_CHECK, (_bind(sid),)).fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite store {self.path}: {exc}") from exc
         if row is None:
@@ -371,20 +384,20 @@ class SQLiteStore(BaseStore):
     async def touch(self, sid: str, when: float) -> None:
         await self._write(lambda conn: conn.execute(
             "UPDATE sessions SET last_used = ? WHERE sid = ? AND revoked = 0 AND last_used < ?",
-            (float(when), sid, float(when))))
+            (float(when), _bind(sid), float(when))))
 
     def _revoke_where(self, conn: sqlite3.Connection, where: str, value: str) -> int:
         """Revoke the matching sessions; how many were active."""
         now = self._clock()
         active = 0
-        for row in conn.execute(f"{_WITH_CUTOFF} WHERE s.{where} = ? AND s.revoked = 0", (value,)):
+        for row in conn.execute(f"{_WITH_CUTOFF} WHERE s.{where} = ? AND s.revoked = 0", (_bind(value),)):
             try:
                 session, cutoff = _decode(row)
             except _Corrupt:
                 continue
             active += is_active(session, None, cutoff, now)
         conn.execute(f"UPDATE sessions SET revoked = 1 WHERE {where} = ? AND revoked = 0",  # noqa: S608
-                     (value,))
+                     (_bind(value),))
         return active
 
     async def revoke(self, sid: str) -> bool:
@@ -397,20 +410,20 @@ class SQLiteStore(BaseStore):
         def work(conn: sqlite3.Connection) -> None:
             now = self._clock()
             new = float(cutoff)
-            row = conn.execute("SELECT cutoff FROM cutoffs WHERE user_id = ?", (user_id,)).fetchone()
+            row = conn.execute("SELECT cutoff FROM cutoffs WHERE user_id = ?", (_bind(user_id),)).fetchone()
             if row is not None and type(row[0]) is float and math.isfinite(row[0]):
                 new = max(new, row[0])
             latest = conn.execute("SELECT max(expires) FROM sessions WHERE user_id = ?",
-                                  (user_id,)).fetchone()[0]
+                                  (_bind(user_id),)).fetchone()[0]
             expiries = [latest] if type(latest) is float else []
             conn.execute("INSERT OR REPLACE INTO cutoffs (user_id, cutoff, expires) VALUES (?, ?, ?)",
-                         (user_id, new, cutoff_expiry(new, now, expiries)))
+                         (_bind(user_id), new, cutoff_expiry(new, now, expiries)))
 
         await self._write(work)
 
     async def get_cutoff(self, user_id: str) -> float | None:
         row = await self._read(lambda conn: conn.execute(
-            "SELECT cutoff FROM cutoffs WHERE user_id = ?", (user_id,)).fetchone())
+            "SELECT cutoff FROM cutoffs WHERE user_id = ?", (_bind(user_id),)).fetchone())
         if row is None:
             return None
         if type(row[0]) is not float:
@@ -425,7 +438,7 @@ class SQLiteStore(BaseStore):
         def work(conn: sqlite3.Connection) -> list[Session]:
             found = []
             rows = conn.execute(f"{_WITH_CUTOFF} WHERE s.user_id = ? AND s.revoked = 0 "
-                                "AND s.expires > ? ORDER BY s.created DESC", (user_id, now))
+                                "AND s.expires > ? ORDER BY s.created DESC", (_bind(user_id), now))
             for row in rows:
                 try:
                     session, cutoff = _decode(row)
@@ -446,10 +459,11 @@ class SQLiteStore(BaseStore):
                 return Rotation.INACTIVE
             if session.refresh_jti == presented_jti:
                 conn.execute("UPDATE sessions SET refresh_jti = ?, last_used = ? WHERE sid = ?",
-                             (new_jti, float(now), sid))
+                             (_bind(new_jti), float(now), _bind(sid)))
                 return Rotation.ROTATED
             # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
-            conn.execute("UPDATE sessions SET revoked = 1 WHERE sid = ? OR family = ?", (sid, session.family))
+            conn.execute("UPDATE sessions SET revoked = 1 WHERE sid = ? OR family = ?",
+                         (_bind(sid), _bind(session.family)))
             return Rotation.REUSED
 
         return await self._write(work)
@@ -461,7 +475,8 @@ class SQLiteStore(BaseStore):
             return False
         # The primary key makes this atomic across threads and processes: one INSERT wins.
         inserted = await self._write(lambda conn: conn.execute(
-            "INSERT OR IGNORE INTO consumed (jti, expires) VALUES (?, ?)", (jti, float(expires))).rowcount)
+            "INSERT OR IGNORE INTO consumed (jti, expires) VALUES (?, ?)",
+            (_bind(jti), float(expires))).rowcount)
         return inserted == 1
 
     # login throttling -------------------------------------------------------------------------------
@@ -469,25 +484,26 @@ class SQLiteStore(BaseStore):
     async def throttle_hit(self, key: str, window: float) -> ThrottleState:
         def work(conn: sqlite3.Connection) -> ThrottleState:
             now = self._clock()
-            row = conn.execute("SELECT failures, expires FROM throttles WHERE key = ?", (key,)).fetchone()
+            row = conn.execute("SELECT failures, expires FROM throttles WHERE key = ?",
+                               (_bind(key),)).fetchone()
             failures = 1
             if row is not None and type(row[0]) is int and type(row[1]) is float and now < row[1]:
                 failures = row[0] + 1
             conn.execute("INSERT OR REPLACE INTO throttles (key, failures, last_failure, expires) "
-                         "VALUES (?, ?, ?, ?)", (key, failures, float(now), float(now + window)))
+                         "VALUES (?, ?, ?, ?)", (_bind(key), failures, float(now), float(now + window)))
             return ThrottleState(failures, now)
 
         return await self._write(work)
 
     async def throttle_get(self, key: str) -> ThrottleState:
         row = await self._read(lambda conn: conn.execute(
-            "SELECT failures, last_failure, expires FROM throttles WHERE key = ?", (key,)).fetchone())
+            "SELECT failures, last_failure, expires FROM throttles WHERE key = ?", (_bind(key),)).fetchone())
         if row is None or type(row[0]) is not int or type(row[2]) is not float or self._clock() >= row[2]:
             return ThrottleState(0, 0.0)
         return ThrottleState(row[0], float(row[1]))
 
     async def throttle_clear(self, key: str) -> None:
-        await self._write(lambda conn: conn.execute("DELETE FROM throttles WHERE key = ?", (key,)))
+        await self._write(lambda conn: conn.execute("DELETE FROM throttles WHERE key = ?", (_bind(key),)))
 
     # upkeep -----------------------------------------------------------------------------------------
 
