@@ -129,6 +129,8 @@ def decode(
         claims = loads_object(payload)  # R11: only now that the signature holds
     except ValueError:
         raise MalformedToken("the payload is not a strict JSON object") from None
+    if type(require) is str:
+        raise TypeError("require must be a collection of claim names, not a string")
     if type(leeway) is not int:
         leeway = seconds(leeway, "leeway")
     if leeway < 0:
