@@ -1,0 +1,82 @@
+"""Two service instances (two nodes) over one store: throttle counters, logouts and refresh reuse hold
+across them. SQLite (one file shared by two connections) and real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from jwtkit.service import (
+    AuthService,
+    InvalidCredentials,
+    KeyRing,
+    MemoryMailer,
+    RefreshReused,
+    SessionRevoked,
+    SQLiteUserRepository,
+    Throttled,
+)
+from jwtkit.store import open_store
+
+from .conftest import PASSWORD, CountingHasher, FakeClock
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def nodes(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock,
+                keys: KeyRing) -> AsyncIterator[tuple[AuthService, AuthService]]:
+    url = (request.getfixturevalue("redis_url") if request.param == "redis"
+           else f"sqlite:///{tmp_path}/jwtkit.db")
+    pair = tuple(
+        AuthService(store=open_store(url, clock=clock), users=SQLiteUserRepository(tmp_path / "users.db"),
+                    keys=keys, mailer=MemoryMailer(), clock=clock, hasher=CountingHasher())
+        for _ in range(2)
+    )
+    for node in pair:
+        await node.open()
+    try:
+        yield pair[0], pair[1]
+    finally:
+        for node in pair:
+            await node.close()
+
+
+async def test_throttle_counters_are_shared(nodes: tuple[AuthService, AuthService]) -> None:
+    a, b = nodes
+    await a.register("alice", PASSWORD)
+    for node in (a, b, a, b, a):
+        with pytest.raises(InvalidCredentials):
+            await node.login("alice", "wrong password!")
+    for node in (a, b):
+        with pytest.raises(Throttled):
+            await node.login("alice", PASSWORD)
+
+
+async def test_logout_and_logout_all_reach_every_node(
+    nodes: tuple[AuthService, AuthService], clock: FakeClock
+) -> None:
+    a, b = nodes
+    alice = await a.register("alice", PASSWORD)
+    one = await a.login("alice", PASSWORD)
+    two = await b.login("alice", PASSWORD)
+    await b.authenticate(one.access_token)
+    await a.logout(one.session.sid)
+    with pytest.raises(SessionRevoked):
+        await b.authenticate(one.access_token)
+    await a.authenticate(two.access_token)
+    clock.advance(1)
+    await b.logout_all(alice.id)
+    with pytest.raises(SessionRevoked):
+        await a.authenticate(two.access_token)
+
+
+async def test_refresh_reuse_across_nodes(nodes: tuple[AuthService, AuthService]) -> None:
+    a, b = nodes
+    await a.register("alice", PASSWORD)
+    first = await a.login("alice", PASSWORD)
+    second = await b.refresh(first.refresh_token)
+    with pytest.raises(RefreshReused):
+        await a.refresh(first.refresh_token)
+    with pytest.raises(SessionRevoked):
+        await b.authenticate(second.access_token)
