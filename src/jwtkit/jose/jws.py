@@ -33,6 +33,7 @@ MAX_LENGTH = 8192
 REFUSED_HEADER_PARAMETERS = ("crit", "b64", "zip")
 _STRING_PARAMETERS = ("kid", "typ", "cty")
 _HEADER_CACHE_SIZE = 256
+_CACHED_HEADER_LENGTH = 1024  # longer headers are parsed every time rather than held
 
 _TOKEN_ALPHABET = base64url.ALPHABET + b"."
 _canonical_tail = base64url.canonical_tail
@@ -109,9 +110,10 @@ def _header_entry(segment: bytes) -> tuple[dict[str, Any], str, str | None, str 
             raise InvalidHeader(f"header parameter {name} is not supported")  # R7
     typ = header.get("typ")
     entry = (header, header["alg"], header.get("kid"), None if typ is None else normalize_typ(typ))
-    if len(_headers) >= _HEADER_CACHE_SIZE:
-        _headers.clear()
-    _headers[segment] = entry
+    if len(segment) <= _CACHED_HEADER_LENGTH:
+        if len(_headers) >= _HEADER_CACHE_SIZE:
+            _headers.clear()
+        _headers[segment] = entry
     return entry
 
 
@@ -145,7 +147,7 @@ def verify_compact(
         raise InvalidHeader("the token's typ is missing or not the expected one")  # R15, RFC 8725 §3.11
     # R5, R9: the header alg must be the key's, and a kid must name a configured key. jku/x5u/jwk/x5c are
     # never looked at (R8).
-    if type(key) is Key:
+    if isinstance(key, Key):
         if key._alg != alg:
             raise DisallowedAlgorithm("the token's algorithm is not the key's algorithm")
         if kid is not None and kid != key._kid:
@@ -153,7 +155,7 @@ def verify_compact(
         if key._verifier is None:
             raise UnusableKey("the key may not verify (use/key_ops)")
         candidates: tuple[Key, ...] = (key,)
-    elif type(key) is KeySet:
+    elif isinstance(key, KeySet):
         candidates = key.select(kid, alg)
     else:
         raise TypeError("key must be a jwtkit.Key or jwtkit.KeySet")
@@ -187,7 +189,7 @@ def sign_compact(
         UnusableKey: ``key``, when the key cannot sign.
         ValueError: when ``headers`` contradict the key or carry a parameter jwtkit refuses (R7).
     """
-    if type(key) is not Key:
+    if not isinstance(key, Key):
         raise TypeError("key must be a jwtkit.Key")
     signer = key._signer
     if signer is None:
