@@ -144,3 +144,21 @@ def test_duplicate_kids_refused() -> None:
     key = Key.from_secret(SECRET, kid="k")
     with pytest.raises(ServiceConfigError):
         KeyRing(key, [Key.from_secret(b"z" * 32, kid="k")])
+
+
+def test_concurrent_first_runs_agree_on_one_key(tmp_path: Path) -> None:
+    """Several workers starting at once: the file is created once (link, never overwrite), all load it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "jwtkit.key"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        rings = list(pool.map(lambda _: KeyRing.load_or_create(path), range(16)))
+    assert len({ring.active.kid for ring in rings}) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["jwtkit.key"]  # no temporary files left
+
+
+def test_repr_never_shows_key_material(tmp_path: Path) -> None:
+    ring = KeyRing.load_or_create(tmp_path / "jwtkit.key")
+    secret = json.loads((tmp_path / "jwtkit.key").read_text())["keys"][0]["k"]
+    assert secret not in repr(ring)
+    assert ring.active.kid in repr(ring)
