@@ -361,6 +361,8 @@ class AuthService:
 
     async def refresh(self, refresh_token: str, *, ip: str = "", user_agent: str = "") -> TokenPair:
         """Rotate a refresh token: a new access token and a new refresh token; the presented one is spent.
+        The session keeps its login IP and device; ``user_agent`` feeds the new access token's ``agent``
+        claim when ``bind_user_agent`` is on.
 
         Raises:
             RefreshReused (``refresh_reused``): it was already used; the session and its family are revoked
