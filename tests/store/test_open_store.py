@@ -67,6 +67,9 @@ def test_repr_and_url_hide_the_password() -> None:
     assert store.url == "redis://user:***@127.0.0.1:6390/0"
     assert "hunter2" not in repr(store)
     assert repr(store) == "RedisStore('redis://user:***@127.0.0.1:6390/0', unopened)"
+    store = open_store("rediss://127.0.0.1:6390/0?password=hunter2&ssl_password=pem-secret&prefix=p:")
+    assert store.url == "rediss://127.0.0.1:6390/0?password=%2A%2A%2A&ssl_password=%2A%2A%2A&prefix=p%3A"
+    assert open_store("memory://").url == "memory://"
 
 
 def test_error_tree() -> None:

@@ -10,7 +10,7 @@ import logging
 import math
 from types import TracebackType
 from typing import Protocol, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jwtkit.store.base import Clock, Session, Store, StoreConfigError, StoreError, StoreUnavailable
 
@@ -41,13 +41,18 @@ class _State(enum.Enum):
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for ``repr``, logs and ``Store.url``)."""
+    """The URL with any password (in the user info or a ``password``/``ssl_password`` query parameter)
+    replaced by ``***`` (for ``repr``, logs and ``Store.url``)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.password is None and "password" not in parts.query:
         return url
-    userinfo = f"{parts.username or ''}:***@"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, userinfo + host, parts.path, parts.query, parts.fragment))
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@" + netloc.rpartition("@")[2]
+    if "password" in query:
+        query = urlencode([(k, "***" if k in ("password", "ssl_password") else v)
+                           for k, v in parse_qsl(query, keep_blank_values=True)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def parse_float_option(name: str, value: object, *, minimum: float = 0.0) -> float:
