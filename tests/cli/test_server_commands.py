@@ -114,6 +114,17 @@ def test_sessions_list_revoke_and_revoke_all(jwtkit: Runner, tmp_path: Path) -> 
     assert_one_line_error(jwtkit("sessions", "list", "nobody"), 4, "user_not_found")
 
 
+def test_session_listing_shows_client_text_inertly(jwtkit: Runner, tmp_path: Path) -> None:
+    _add_alice(jwtkit)
+    _login(tmp_path, "evil\x1b]0;owned\x07 \x9b2J [red]agent[/red]")
+    human = jwtkit("sessions", "list", "alice", env={"COLUMNS": "300"})
+    assert human.returncode == 0
+    assert "\x1b" not in human.stdout and "\x9b" not in human.stdout and "\x07" not in human.stdout
+    assert "[red]agent[/red]" in human.stdout  # not rich markup
+    listed = json.loads(jwtkit("sessions", "list", "alice", "--json").stdout)
+    assert listed[0]["user_agent"] == "evil\x1b]0;owned\x07 \x9b2J [red]agent[/red]"
+
+
 def test_keys_rotate(jwtkit: Runner, tmp_path: Path) -> None:
     first = jwtkit("keys", "rotate", "--json")
     assert first.returncode == 0, first.stderr

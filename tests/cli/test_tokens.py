@@ -360,3 +360,30 @@ def test_alg_none_is_shown_but_never_verifies(jwtkit: Runner) -> None:
     assert any('"none"' in w for w in json.loads(jwtkit("decode", faked, "--json").stdout)["warnings"])
     proc = jwtkit("verify", faked, "--secret-env", "JWT_TEST_SECRET")
     assert_one_line_error(proc, 1, "algorithm")
+
+
+@pytest.mark.parametrize("exp", [True, "1900000000", 1e308, -1e308, [1], {"a": 1}, None])
+def test_decode_survives_odd_date_values(jwtkit: Runner, exp: object) -> None:
+    token = f"{_b64({'alg': 'HS256'})}.{_b64({'sub': 's', 'exp': exp, 'iat': 'yesterday'})}.c2ln"
+    proc = jwtkit("decode", token, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert "iat is not a valid NumericDate (a JSON number of seconds): verification fails" in data["warnings"]
+    if not isinstance(exp, int | float) or isinstance(exp, bool) or abs(exp) > 1e300:
+        assert "exp" not in data["dates"]
+        assert any(w.startswith("exp is not a valid NumericDate") for w in data["warnings"])
+    human = jwtkit("decode", token)
+    assert human.returncode == 0 and "Traceback" not in human.stderr
+
+
+def test_token_text_cannot_drive_the_terminal(jwtkit: Runner) -> None:
+    evil = "\x1b]0;pwned\x07 \x9b31m \x7f [bold]markup[/bold]"
+    token = f"{_b64({'alg': 'HS256', 'kid': evil})}.{_b64({'sub': evil, evil: 1})}.c2ln"
+    for args in (["decode", token], ["decode", token, "--json"]):
+        proc = jwtkit(*args)
+        assert proc.returncode == 0, proc.stderr
+        for control in ("\x1b", "\x07", "\x9b", "\x7f"):
+            assert control not in proc.stdout and control not in proc.stderr
+    human = jwtkit("decode", token).stdout
+    assert "[bold]markup[/bold]" in human  # shown as text, not interpreted as rich markup
+    assert json.loads(jwtkit("decode", token, "--json").stdout)["claims"]["sub"] == evil  # JSON stays exact

@@ -7,6 +7,7 @@ boundary that turns them into a single line on stderr and an exit code, so no in
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "CLIError",
     "Output",
     "out",
+    "terminal_safe",
 ]
 
 EXIT_OK = 0
@@ -38,6 +40,16 @@ EXIT_CODES_HELP = (
     "(unreadable file, bad key or password, bad JSON); 3 store unavailable; 4 refused by the service "
     "(unknown user, name taken, weak password); 70 internal error."
 )
+
+
+# C0 controls except tab and newline, DEL, and C1 controls (0x9b is an 8-bit CSI on some terminals).
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Control characters written as ``\\uXXXX``: text from tokens, stores, files or the network must never
+    drive the terminal (ANSI and OSC escape injection). Inside JSON strings the result is still valid JSON."""
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 class CLIError(Exception):
@@ -77,19 +89,21 @@ class Output:
 
     def emit_json(self, data: Mapping[str, Any] | list[Any]) -> None:
         """One JSON document on stdout, never coloured."""
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+        sys.stdout.write(terminal_safe(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
         sys.stdout.flush()
 
     def note(self, message: str) -> None:
         """A human remark on stderr (kept off stdout so that pipes get only the result)."""
         if not self.json:
-            self.err_console.print(message, markup=False)
+            self.err_console.print(terminal_safe(message), markup=False)
 
     def error(self, code: str, message: str) -> None:
         """The one error line, on stderr: JSON when ``--json`` is on."""
-        line = " ".join(message.split())  # one line, whatever the message held
+        line = terminal_safe(" ".join(message.split()))  # one line, whatever the message held
         if self.json:
-            sys.stderr.write(json.dumps({"error": code, "message": line}, ensure_ascii=False) + "\n")
+            sys.stderr.write(
+                terminal_safe(json.dumps({"error": code, "message": line}, ensure_ascii=False)) + "\n"
+            )
         else:
             sys.stderr.write(f"jwtkit: {code}: {line}\n")
         sys.stderr.flush()

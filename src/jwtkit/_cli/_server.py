@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from ._output import EXIT_REFUSED, CLIError, out
+from ._output import EXIT_REFUSED, CLIError, out, terminal_safe
 from ._tokens import JsonFlag, check_alg
 
 if TYPE_CHECKING:
@@ -67,6 +68,20 @@ async def _user(service: AuthService, username: str) -> User:
     if user is None:
         raise CLIError("user_not_found", f"no user named {username!r}", EXIT_REFUSED)
     return user
+
+
+def _cell(value: str) -> Text:
+    """A table cell shown as plain text: no rich markup, no terminal control sequences (user agents and
+    names come from clients)."""
+    return Text(terminal_safe(value))
+
+
+def _table(*headers: str) -> Table:
+    """A table whose long values wrap instead of being cut off (ids and user agents must stay whole)."""
+    table = Table()
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
 
 
 def _when(timestamp: float) -> str:
@@ -205,7 +220,7 @@ def user_add(
     if out.json:
         out.emit_json(_user_json(user))
     else:
-        sys.stdout.write(f"created user {user.username} (id {user.id})\n")
+        sys.stdout.write(terminal_safe(f"created user {user.username} (id {user.id})") + "\n")
 
 
 @user_app.command("list")
@@ -220,15 +235,15 @@ def user_list(store: StoreOption = None, json_output: JsonFlag = False) -> None:
     if out.json:
         out.emit_json([_user_json(user) for user in users])
         return
-    table = Table("username", "email", "verified", "disabled", "created", "id")
+    table = _table("username", "email", "verified", "disabled", "created", "id")
     for user in users:
         table.add_row(
-            user.username,
-            user.email or "",
+            _cell(user.username),
+            _cell(user.email or ""),
             "yes" if user.verified else "no",
             "yes" if user.disabled else "no",
             _when(user.created),
-            user.id,
+            _cell(user.id),
         )
     out.console.print(table)
 
@@ -242,7 +257,9 @@ def _set_disabled(name: str, disabled: bool, store: str | None) -> None:
     if out.json:
         out.emit_json(_user_json(user))
     else:
-        sys.stdout.write(f"{'disabled' if user.disabled else 'enabled'} user {user.username}\n")
+        sys.stdout.write(
+            terminal_safe(f"{'disabled' if user.disabled else 'enabled'} user {user.username}") + "\n"
+        )
 
 
 @user_app.command("disable")
@@ -289,15 +306,15 @@ def sessions_list(
     if out.json:
         out.emit_json([_session_json(session) for session in sessions])
         return
-    table = Table("sid", "created", "last used", "expires", "ip", "user agent")
+    table = _table("sid", "created", "last used", "expires", "ip", "user agent")
     for session in sessions:
         table.add_row(
-            session.sid,
+            _cell(session.sid),
             _when(session.created),
             _when(session.last_used),
             _when(session.expires),
-            session.ip,
-            session.user_agent,
+            _cell(session.ip),
+            _cell(session.user_agent),
         )
     out.console.print(table)
 
@@ -344,7 +361,7 @@ def sessions_revoke_all(
     if out.json:
         out.emit_json({"user": user.username, "revoked_all": True})
     else:
-        sys.stdout.write(f"revoked every session of {user.username}\n")
+        sys.stdout.write(terminal_safe(f"revoked every session of {user.username}") + "\n")
 
 
 # --- keys ------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ._keyfiles import (
     secret_from_env,
     write_private_file,
 )
-from ._output import EXIT_INVALID, CLIError, out
+from ._output import EXIT_INVALID, CLIError, out, terminal_safe
 
 __all__ = ["JsonFlag", "check_alg", "register"]
 
@@ -105,6 +105,11 @@ def read_token(token: str | None) -> str:
     if not token:
         raise CLIError("usage", "the token is empty")
     return token
+
+
+def _json_text(value: Any) -> str:
+    """Pretty JSON for a terminal; strings from the token cannot smuggle in control sequences."""
+    return terminal_safe(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _token_error(exc: JWTError) -> CLIError:
@@ -355,9 +360,9 @@ def decode_command(
     console.print(coloured)
     console.print()
     console.print(Text("Header", style=f"bold {HEADER_STYLE}"))
-    console.print(Text(json.dumps(header, indent=2, ensure_ascii=False), style=HEADER_STYLE))
+    console.print(Text(_json_text(header), style=HEADER_STYLE))
     console.print(Text("Claims", style=f"bold {PAYLOAD_STYLE}"))
-    console.print(Text(json.dumps(claims, indent=2, ensure_ascii=False), style=PAYLOAD_STYLE))
+    console.print(Text(_json_text(claims), style=PAYLOAD_STYLE))
     explained = [name for name in claims if name in CLAIM_NOTES]
     if explained:
         console.print()
@@ -376,7 +381,7 @@ def decode_command(
     if report.warnings:
         console.print()
         for warning in report.warnings:
-            console.print(Text(f"warning: {warning}", style="yellow"))
+            console.print(Text(f"warning: {terminal_safe(warning)}", style="yellow"))
 
 
 # --- verify ----------------------------------------------------------------------------------------------
@@ -428,7 +433,7 @@ def verify_command(
         out.emit_json({"valid": True, "header": header, "claims": claims})
         return
     out.console.print(Text("valid", style="bold green"), Text(f"({header.get('alg')})"))
-    out.console.print(Text(json.dumps(claims, indent=2, ensure_ascii=False), style=PAYLOAD_STYLE))
+    out.console.print(Text(_json_text(claims), style=PAYLOAD_STYLE))
 
 
 def register(app: typer.Typer) -> None:
