@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -115,6 +117,7 @@ def test_redis_store_outage_503_then_recovery(tmp_path: Path, redis_server) -> N
 def test_two_workers_share_the_key_and_the_store(tmp_path: Path) -> None:
     process = start_serve(tmp_path, "--no-secure-cookies", "--workers", "2")
     try:
+        assert f"jwtkit serving on http://127.0.0.1:{process.port}" in process.log()
         add_user(process, "eve")
         tokens = []
         for _ in range(6):  # new connections land on either worker
@@ -126,3 +129,16 @@ def test_two_workers_share_the_key_and_the_store(tmp_path: Path) -> None:
                 assert client.get("/private", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     finally:
         stop_serve(process)
+
+
+def test_a_taken_port_fails_without_claiming_to_serve(serve_plain: ServeProcess, tmp_path: Path) -> None:
+    from _support import serve_command
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWTKIT_") and k != "JWT_SECRET"}
+    other = tmp_path / "other"
+    other.mkdir()
+    result = subprocess.run(serve_command(serve_plain.port, "--no-secure-cookies"), cwd=other, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "jwtkit serving on" not in result.stdout
+    assert "address already in use" in result.stderr + result.stdout
