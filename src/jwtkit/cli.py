@@ -55,29 +55,22 @@ _CLICK_ERROR: type[Exception] = next(
 )
 
 
-def _service_error_types() -> tuple[tuple[type[BaseException], str, int], ...]:
-    """Errors of the layers below, mapped to exit codes; a layer that is not importable adds none."""
-    mapped: list[tuple[type[BaseException], str, int]] = []
-    try:
-        from jwtkit.store import StoreUnavailable
+def _layer_errors() -> tuple[tuple[type[Exception], int], ...]:
+    """Errors of the layers below, with their exit codes; imported here so token commands never load them."""
+    from jwtkit.service import ServiceConfigError, ServiceError
+    from jwtkit.store import StoreConfigError, StoreUnavailable
 
-        mapped.append((StoreUnavailable, "store_unavailable", EXIT_STORE))
-    except ImportError:
-        pass
-    try:
-        from jwtkit.store import StoreConfigError
+    return (
+        (StoreUnavailable, EXIT_STORE),
+        (StoreConfigError, EXIT_USAGE),
+        (ServiceConfigError, EXIT_USAGE),  # before ServiceError, its base
+        (ServiceError, EXIT_REFUSED),
+    )
 
-        mapped.append((StoreConfigError, "store_config", EXIT_USAGE))
-    except ImportError:
-        pass
-    try:
-        from jwtkit.service import ServiceConfigError, ServiceError
 
-        mapped.append((ServiceConfigError, "service_config", EXIT_USAGE))
-        mapped.append((ServiceError, "", EXIT_REFUSED))
-    except ImportError:
-        pass
-    return tuple(mapped)
+def _click_message(exc: Exception) -> str:
+    format_message = getattr(exc, "format_message", None)
+    return str(format_message()) if callable(format_message) else str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,11 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_INVALID
     except _CLICK_ERROR as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `jwtkit` or `jwtkit user` alone: show the help
-            sys.stdout.write(str(getattr(exc, "format_message", lambda: "")()) + "\n")
+            sys.stdout.write(_click_message(exc) + "\n")
             return 0
-        format_message = getattr(exc, "format_message", None)
-        message = format_message() if callable(format_message) else str(exc)
-        out.error("usage", f"{message} (see jwtkit --help)")
+        out.error("usage", f"{_click_message(exc)} (see jwtkit --help)")
         code = int(getattr(exc, "exit_code", EXIT_USAGE))
     except KeyboardInterrupt:
         code = 130
@@ -114,9 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _unexpected(exc: Exception) -> int:
-    for error_type, code, exit_code in _service_error_types():
+    for error_type, exit_code in _layer_errors():
         if isinstance(exc, error_type):
-            out.error(code or str(getattr(exc, "code", "error")), str(exc) or type(exc).__name__)
+            out.error(str(getattr(exc, "code", "error")), str(exc) or type(exc).__name__)
             return exit_code
     if isinstance(exc, OSError):
         out.error("os", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
