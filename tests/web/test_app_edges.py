@@ -292,3 +292,33 @@ def test_create_app_refuses_service_and_settings_together() -> None:
 
     with pytest.raises(TypeError):
         create_app(make_service(), settings=Settings(store_url="memory://"))
+
+
+async def test_last_resort_handler_answers_a_clean_500_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    from _support import start, stop
+
+    running = await start()
+    try:
+        await running.user()
+        pair = await running.login()
+
+        async def broken(user_id: str) -> None:
+            raise RuntimeError("a bug with a secret detail")
+
+        running.service.users.get = broken  # type: ignore[method-assign]
+        transport = httpx.ASGITransport(app=running.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url=running.base_url) as client:
+            bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+            response = await client.get("/", headers={**HTML, **bearer})
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal_error", "error_description": "Internal error"}
+        assert "secret detail" not in response.text
+        assert any("unhandled error on GET /" in r.getMessage() for r in caplog.records)
+    finally:
+        await stop(running)
+
+
+async def test_head_requests_work(server: Server) -> None:
+    response = await server.client().head("/healthz")
+    assert response.status_code == 200
+    assert response.content == b""
