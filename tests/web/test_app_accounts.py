@@ -144,3 +144,22 @@ async def test_reset_without_token_or_password(server: Server) -> None:
     bad = await client.post("/password/reset", json={"token": "x.y.z", "password": "whatever passphrase"})
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid_token"
+
+
+async def test_a_failing_mailer_changes_no_answer(server: Server) -> None:
+    from jwtkit.service import Message
+
+    class DownMailer:
+        async def send(self, message: Message) -> None:
+            raise ConnectionRefusedError("smtp is down")
+
+    await server.user("max", email="max@example.org")
+    server.service.mailer = DownMailer()
+    client = server.json_client()
+    known = await client.post("/password/forgot", json={"username": "max"})
+    unknown = await client.post("/password/forgot", json={"username": "nobody-at-all"})
+    assert known.status_code == unknown.status_code == 202
+    assert known.content == unknown.content
+    created = await client.post("/register", json={"username": "nia", "password": PASSWORD,
+                                                   "email": "nia@example.org"})
+    assert created.status_code == 201

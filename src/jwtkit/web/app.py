@@ -32,6 +32,7 @@ from typing import Any
 import jinja2
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -325,7 +326,10 @@ class Site:
                               "username": fields.get("username", ""), "email": fields.get("email", "")},
                              status=status)
         if user.email and not user.verified:
-            await self.service.send_verification(user.id)
+            try:
+                await self.service.send_verification(user.id)
+            except OSError as exc:  # the account exists; the link can be sent again later
+                logger.warning("verification mail for user %s not sent: %s", user.id, exc)
         if as_json:
             return _json({"id": user.id, "username": user.username, "email": user.email,
                           "verified": user.verified}, status=201, headers={"Location": "/home"})
@@ -357,12 +361,20 @@ class Site:
         who = fields.get("username") or fields.get("email") or ""
         if not who:
             raise HTTPError("missing_field", "The field 'username' is required", field="username")
-        # the same answer whether or not the account exists (the service does the same work either way)
-        await self.service.forgot_password(who)
+        # The same answer, at the same time, whether or not the account exists: the lookup and the mail run
+        # after the response is sent, so neither their duration nor their failure can tell (OWASP ASVS 2.5).
         text = "If that account exists, we sent it a link to reset the password."
-        if wants_json(request):
-            return _json({"status": "sent", "message": text}, status=202)
-        return self.page(request, "message.html", {"title": "Check your email", "text": text}, status=202)
+        response = (_json({"status": "sent", "message": text}, status=202) if wants_json(request)
+                    else self.page(request, "message.html", {"title": "Check your email", "text": text},
+                                   status=202))
+        response.background = BackgroundTask(self._forgot_password, who)
+        return response
+
+    async def _forgot_password(self, who: str) -> None:
+        try:
+            await self.service.forgot_password(who)
+        except (ServiceError, StoreUnavailable, OSError) as exc:
+            logger.warning("password reset mail not sent: %s: %s", type(exc).__name__, exc)
 
     async def reset_form(self, request: Request) -> Response:
         token = request.query_params.get("token", "")
