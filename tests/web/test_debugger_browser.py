@@ -201,8 +201,16 @@ def test_hs256_token_is_decoded_coloured_and_verified(browser_page: Any, server:
     assert _verify(page, wrong) == ("invalid", "Invalid signature")
     assert _verify(page, SECRET, "secret") == ("valid", "Signature verified")
 
+    assert page.inner_text("#verify-note") == ""
+
+    expired = pyjwt.encode({**CLAIMS, "exp": 1_000_000_000}, SECRET, algorithm="HS256")
+    page.fill("#token", expired)
+    assert _verify(page, SECRET) == ("valid", "Signature verified")
+    assert "expired" in page.inner_text("#verify-note")
+    assert "expired" in page.inner_text("#claims-table tr[data-claim='exp'] td.meaning")
+
     assert page.url == f"{server}/debugger"  # nothing went into the address bar
-    recorder.assert_nothing_carries(token, signature_b64, payload_b64, SECRET, wrong)
+    recorder.assert_nothing_carries(token, signature_b64, payload_b64, SECRET, wrong, expired)
     recorder.assert_no_csp_violation()
     assert {r["method"] for r in recorder.requests} == {"GET"}
 

@@ -117,7 +117,16 @@ async function onVerify() {
     ? "Invalid signature" : `Invalid: ${outcome.reason}`;
   result.dataset.state = outcome.valid ? "valid" : "invalid";
   result.className = outcome.valid ? "result valid" : "result invalid";
-  $("verify-note").textContent = outcome.note || "";
+  const notes = [outcome.note, outcome.valid ? timeNote(decoded.claims, Date.now() / 1000) : ""];
+  $("verify-note").textContent = notes.filter(Boolean).join("; ");
+}
+
+// A valid signature is not a valid token: say so when the dates would make a verifier refuse it.
+function timeNote(claims, now) {
+  if (typeof claims.exp === "number" && claims.exp <= now) return "but the token has expired: a verifier refuses it";
+  if (typeof claims.nbf === "number" && claims.nbf > now) return "but the token is not valid yet (nbf)";
+  if (!("exp" in claims)) return "but the token has no exp: jwtkit refuses it by default";
+  return "";
 }
 
 function onKeyInput() {
