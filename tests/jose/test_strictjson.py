@@ -78,3 +78,13 @@ def test_decode_str_and_non_ascii() -> None:
     assert base64url.decode("AQ") == b"\x01"
     with pytest.raises(ValueError):
         base64url.decode("é")
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["pybase64", "stdlib"])
+def test_decoders_agree(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    if not fast:
+        monkeypatch.setattr(base64url, "_fast_b64decode", None)
+    assert base64url.decode_padded(b"-_-_AQ==") == b"\xfb\xff\xbf\x01"
+    for bad in (b"AQ= ", b" AQ=", b"A\nQ=", b"AQ\x00=", b"\xc3\xa9AA", b"AQ", b"AQ=A", b"AQ==AQ=="):
+        with pytest.raises(ValueError):
+            base64url.decode_padded(bad)

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 
-__all__ = ["ALPHABET", "canonical_tail", "decode", "decode_canonical", "encode", "is_canonical"]
+__all__ = [
+    "ALPHABET",
+    "PAD",
+    "canonical_tail",
+    "decode",
+    "decode_canonical",
+    "decode_padded",
+    "encode",
+    "is_canonical",
+]
+
+_fast_b64decode: Callable[..., bytes] | None
+try:  # SIMD base64 when installed (a dependency); the stdlib otherwise.
+    from pybase64 import b64decode as _fast_b64decode
+except ImportError:  # pragma: no cover - exercised only without pybase64
+    _fast_b64decode = None
 
 _TO_URL = bytes.maketrans(b"+/", b"-_")
 _TO_STD = bytes.maketrans(b"-_", b"+/")
@@ -14,7 +30,8 @@ ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # encodings leave them zero, so only these characters may end such a segment (R2).
 _LAST_OF_2 = frozenset(b"AQgw")
 _LAST_OF_3 = frozenset(b"AEIMQUYcgkosw048")
-_PAD = (b"", b"", b"==", b"=")
+#: The padding that completes an unpadded segment, indexed by ``len(segment) % 4`` (4k+1 is never valid).
+PAD = (b"", b"", b"==", b"=")
 
 
 def encode(data: bytes) -> bytes:
@@ -41,9 +58,22 @@ def canonical_tail(segment: bytes) -> bool:
     return rest == 3 and segment[-1] in _LAST_OF_3
 
 
+def decode_padded(data: bytes) -> bytes:
+    """Decode padded base64 in the URL-safe alphabet; ``ValueError`` for any byte outside it or bad padding.
+
+    It does not refuse '+' and '/', nor non-zero unused bits: callers check those first (see
+    :func:`is_canonical`).
+    """
+    if _fast_b64decode is not None:
+        # Positional arguments: its validating padded path is the SIMD one (keywords such as padded=False
+        # take a slower path).
+        return _fast_b64decode(data, b"-_", True)
+    return binascii.a2b_base64(data.translate(_TO_STD), strict_mode=True)
+
+
 def decode_canonical(segment: bytes) -> bytes:
     """Decode a segment already known to be canonical (see :func:`is_canonical`)."""
-    return binascii.a2b_base64(segment.translate(_TO_STD) + _PAD[len(segment) & 3])
+    return decode_padded(segment + PAD[len(segment) & 3])
 
 
 def decode(segment: str | bytes) -> bytes:

@@ -18,6 +18,7 @@ __all__ = ["DATE_CLAIMS", "check_claims", "numeric_date", "seconds"]
 #: The NumericDate claims (RFC 7519 §2).
 DATE_CLAIMS = ("exp", "nbf", "iat")
 _DOUBLE_MAX = 1.7976931348623157e308
+_MISSING: Any = object()
 
 
 def numeric_date(value: object) -> bool:
@@ -37,21 +38,6 @@ def seconds(value: float | timedelta, name: str) -> float:
     if type(value) not in (int, float) or not math.isfinite(value):
         raise TypeError(f"{name} must be a finite number of seconds")
     return value
-
-
-def _string_claim(claims: Mapping[str, Any], name: str, expected: str | None) -> None:
-    value = claims.get(name)
-    if value is None:
-        if name in claims:
-            raise InvalidClaim(f"{name} must be a string", name, "invalid")
-        if expected is not None:
-            raise InvalidClaim(f"the token has no {name}", name, "missing")
-        return
-    if type(value) is not str:
-        raise InvalidClaim(f"{name} must be a string", name, "invalid")
-    # R13: exact, case-sensitive equality; never a substring or list membership.
-    if expected is not None and value != expected:
-        raise InvalidClaim(f"{name} does not match", name, "check_failed")
 
 
 def _audience(claims: Mapping[str, Any], audience: str | Collection[str] | None) -> None:
@@ -95,33 +81,52 @@ def check_claims(
         NotYetValidToken: ``not_yet_valid``, when ``now < nbf - leeway``.
         FutureIssuedToken: ``issued_in_future``, when ``iat > now + leeway``.
     """
+    get = claims.get
     for name in require:
         if name not in claims:
             raise InvalidClaim(f"the token has no {name}", name, "missing")
-    if issuer is not None or "iss" in claims:
-        _string_claim(claims, "iss", issuer)
-    if subject is not None or "sub" in claims:
-        _string_claim(claims, "sub", subject)
-    if audience is not None or "aud" in claims:
+    # R13: iss and sub are strings, compared exactly (never a substring or list membership).
+    value = get("iss", _MISSING)
+    if value is _MISSING:
+        if issuer is not None:
+            raise InvalidClaim("the token has no iss", "iss", "missing")
+    elif type(value) is not str:
+        raise InvalidClaim("iss must be a string", "iss", "invalid")
+    elif issuer is not None and value != issuer:
+        raise InvalidClaim("iss does not match", "iss", "check_failed")
+    value = get("sub", _MISSING)
+    if value is _MISSING:
+        if subject is not None:
+            raise InvalidClaim("the token has no sub", "sub", "missing")
+    elif type(value) is not str:
+        raise InvalidClaim("sub must be a string", "sub", "invalid")
+    elif subject is not None and value != subject:
+        raise InvalidClaim("sub does not match", "sub", "check_failed")
+    value = get("aud", _MISSING)
+    # The common case (one string audience, equal) needs no further look.
+    if (value is not _MISSING or audience is not None) and not (
+        type(value) is str and type(audience) is str and value == audience
+    ):
         _audience(claims, audience)
-    if "jti" in claims and type(claims["jti"]) is not str:
+    value = get("jti", _MISSING)
+    if value is not _MISSING and type(value) is not str:
         raise InvalidClaim("jti must be a string", "jti", "invalid")
-    # R12: compare as numbers, never coerce strings or truncate floats.
-    if "exp" in claims:
-        exp = claims["exp"]
-        if not numeric_date(exp):
+    # R12: finite JSON numbers in double range, never bool or string; compared as numbers, never truncated.
+    value = get("exp", _MISSING)
+    if value is not _MISSING:
+        if not numeric_date(value):
             raise InvalidClaim("exp must be a NumericDate", "exp", "invalid")
-        if now >= exp + leeway:
+        if now >= value + leeway:
             raise ExpiredToken("the token has expired", "exp", "check_failed")
-    if "nbf" in claims:
-        nbf = claims["nbf"]
-        if not numeric_date(nbf):
+    value = get("nbf", _MISSING)
+    if value is not _MISSING:
+        if not numeric_date(value):
             raise InvalidClaim("nbf must be a NumericDate", "nbf", "invalid")
-        if now < nbf - leeway:
+        if now < value - leeway:
             raise NotYetValidToken("the token is not valid yet", "nbf", "check_failed")
-    if "iat" in claims:
-        iat = claims["iat"]
-        if not numeric_date(iat):
+    value = get("iat", _MISSING)
+    if value is not _MISSING:
+        if not numeric_date(value):
             raise InvalidClaim("iat must be a NumericDate", "iat", "invalid")
-        if iat > now + leeway:
+        if value > now + leeway:
             raise FutureIssuedToken("the token was issued in the future", "iat", "check_failed")

@@ -36,6 +36,8 @@ _HEADER_CACHE_SIZE = 256
 _CACHED_HEADER_LENGTH = 1024  # longer headers are parsed every time rather than held
 
 _TOKEN_ALPHABET = base64url.ALPHABET + b"."
+_PAD = base64url.PAD
+_decode_padded = base64url.decode_padded
 _canonical_tail = base64url.canonical_tail
 _decode_segment = base64url.decode_canonical
 _B64 = base64url.encode
@@ -132,9 +134,39 @@ def verify_compact(
     Raises:
         JWTError: ``too_large``, ``malformed``, ``header``, ``algorithm``, ``key`` or ``signature``.
     """
-    raw = _as_bytes(token, max_length)
-    header_segment, payload_segment, signature_segment = _split(raw)
-    header, alg, kid, token_typ = _header_entry(header_segment)
+    # The hot path, kept flat: _as_bytes and _split inlined for the common str token (R1, R2, R17).
+    if type(token) is str:
+        if len(token) > max_length:
+            raise TokenTooLarge("the token is too long")
+        try:
+            raw = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise MalformedToken("the token has characters outside base64url") from None
+    else:
+        raw = _as_bytes(token, max_length)
+    if raw.count(b".") != 2:
+        raise MalformedToken("a JWS compact token has exactly three segments")
+    # R2: the URL-safe alphabet without padding. '+', '/' and '=' are looked for here (memchr-fast); every
+    # other byte outside the alphabet fails the validating decoder below.
+    if b"=" in raw or b"+" in raw or b"/" in raw:
+        raise MalformedToken("segments must be unpadded base64url")
+    header_segment, payload_segment, signature_segment = raw.split(b".")
+    if not (
+        header_segment
+        and signature_segment
+        and _canonical_tail(header_segment)
+        and _canonical_tail(payload_segment)
+        and _canonical_tail(signature_segment)
+    ):
+        raise MalformedToken("segments must be non-empty canonical unpadded base64url")
+    try:
+        signature = _decode_padded(signature_segment + _PAD[len(signature_segment) & 3])
+        payload = _decode_padded(payload_segment + _PAD[len(payload_segment) & 3])
+    except ValueError:
+        raise MalformedToken("segments must be canonical unpadded base64url") from None
+    # A cache hit means these exact header bytes were decoded and checked before (R2, R3, R7).
+    entry = _headers.get(header_segment)
+    header, alg, kid, token_typ = entry if entry is not None else _header_entry(header_segment)
     # R4: byte-equal to a table entry (never "none"), and to the caller's narrower list when given.
     if alg not in ALGORITHMS:
         raise DisallowedAlgorithm("the token's algorithm is not supported")
@@ -159,7 +191,6 @@ def verify_compact(
         candidates = key.select(kid, alg)
     else:
         raise TypeError("key must be a jwtkit.Key or jwtkit.KeySet")
-    signature = _decode_segment(signature_segment)
     signing_input = raw[: len(header_segment) + 1 + len(payload_segment)]
     for candidate in candidates:
         # R10: the exact length before any crypto call.
@@ -167,7 +198,7 @@ def verify_compact(
             break
     else:
         raise BadSignature("the signature does not verify")
-    return header, _decode_segment(payload_segment)
+    return header, payload
 
 
 def parse(token: str | bytes, *, max_length: int = MAX_LENGTH) -> tuple[dict[str, Any], bytes]:
