@@ -337,3 +337,12 @@ async def test_home_shows_who_is_signed_in(server: Server) -> None:
     assert page.status_code == 200
     assert 'id="who">alice<' in page.text
     assert (await server.json_client().get("/home")).json()["authenticated"] is False
+
+
+async def test_browser_resume_without_a_refresh_cookie_shows_the_login_form(server: Server) -> None:
+    browser = server.browser()
+    csrf = csrf_of((await browser.get("/")).text)
+    response = await browser.post("/refresh", data={"csrf_token": csrf})
+    assert response.status_code == 401
+    assert 'id="login-form"' in response.text
+    assert "Your session has ended" in response.text

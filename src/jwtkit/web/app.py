@@ -288,15 +288,17 @@ class Site:
         fields = await read_input(request)
         check_csrf(request, self.cookies, fields)
         token = fields.get("refresh_token") or request.cookies.get(self.cookies.refresh, "")
-        if not token:
-            raise HTTPError("missing_field", "The field 'refresh_token' is required", field="refresh_token")
         try:
+            if not token:
+                raise HTTPError("missing_field", "The field 'refresh_token' is required",
+                                field="refresh_token")
             pair = await self.service.refresh(token, ip=_client_ip(request), user_agent=_user_agent(request))
-        except ServiceError as error:
+        except (HTTPError, ServiceError):
             if as_json:
                 raise
+            # a browser without a live refresh cookie: back to the login form
             response = self.page(request, "home.html", {"error": "Your session has ended; sign in again."},
-                                 status=STATUS.get(error.code, 401))
+                                 status=401)
             self.cookies.clear_tokens(response)
             return response
         if as_json:
