@@ -227,3 +227,39 @@ def test_serve_reads_options_and_jwtkit_env_vars(tmp_path: Path, via: str) -> No
 def test_serve_refuses_a_bad_port(jwtkit: Runner) -> None:
     assert_one_line_error(jwtkit("serve", env={"JWTKIT_PORT": "eighty"}), 2, "usage")
     assert_one_line_error(jwtkit("serve", "--port", "70000"), 2, "usage")
+
+
+def test_cli_and_running_server_share_users_and_sessions(jwtkit: Runner, tmp_path: Path) -> None:
+    """The admin flow: add a user, log in over HTTP, see the session in the CLI, revoke it, get a 401."""
+    _add_alice(jwtkit)
+    port = _free_port()
+    proc, line = _serve(tmp_path, ["--port", str(port), "--no-secure-cookies"], {})
+    try:
+        assert line.strip() == f"jwtkit serving on http://127.0.0.1:{port}", line
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                login = httpx.post(
+                    f"{base}/auth", json={"username": "alice", "password": PASSWORD}, timeout=5
+                )
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        assert login.status_code == 200, login.text
+        bearer = {"Authorization": f"Bearer {login.json()['access_token']}", "Accept": "application/json"}
+        assert httpx.get(f"{base}/private", headers=bearer).status_code == 200
+
+        (session,) = json.loads(jwtkit("sessions", "list", "alice", "--json").stdout)
+        assert jwtkit("sessions", "revoke", session["sid"]).returncode == 0
+        refused = httpx.get(f"{base}/private", headers=bearer)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert (tmp_path / "jwtkit.key").exists()  # no JWT_SECRET: the key made on first run, never a default
+        assert stat.S_IMODE((tmp_path / "jwtkit.key").stat().st_mode) == 0o600
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
