@@ -84,6 +84,12 @@ def test_decode_str_and_non_ascii() -> None:
 def test_decoders_agree(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     if not fast:
         monkeypatch.setattr(base64url, "_fast_b64decode", None)
+        monkeypatch.setattr(base64url, "_fast_b64encode", None)
+    for size in range(7):
+        assert base64url.decode_canonical(base64url.encode(bytes(range(250, 250 + size)))) == bytes(
+            range(250, 250 + size)
+        )
+    assert base64url.encode(b"\xfb\xff") == b"-_8"
     assert base64url.decode_padded(b"-_-_AQ==") == b"\xfb\xff\xbf\x01"
     for bad in (b"AQ= ", b" AQ=", b"A\nQ=", b"AQ\x00=", b"\xc3\xa9AA", b"AQ", b"AQ=A", b"AQ==AQ=="):
         with pytest.raises(ValueError):

@@ -17,10 +17,12 @@ __all__ = [
 ]
 
 _fast_b64decode: Callable[..., bytes] | None
+_fast_b64encode: Callable[..., bytes] | None
 try:  # SIMD base64 when installed (a dependency); the stdlib otherwise.
     from pybase64 import b64decode as _fast_b64decode
+    from pybase64 import b64encode as _fast_b64encode
 except ImportError:  # pragma: no cover - exercised only without pybase64
-    _fast_b64decode = None
+    _fast_b64decode = _fast_b64encode = None
 
 _TO_URL = bytes.maketrans(b"+/", b"-_")
 _TO_STD = bytes.maketrans(b"-_", b"+/")
@@ -36,6 +38,8 @@ PAD = (b"", b"", b"==", b"=")
 
 def encode(data: bytes) -> bytes:
     """``data`` as unpadded base64url ASCII bytes."""
+    if _fast_b64encode is not None:
+        return _fast_b64encode(data, b"-_").rstrip(b"=")
     return binascii.b2a_base64(data, newline=False).translate(_TO_URL, b"=")
 
 

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from jwtkit.jose import base64url
 from jwtkit.jose.claims import DATE_CLAIMS, check_claims, seconds
 from jwtkit.jose.errors import MalformedToken
 from jwtkit.jose.jws import MAX_LENGTH, parse, sign_compact, verify_compact
@@ -17,6 +18,7 @@ from jwtkit.jose.strictjson import dumps, loads_object
 __all__ = ["decode", "decode_unverified", "encode"]
 
 _time = time.time
+_B64 = base64url.encode
 
 
 def _json_claims(claims: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -69,9 +71,26 @@ def encode(
         >>> decode(token, key, subject="alice", now=1_700_000_000)["sub"]
         'alice'
     """
-    if not isinstance(claims, Mapping):
-        raise TypeError("claims must be a mapping")
-    return sign_compact(dumps(_json_claims(claims)), key, headers=headers, typ=typ)
+    if type(claims) is not dict:
+        if not isinstance(claims, Mapping):
+            raise TypeError("claims must be a mapping")
+        claims = dict(claims)
+    get = claims.get
+    exp, nbf, iat = get("exp"), get("nbf"), get("iat")
+    # Integer (or absent) dates need no conversion; anything else goes through the checks.
+    if not (
+        (exp is None or type(exp) is int)
+        and (nbf is None or type(nbf) is int)
+        and (iat is None or type(iat) is int)
+    ):
+        claims = _json_claims(claims)
+    if headers is None and typ == "JWT" and type(key) is Key:
+        # The common case, flat: the key holds its encoded header and its signer (R5: only its own alg).
+        signer = key._signer
+        if signer is not None:
+            signing_input = key._header + b"." + _B64(dumps(claims))
+            return (signing_input + b"." + _B64(signer(signing_input))).decode("ascii")
+    return sign_compact(dumps(claims), key, headers=headers, typ=typ)
 
 
 def decode(
