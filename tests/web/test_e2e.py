@@ -142,3 +142,24 @@ def test_a_taken_port_fails_without_claiming_to_serve(serve_plain: ServeProcess,
     assert result.returncode != 0
     assert "jwtkit serving on" not in result.stdout
     assert "address already in use" in result.stderr + result.stdout
+
+
+def test_the_tutorials_curl_commands(serve_plain: ServeProcess, tmp_path: Path) -> None:
+    import shutil
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    add_user(serve_plain, "fred")
+    login = subprocess.run([curl, "-s", "-i", "-X", "POST", f"{serve_plain.url}/auth",
+                            "-d", "username=fred", "-d", f"password={PASSWORD}"],
+                           capture_output=True, text=True, timeout=30)
+    head, _, body = login.stdout.partition("\n\n")  # text mode turned CRLF into LF
+    assert head.startswith("HTTP/1.1 200")
+    token = next(line.split(" ",
+                            2)[2] for line in head.splitlines() if line.lower().startswith("authorization:"))
+    private = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                              f"Authorization: {token}",
+                              f"{serve_plain.url}/private"], capture_output=True, text=True, timeout=30)
+    assert private.stdout == "200"
+    assert token in body
