@@ -283,6 +283,30 @@ def test_es256_with_jwk_and_rs256_with_pem(browser_page: Any, server: str) -> No
     recorder.assert_no_csp_violation()
 
 
+def test_keys_as_jwtkit_keygen_writes_them(browser_page: Any, server: str) -> None:
+    """Private JWKs as ``jwtkit keygen`` writes them (HMAC ``oct``, EC, EdDSA) verify jwtkit tokens."""
+    from jwtkit import Key, encode
+
+    page = browser_page
+    recorder = Recorder(page)
+    _open(page, server, recorder)
+    pasted: list[str] = []
+    for alg in ("HS256", "ES384", "EdDSA"):
+        key = Key.generate(alg, kid=f"{alg}-1")
+        token = encode({"sub": "k", "exp": 1_900_000_000}, key)
+        private_jwk = json.dumps(key.to_jwk(private=True))
+        page.fill("#token", token)
+        state, text = _verify(page, private_jwk, "jwk")
+        if alg == "EdDSA" and "does not support" in text:
+            continue
+        assert (state, text) == ("valid", "Signature verified"), alg
+        other = json.dumps(Key.generate(alg, kid=f"{alg}-1").to_jwk(private=True))
+        assert _verify(page, other, "jwk") == ("invalid", "Invalid signature"), alg
+        pasted += [token, private_jwk, other]
+    recorder.assert_nothing_carries(*pasted)
+    recorder.assert_no_csp_violation()
+
+
 def test_bad_input_and_alg_none_are_explained(browser_page: Any, server: str) -> None:
     page = browser_page
     recorder = Recorder(page)
