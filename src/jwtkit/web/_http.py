@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from jwtkit.web.errors import STATUS
 
-__all__ = ["MAX_BODY", "MAX_FIELD", "MAX_HEADERS", "HTTPError", "read_input", "wants_json"]
+__all__ = ["MAX_BODY", "MAX_FIELD", "MAX_HEADERS", "HTTPError", "read_input", "require_fields", "wants_json"]
 
 MAX_BODY = 16 * 1024  # bytes: the largest form or JSON body the API needs is far below this
 MAX_HEADERS = 16 * 1024  # bytes of all request header names and values together

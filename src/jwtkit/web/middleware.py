@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -46,8 +45,6 @@ __all__ = [
     "default_on_error",
     "header_token",
 ]
-
-logger = logging.getLogger("jwtkit.web")
 
 Validator = Callable[[Principal], "bool | Awaitable[bool]"]
 ErrorHandler = Callable[[HTTPConnection, AuthError], "Response | Awaitable[Response]"]
