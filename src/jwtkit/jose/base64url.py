@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 __all__ = [
     "ALPHABET",
+    "LAST_CHARACTERS",
     "PAD",
     "canonical_tail",
     "decode",
@@ -32,6 +33,8 @@ ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # encodings leave them zero, so only these characters may end such a segment (R2).
 _LAST_OF_2 = frozenset(b"AQgw")
 _LAST_OF_3 = frozenset(b"AEIMQUYcgkosw048")
+#: The characters that may end a segment, indexed by ``len(segment) % 4`` (none for 4k+1; any for 4k).
+LAST_CHARACTERS: tuple[frozenset[int], ...] = (frozenset(ALPHABET), frozenset(), _LAST_OF_2, _LAST_OF_3)
 #: The padding that completes an unpadded segment, indexed by ``len(segment) % 4`` (4k+1 is never valid).
 PAD = (b"", b"", b"==", b"=")
 

@@ -37,6 +37,7 @@ _CACHED_HEADER_LENGTH = 1024  # longer headers are parsed every time rather than
 
 _TOKEN_ALPHABET = base64url.ALPHABET + b"."
 _PAD = base64url.PAD
+_TAILS = base64url.LAST_CHARACTERS
 _decode_padded = base64url.decode_padded
 _canonical_tail = base64url.canonical_tail
 _decode_segment = base64url.decode_canonical
@@ -151,12 +152,13 @@ def verify_compact(
     if b"=" in raw or b"+" in raw or b"/" in raw:
         raise MalformedToken("segments must be unpadded base64url")
     header_segment, payload_segment, signature_segment = raw.split(b".")
+    # base64url.canonical_tail, inlined: a 4k+1 length never, and zero unused bits in the last character.
     if not (
         header_segment
         and signature_segment
-        and _canonical_tail(header_segment)
-        and _canonical_tail(payload_segment)
-        and _canonical_tail(signature_segment)
+        and (not len(header_segment) & 3 or header_segment[-1] in _TAILS[len(header_segment) & 3])
+        and (not len(payload_segment) & 3 or payload_segment[-1] in _TAILS[len(payload_segment) & 3])
+        and (not len(signature_segment) & 3 or signature_segment[-1] in _TAILS[len(signature_segment) & 3])
     ):
         raise MalformedToken("segments must be non-empty canonical unpadded base64url")
     try:
