@@ -283,3 +283,25 @@ def test_repr_shows_configuration_not_keys() -> None:
     text = repr(Authenticator(keys=KEY, issuer="me"))
     assert "issuer='me'" in text
     assert "mmmm" not in text
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "redis"])
+async def test_revocation_through_every_store(backend: str, request: pytest.FixtureRequest,
+                                              tmp_path: Any) -> None:
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/sessions.db"
+    else:
+        url = "memory://"
+    async with open_store(url) as opened:
+        now = time.time()
+        await opened.create_session(Session(sid="s1", user_id="alice", created=now, last_used=now,
+                                            expires=now + 600, family="f1", refresh_jti="r1"))
+        app = make_app(store=opened)
+        headers = {"Authorization": f"Bearer {token()}"}
+        assert (await get(app, headers=headers)).status_code == 200
+        await opened.revoke_all("alice", now + 1)  # log out everywhere
+        response = await get(app, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["reason"] == "revoked"
