@@ -129,3 +129,34 @@ def test_pages_raise_no_csp_violations(browser_page: Any, plain: ServeProcess) -
     # the stylesheet applied (CSP style-src 'self' allows it): the card has a white background
     assert page.eval_on_selector(".card", "e => getComputedStyle(e).backgroundColor") == "rgb(255, 255, 255)"
     assert not [m for m in messages if "Content Security Policy" in m], messages
+
+
+def test_cross_origin_form_post_is_refused(browser_page: Any, plain: ServeProcess, tmp_path: Path) -> None:
+    """Another origin on the same site (another port: SameSite=Lax cookies do travel) cannot post to us."""
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    site = tmp_path / "evil"
+    site.mkdir()
+    (site / "index.html").write_text(
+        f'<form method="post" action="{plain.url}/logout/all"><button id="go">win a prize</button></form>')
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(site), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        page = sign_in(browser_page, plain.url)
+        page.goto(f"http://127.0.0.1:{evil.server_address[1]}/index.html")
+        with page.expect_navigation() as navigation:
+            page.click("#go")
+        assert navigation.value.status == 403
+        assert page.goto(f"{plain.url}/private").status == 200  # still signed in: nothing happened
+    finally:
+        evil.shutdown()
+        evil.server_close()
