@@ -163,3 +163,27 @@ async def test_a_failing_mailer_changes_no_answer(server: Server) -> None:
     created = await client.post("/register", json={"username": "nia", "password": PASSWORD,
                                                    "email": "nia@example.org"})
     assert created.status_code == 201
+
+
+async def test_password_pages_in_a_browser(server: Server) -> None:
+    await server.user("ola", email="ola@example.org")
+    browser = server.browser()
+    form = await browser.get("/password/forgot")
+    assert form.status_code == 200
+    csrf = csrf_of(form.text)
+    sent = await browser.post("/password/forgot", data={"username": "ola", "csrf_token": csrf})
+    assert sent.status_code == 202
+    assert "Check your email" in sent.text
+    token = link_token(server, "/password/reset")
+    weak = await browser.post("/password/reset", data={"token": token, "password": "short",
+                                                       "csrf_token": csrf})
+    assert weak.status_code == 400
+    assert 'name="token"' in weak.text
+    done = await browser.post("/password/reset", data={"token": token, "password": "a fresh passphrase here",
+                                                       "csrf_token": csrf})
+    assert done.status_code == 200
+    assert "Your password was changed" in done.text
+    assert done.headers["referrer-policy"] == "no-referrer"
+    again = await browser.post("/password/reset", data={"token": token, "password": "yet another passphrase",
+                                                        "csrf_token": csrf})
+    assert again.status_code == 400
