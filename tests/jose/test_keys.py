@@ -443,3 +443,18 @@ def test_repr_shows_no_key_material(keys: dict[str, Key], alg: str) -> None:
 
 def test_algorithm_error_is_not_key_error() -> None:
     assert not issubclass(DisallowedAlgorithm, UnusableKey)
+
+
+def test_roca_fingerprinted_moduli_are_refused() -> None:  # CVE-2017-15361
+    from math import prod
+
+    from jwtkit.jose.keys import _ROCA_PRIMES, _roca_vulnerable
+
+    # n = 1 (mod p) for every test prime: 1 = 65537^0 lies in each subgroup, which is the ROCA fingerprint.
+    modulus = prod(_ROCA_PRIMES)
+    n = 1 + modulus * ((1 << 2047) // modulus + 2)
+    assert n.bit_length() == 2048 and n % 2 == 1 and _roca_vulnerable(n)
+    jwk = {"kty": "RSA", "n": b64(n.to_bytes(256, "big")), "e": "AQAB", "alg": "RS256"}
+    with pytest.raises(UnusableKey, match="ROCA"):
+        Key.from_jwk(jwk)
+    assert not _roca_vulnerable(_RSA.public_key().public_numbers().n)
