@@ -458,3 +458,31 @@ def test_roca_fingerprinted_moduli_are_refused() -> None:  # CVE-2017-15361
     with pytest.raises(UnusableKey, match="ROCA"):
         Key.from_jwk(jwk)
     assert not _roca_vulnerable(_RSA.public_key().public_numbers().n)
+
+
+@pytest.mark.parametrize(
+    ("private", "alg"),
+    [
+        (_RSA, "RS256"),
+        (ec.generate_private_key(ec.SECP521R1()), "ES512"),
+        (ed25519.Ed25519PrivateKey.generate(), "Ed25519"),
+    ],
+    ids=["rsa", "ec", "ed25519"],
+)
+def test_pem_formats(private: Any, alg: str) -> None:
+    formats = [serialization.PrivateFormat.PKCS8]
+    if alg != "Ed25519":
+        formats.append(serialization.PrivateFormat.TraditionalOpenSSL)  # "RSA/EC PRIVATE KEY" labels
+    public_formats = [serialization.PublicFormat.SubjectPublicKeyInfo]
+    if alg == "RS256":
+        public_formats.append(serialization.PublicFormat.PKCS1)  # "RSA PUBLIC KEY"
+    verifiers = [
+        Key.from_pem(private.public_key().public_bytes(serialization.Encoding.PEM, fmt), alg, kid="p")
+        for fmt in public_formats
+    ]
+    for fmt in formats:
+        pem = private.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+        signer = Key.from_pem(b"comment line\n" + pem, alg, kid="p")
+        token = encode(CLAIMS, signer)
+        for verifier in verifiers:
+            assert decode(token, verifier, now=NOW) == CLAIMS
