@@ -13,7 +13,7 @@ from typing import Any
 
 from jwtkit.jose.errors import ExpiredToken, FutureIssuedToken, InvalidClaim, NotYetValidToken
 
-__all__ = ["DATE_CLAIMS", "check_claims", "numeric_date", "seconds"]
+__all__ = ["DATE_CLAIMS", "check_claims", "numeric_date", "seconds", "validate_claims"]
 
 #: The NumericDate claims (RFC 7519 §2).
 DATE_CLAIMS = ("exp", "nbf", "iat")
@@ -81,6 +81,19 @@ def check_claims(
         NotYetValidToken: ``not_yet_valid``, when ``now < nbf - leeway``.
         FutureIssuedToken: ``issued_in_future``, when ``iat > now + leeway``.
     """
+    validate_claims(claims, now, leeway, issuer, audience, subject, require)
+
+
+def validate_claims(
+    claims: Mapping[str, Any],
+    now: float,
+    leeway: float,
+    issuer: str | None,
+    audience: str | Collection[str] | None,
+    subject: str | None,
+    require: Collection[str],
+) -> None:
+    """:func:`check_claims` with positional arguments, for the decode hot path."""
     get = claims.get
     for name in require:
         if name not in claims:

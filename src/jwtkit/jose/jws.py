@@ -24,7 +24,14 @@ from jwtkit.jose.jwa import ALGORITHMS
 from jwtkit.jose.keys import Key, KeySet
 from jwtkit.jose.strictjson import dumps, loads_object
 
-__all__ = ["MAX_LENGTH", "normalize_typ", "parse", "sign_compact", "verify_compact"]
+__all__ = [
+    "MAX_LENGTH",
+    "normalize_typ",
+    "parse",
+    "sign_compact",
+    "verify_compact",
+    "verify_compact_positional",
+]
 
 #: Default limit on a token's length in octets, checked before any parsing (R1).
 MAX_LENGTH = 8192
@@ -135,6 +142,17 @@ def verify_compact(
     Raises:
         JWTError: ``too_large``, ``malformed``, ``header``, ``algorithm``, ``key`` or ``signature``.
     """
+    return verify_compact_positional(token, key, algorithms, typ, max_length)
+
+
+def verify_compact_positional(
+    token: str | bytes,
+    key: Key | KeySet,
+    algorithms: Collection[str] | None,
+    typ: str | None,
+    max_length: int,
+) -> tuple[dict[str, Any], bytes]:
+    """:func:`verify_compact` with positional arguments, for the decode hot path."""
     # The hot path, kept flat: _as_bytes and _split inlined for the common str token (R1, R2, R17).
     if type(token) is str:
         if len(token) > max_length:

@@ -8,16 +8,20 @@ from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from jwtkit.jose import base64url
-from jwtkit.jose.claims import DATE_CLAIMS, check_claims, seconds
+from jwtkit.jose.claims import DATE_CLAIMS, seconds, validate_claims
 from jwtkit.jose.errors import MalformedToken
-from jwtkit.jose.jws import MAX_LENGTH, parse, sign_compact, verify_compact
+from jwtkit.jose.jws import MAX_LENGTH, parse, sign_compact, verify_compact_positional
 from jwtkit.jose.keys import Key, KeySet
-from jwtkit.jose.strictjson import dumps, loads_object
+from jwtkit.jose.strictjson import MAX_DEPTH, dumps, loads_object
 
 __all__ = ["decode", "decode_unverified", "encode"]
 
 _time = time.time
+_orjson_loads = orjson.loads
+_orjson_dumps = orjson.dumps
 _B64 = base64url.encode
 
 
@@ -143,25 +147,32 @@ def decode(
         ...     print(err.code)
         expired
     """
-    _, payload = verify_compact(token, key, algorithms=algorithms, typ=typ, max_length=max_length)
+    _, payload = verify_compact_positional(token, key, algorithms, typ, max_length)
+    # R11: parsed only now that the signature holds. strictjson.loads_object's fast path, inlined.
+    claims: dict[str, Any]
     try:
-        claims = loads_object(payload)  # R11: only now that the signature holds
+        parsed = _orjson_loads(payload)
     except ValueError:
-        raise MalformedToken("the payload is not a strict JSON object") from None
+        parsed = None
+    if (
+        type(parsed) is dict
+        and _orjson_dumps(parsed) == payload
+        and payload.count(b"{") + payload.count(b"[") <= MAX_DEPTH
+    ):
+        claims = parsed
+    else:
+        try:
+            claims = loads_object(payload)
+        except ValueError:
+            raise MalformedToken("the payload is not a strict JSON object") from None
     if type(require) is str:
         raise TypeError("require must be a collection of claim names, not a string")
     if type(leeway) is not int:
         leeway = seconds(leeway, "leeway")
     if leeway < 0:
         raise ValueError("leeway must not be negative")
-    check_claims(
-        claims,
-        now=_time() if now is None else seconds(now, "now"),
-        leeway=leeway,
-        issuer=issuer,
-        audience=audience,
-        subject=subject,
-        require=require,
+    validate_claims(
+        claims, _time() if now is None else seconds(now, "now"), leeway, issuer, audience, subject, require
     )
     return claims
 
