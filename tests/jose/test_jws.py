@@ -69,6 +69,13 @@ def test_decode_accepts_str_bytes_bytearray_memoryview() -> None:
         assert decode(form, KEY, now=NOW) == CLAIMS  # type: ignore[arg-type]
 
 
+def test_decode_accepts_str_subclasses() -> None:
+    class Text(str):
+        pass
+
+    assert decode(Text(encode(CLAIMS, KEY)), KEY, now=NOW) == CLAIMS
+
+
 def test_decode_unverified_returns_header_and_claims() -> None:
     token = encode(CLAIMS, KEY)
     assert decode_unverified(token) == ({"alg": "HS256", "kid": "k1", "typ": "JWT"}, CLAIMS)

@@ -63,7 +63,7 @@ def normalize_typ(typ: str) -> str:
 
 def _as_bytes(token: object, max_length: int) -> bytes:
     # R1: the length is checked before anything else looks at the token.
-    if type(token) is str:
+    if isinstance(token, str):
         if len(token) > max_length:
             raise TokenTooLarge("the token is too long")
         try:
