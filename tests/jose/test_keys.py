@@ -486,3 +486,13 @@ def test_pem_formats(private: Any, alg: str) -> None:
         token = encode(CLAIMS, signer)
         for verifier in verifiers:
             assert decode(token, verifier, now=NOW) == CLAIMS
+
+
+def test_keyset_from_jwks_binds_entries_without_alg(keys: dict[str, Key]) -> None:
+    bare = {name: value for name, value in keys["RS256"].to_jwk().items() if name != "alg"}
+    with pytest.raises(UnusableKey):
+        KeySet.from_jwks({"keys": [bare]})
+    loaded = KeySet.from_jwks({"keys": [bare, keys["PS256"].to_jwk()]}, alg="RS256")
+    assert [key.alg for key in loaded] == ["RS256", "PS256"]
+    with pytest.raises(UnusableKey):
+        KeySet.from_jwks({"keys": [bare]}, alg="ES256")

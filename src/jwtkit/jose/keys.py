@@ -646,8 +646,11 @@ class KeySet:
         self._by_alg = {alg: tuple(found[:MAX_KEYS_WITHOUT_KID]) for alg, found in by_alg.items()}
 
     @classmethod
-    def from_jwks(cls, jwks: Mapping[str, Any]) -> KeySet:
+    def from_jwks(cls, jwks: Mapping[str, Any], *, alg: str | None = None) -> KeySet:
         """A key set from a JWK Set (RFC 7517 §5). Keys whose ``use`` is not ``"sig"`` are skipped.
+
+        Each key is bound to its ``alg`` member; ``alg`` binds the entries that have none (some providers
+        publish keys without it), and an entry whose key type does not fit it is refused.
 
         A set that mixes symmetric (``oct``) keys with public asymmetric keys is refused: such a set is meant
         to be published, and a published secret signs for anyone.
@@ -667,7 +670,7 @@ class KeySet:
             if entry.get("use", "sig") != "sig":
                 continue
             try:
-                keys.append(Key.from_jwk(entry))
+                keys.append(Key.from_jwk(entry, alg=None if "alg" in entry else alg))
             except DisallowedAlgorithm:
                 # A JWKS entry with an unknown algorithm is a bad key for the caller, not a bad token.
                 raise UnusableKey("a JWKS entry has an unsupported algorithm") from None
