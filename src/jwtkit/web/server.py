@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
@@ -76,6 +77,10 @@ def _server_class() -> type[Any]:
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
+            # Everything built so far (app, templates, keys, store clients) lives as long as the process: move
+            # it out of the collector's generations, so that full collections stay short under load
+            # (measured with wrk -c32 on Redis: p99 about 30 ms without, about 10 ms with).
+            gc.freeze()
             if self.started and self.servers:
                 listening = [s for server in self.servers for s in (server.sockets or ())]
                 _announce(self.config.host, listening)
