@@ -33,6 +33,9 @@ from jwtkit.jose import base64url, strictjson
         b'{"a":' + b"[" * 17 + b"]" * 17 + b"}",
         b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
         b'{"a":' + b"9" * 5000 + b"}",
+        # Many brackets and escaped quotes: once quadratic in a string-skipping regex, now a linear parse.
+        b'{"a":' + b"[" * 20 + b'"' + b'\\"' * 3000,
+        b"[" * 20 + b'"\\' * 3000,
         '{"a":1}'.encode("utf-16"),
         '{"a":1}'.encode("utf-32"),
     ],

@@ -19,8 +19,6 @@ __all__ = ["MAX_DEPTH", "dumps", "loads_object"]
 #: Deepest allowed nesting of objects and arrays (R3).
 MAX_DEPTH = 16
 
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(r"[\[\]{}]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -49,15 +47,18 @@ _orjson_dumps = orjson.dumps
 _DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant, parse_float=_float)
 
 
-def _depth(text: str) -> int:
-    depth = deepest = 0
-    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
-        if bracket in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
+def _too_deep(value: Any) -> bool:
+    # Walks the parsed value without recursion; the parse itself was linear (a regex over the raw text that
+    # skips strings is quadratic on crafted input such as '"\\"\\"...', so the depth is measured here).
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
 
 
 def loads_object(data: bytes) -> dict[str, Any]:
@@ -86,16 +87,17 @@ def _strict_loads_object(data: bytes) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
-    # Cheap pre-check: only texts with many brackets can be deep; then measure depth outside strings.
-    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
-        raise ValueError("nesting too deep")
     try:
-        # No BOM: JSONDecoder.decode does not skip U+FEFF, so a BOM fails as "Expecting value".
+        # No BOM: JSONDecoder.decode does not skip U+FEFF, so a BOM fails as "Expecting value". Nesting past
+        # the interpreter's recursion limit stops the (linear) parse with RecursionError.
         value = _DECODER.decode(text)
     except RecursionError:
         raise ValueError("nesting too deep") from None
     if type(value) is not dict:
         raise ValueError("not a JSON object")
+    # Cheap pre-check: only texts with many brackets can be deep.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(value):
+        raise ValueError("nesting too deep")
     if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
         # Escaped pairs combine into one character; what still fails to encode is a lone surrogate
         # (RFC 7493 §2.1).
