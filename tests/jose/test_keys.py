@@ -496,3 +496,9 @@ def test_keyset_from_jwks_binds_entries_without_alg(keys: dict[str, Key]) -> Non
     assert [key.alg for key in loaded] == ["RS256", "PS256"]
     with pytest.raises(UnusableKey):
         KeySet.from_jwks({"keys": [bare]}, alg="ES256")
+
+
+def test_huge_rsa_modulus_is_refused() -> None:
+    n = (1 << 16400) + 1 + 2 * 3 * 5 * 7  # odd, larger than OpenSSL's ceiling
+    jwk = {"kty": "RSA", "n": b64(n.to_bytes((n.bit_length() + 7) // 8, "big")), "e": "AQAB", "alg": "RS256"}
+    assert code_of(Key.from_jwk, jwk) == "key"

@@ -38,10 +38,12 @@ from jwtkit.jose.jwa import (
 )
 from jwtkit.jose.strictjson import dumps
 
-__all__ = ["MAX_KEYS_WITHOUT_KID", "MIN_RSA_BITS", "Key", "KeySet"]
+__all__ = ["MAX_KEYS_WITHOUT_KID", "MAX_RSA_BITS", "MIN_RSA_BITS", "Key", "KeySet"]
 
 #: RSA moduli below this size are refused (RFC 7518 §3.3, R6).
 MIN_RSA_BITS = 2048
+#: RSA moduli above this size are refused (OpenSSL's OPENSSL_RSA_MAX_MODULUS_BITS).
+MAX_RSA_BITS = 16384
 #: A token without ``kid`` is tried against at most this many keys bound to its ``alg`` (R9).
 MAX_KEYS_WITHOUT_KID = 4
 
@@ -513,6 +515,9 @@ def _roca_vulnerable(n: int) -> bool:
 def _check_rsa_modulus(n: int) -> None:
     if n.bit_length() < MIN_RSA_BITS:
         raise UnusableKey(f"RSA keys must have at least {MIN_RSA_BITS} bits")  # RFC 7518 §3.3
+    if n.bit_length() > MAX_RSA_BITS:
+        # OpenSSL's own ceiling; a larger modulus only makes every verification slower (a JWKS is input).
+        raise UnusableKey(f"RSA keys must have at most {MAX_RSA_BITS} bits")
     if _roca_vulnerable(n):
         raise UnusableKey("RSA modulus has the ROCA fingerprint (CVE-2017-15361)")
 
