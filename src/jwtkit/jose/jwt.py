@@ -185,6 +185,12 @@ def decode_unverified(token: str | bytes) -> tuple[dict[str, Any], dict[str, Any
 
     Raises:
         JWTError: ``too_large``, ``malformed`` or ``header``.
+
+    Example:
+        >>> from jwtkit import Key, decode_unverified, encode
+        >>> token = encode({"sub": "alice"}, Key.from_secret(b"0123456789abcdef0123456789abcdef", kid="k1"))
+        >>> decode_unverified(token)
+        ({'alg': 'HS256', 'kid': 'k1', 'typ': 'JWT'}, {'sub': 'alice'})
     """
     header, payload = parse(token)
     try:
