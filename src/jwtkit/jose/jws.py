@@ -44,6 +44,7 @@ _CACHED_HEADER_LENGTH = 1024  # longer headers are parsed every time rather than
 
 _TOKEN_ALPHABET = base64url.ALPHABET + b"."
 _PAD = base64url.PAD
+_ALGORITHMS = frozenset(ALGORITHMS)
 _TAILS = base64url.LAST_CHARACTERS
 _decode_padded = base64url.decode_padded
 _canonical_tail = base64url.canonical_tail
@@ -163,13 +164,15 @@ def verify_compact_positional(
             raise MalformedToken("the token has characters outside base64url") from None
     else:
         raw = _as_bytes(token, max_length)
-    if raw.count(b".") != 2:
+    # R1/R17: exactly two periods, found by a split bounded to four parts (five segments is JWE).
+    parts = raw.split(b".", 3)
+    if len(parts) != 3:
         raise MalformedToken("a JWS compact token has exactly three segments")
     # R2: the URL-safe alphabet without padding. '+', '/' and '=' are looked for here (memchr-fast); every
     # other byte outside the alphabet fails the validating decoder below.
     if b"=" in raw or b"+" in raw or b"/" in raw:
         raise MalformedToken("segments must be unpadded base64url")
-    header_segment, payload_segment, signature_segment = raw.split(b".")
+    header_segment, payload_segment, signature_segment = parts
     # base64url.canonical_tail, inlined: a 4k+1 length never, and zero unused bits in the last character.
     if not (
         header_segment
@@ -188,7 +191,7 @@ def verify_compact_positional(
     entry = _headers.get(header_segment)
     header, alg, kid, token_typ = entry if entry is not None else _header_entry(header_segment)
     # R4: byte-equal to a table entry (never "none"), and to the caller's narrower list when given.
-    if alg not in ALGORITHMS:
+    if alg not in _ALGORITHMS:
         raise DisallowedAlgorithm("the token's algorithm is not supported")
     if algorithms is not None:
         if type(algorithms) is str:
