@@ -305,3 +305,11 @@ async def test_revocation_through_every_store(backend: str, request: pytest.Fixt
         response = await get(app, headers=headers)
         assert response.status_code == 401
         assert response.json()["reason"] == "revoked"
+
+
+async def test_a_query_string_with_too_many_fields_is_no_token() -> None:
+    app = make_app(locations=(TokenLocation.QUERY,))
+    query = "&".join(f"f{i}=1" for i in range(100)) + f"&access_token={token()}"
+    response = await get(app, path=f"/me?{query}")
+    assert response.status_code == 401
+    assert response.json()["error"] == "missing_token"

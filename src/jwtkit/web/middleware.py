@@ -187,11 +187,21 @@ class Authenticator:
                     if token:
                         return token, location
             else:
-                query = scope.get("query_string", b"")
-                if query:
-                    for key, value in parse_qsl(query.decode("latin-1"), max_num_fields=64):
-                        if key == self.query_param and value:
-                            return value, location
+                token = self._query_token(scope.get("query_string", b""))
+                if token:
+                    return token, location
+        return None
+
+    def _query_token(self, query: bytes) -> str | None:
+        if not query:
+            return None
+        try:
+            pairs = parse_qsl(query.decode("latin-1"), max_num_fields=64)
+        except ValueError:  # more fields than any real client sends: not a token-bearing URL
+            return None
+        for key, value in pairs:
+            if key == self.query_param and value:
+                return value
         return None
 
     async def verify(self, token: str) -> Principal:
