@@ -80,3 +80,11 @@ async def test_bearer_json_requests_skip_the_starlette_stack(server: Server) -> 
     assert (await client.get("/private")).status_code == 401  # no token: the ordinary route answers
     assert (await client.get("/healthz")).status_code == 200
     assert calls == ["/private", "/healthz"]
+
+
+async def test_a_get_with_an_oversized_body_is_413_on_the_fast_route_too(server: Server) -> None:
+    await server.user()
+    pair = await server.login()
+    response = await server.json_client().request("GET", "/private", content=b"x" * 20000,
+                                                  headers={"Authorization": f"Bearer {pair['access_token']}"})
+    assert response.status_code == 413
