@@ -596,7 +596,7 @@ def settings_to_env(settings: Settings, *, secure_cookies: bool, allow_query_tok
         elif isinstance(value, bytes):
             value = {"hex": value.hex()}
         values[name] = value
-    return {ENV_SETTINGS: json.dumps(values),
+    return {ENV_SETTINGS: json.dumps(values, default=str),
             ENV_OPTIONS: json.dumps({"secure_cookies": secure_cookies,
                                      "allow_query_token": allow_query_token})}
 
