@@ -163,3 +163,29 @@ def test_the_tutorials_curl_commands(serve_plain: ServeProcess, tmp_path: Path) 
                               f"{serve_plain.url}/private"], capture_output=True, text=True, timeout=30)
     assert private.stdout == "200"
     assert token in body
+
+
+@pytest.mark.redis
+def test_started_while_redis_is_down_it_answers_503_then_opens_by_itself(
+        tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
+    redis_server.kill()
+    process = start_serve(tmp_path, "--no-secure-cookies", "--store", redis_server.url)
+    try:
+        add_user(process, "gil")  # the user repository (SQLite) does not need the store
+        with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:
+            assert client.get("/healthz").status_code == 503
+            down = client.post("/auth", json={"username": "gil", "password": PASSWORD})
+            assert down.status_code == 503
+            assert down.json()["error"] == "store_unavailable"
+            assert client.post("/register", json={"username": "hal", "password": PASSWORD}).status_code == 503
+            assert client.get("/openapi.json").status_code == 200
+            redis_server.start()
+            deadline = time.monotonic() + 15
+            while client.get("/healthz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            login = client.post("/auth", json={"username": "gil", "password": PASSWORD})
+            assert login.status_code == 200
+            bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            assert client.get("/private", headers=bearer).status_code == 200
+    finally:
+        stop_serve(process)

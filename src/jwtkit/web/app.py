@@ -19,6 +19,7 @@ The JSON errors of ``GET /private`` and every authenticated route (RFC 6750 §3)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
@@ -40,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jwtkit.service import (
     AuthConfig,
@@ -104,6 +106,9 @@ class Site:
         self.config: AuthConfig = service.config
         self.cookies = CookiePolicy(secure=secure_cookies)
         self.allow_query_token = allow_query_token
+        # False only while the lifespan could not open the service (store down at startup); a service
+        # handed in already open, as tests do, is ready
+        self.ready = True
         locations = [TokenLocation.HEADER, TokenLocation.COOKIE]
         if allow_query_token:
             locations.append(TokenLocation.QUERY)
@@ -504,6 +509,42 @@ class Site:
         return _json({"error": "internal_error", "error_description": "Internal error"}, status=500)
 
 
+OPEN_RETRY = 1.0  # seconds between attempts to open the service when the store was down at startup
+# what still answers before the service is open: nothing here reads the user repository
+_ALWAYS_OPEN = frozenset({"/healthz", "/openapi.json", "/.well-known/jwks.json", "/debugger"})
+
+
+async def _open_when_reachable(site: Site) -> None:
+    while True:
+        await asyncio.sleep(OPEN_RETRY)
+        try:
+            await site.service.open()
+        except StoreUnavailable as exc:
+            logger.debug("store still unavailable: %s", exc)
+            continue
+        site.ready = True
+        logger.warning("store reachable again: service open")
+        return
+
+
+class NotReadyGuard:
+    """Answers 503 (``store_unavailable``) while the service could not be opened yet, so that no handler
+    touches an unopened user repository; health, static files and machine documents still answer."""
+
+    def __init__(self, app: ASGIApp, *, site: Site) -> None:
+        self.app = app
+        self.site = site
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.site.ready or scope["type"] != "http" or scope["path"] in _ALWAYS_OPEN
+                or scope["path"].startswith("/static/")):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        response = await self.site.on_store_down(request, StoreUnavailable("the service is not open yet"))
+        await response(scope, receive, send)
+
+
 def _routes(site: Site) -> list[BaseRoute]:
     return [
         # the hot route first: the router tries routes in order
@@ -557,19 +598,26 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        opener: asyncio.Task[None] | None = None
         try:
             await service.open()
         except StoreUnavailable as exc:
-            # start anyway: requests answer 503 until the store is back (it reconnects lazily)
-            logger.warning("store unavailable at startup: %s", exc)
+            site.ready = False
+            # Start anyway and keep trying: requests answer 503 (fail closed) until the store is reachable.
+            logger.warning("store unavailable at startup, retrying every %.0f s: %s", OPEN_RETRY, exc)
+            opener = asyncio.create_task(_open_when_reachable(site), name="jwtkit open service")
         try:
             yield
         finally:
+            if opener is not None:
+                opener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await opener
             await service.close()
 
     app = JwtkitApp(
         routes=_routes(site),
-        middleware=[Middleware(EdgeMiddleware)],
+        middleware=[Middleware(EdgeMiddleware), Middleware(NotReadyGuard, site=site)],
         exception_handlers={
             AuthError: site.on_auth_error,
             HTTPError: site.on_http_error,
