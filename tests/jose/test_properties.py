@@ -134,3 +134,32 @@ def test_strict_json_fast_and_slow_paths_agree(value: dict[str, Any]) -> None:
     assert strictjson.loads_object(compact) == value
     if spaced.count(b"{") + spaced.count(b"[") <= strictjson.MAX_DEPTH:
         assert strictjson.loads_object(spaced) == value
+
+
+jwk_members = st.fixed_dictionaries(
+    {},
+    optional={
+        "kty": st.sampled_from(["oct", "RSA", "EC", "OKP", "x"]) | json_values,
+        "alg": st.sampled_from([*sorted(KEYS), "none", "ES521"]) | json_values,
+        "crv": st.sampled_from(["P-256", "P-384", "P-521", "Ed25519", "X25519"]) | json_values,
+        "k": st.binary(max_size=70).map(lambda raw: base64url.encode(raw).decode()) | json_values,
+        "x": st.binary(max_size=70).map(lambda raw: base64url.encode(raw).decode()) | json_values,
+        "y": st.binary(max_size=70).map(lambda raw: base64url.encode(raw).decode()) | json_values,
+        "d": st.binary(max_size=70).map(lambda raw: base64url.encode(raw).decode()) | json_values,
+        "n": st.binary(max_size=300).map(lambda raw: base64url.encode(raw).decode()) | json_values,
+        "e": st.sampled_from(["AQAB", "Aw", "AA", ""]) | json_values,
+        "use": st.sampled_from(["sig", "enc"]) | json_values,
+        "key_ops": st.lists(st.sampled_from(["sign", "verify", "encrypt"]), max_size=3) | json_values,
+        "kid": st.text(max_size=5) | json_values,
+    },
+)
+
+
+@SETTINGS
+@given(jwk=jwk_members)
+def test_arbitrary_jwks_raise_only_jwt_errors(jwk: dict[str, Any]) -> None:
+    try:
+        key = Key.from_jwk(jwk)
+    except JWTError:
+        return
+    assert key.alg in KEYS or key.alg.startswith(("HS", "RS", "PS", "ES"))
