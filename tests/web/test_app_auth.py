@@ -172,6 +172,7 @@ async def test_refresh_token_is_not_an_access_token(server: Server) -> None:
                                               headers={"Authorization": f"Bearer {pair['refresh_token']}"})
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_token"
+    assert response.json()["reason"] == "wrong_type"
 
 
 # --- logout -----------------------------------------------------------------------------------------------

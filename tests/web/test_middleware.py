@@ -236,7 +236,7 @@ async def test_audience_and_typ_are_enforced() -> None:
     assert (await get(app, headers={"Authorization": f"Bearer {good}"})).status_code == 200
     wrong_typ = encode({"sub": "alice", "iss": "issuer", "aud": "api", "exp": int(time.time()) + 60}, KEY)
     response = await get(app, headers={"Authorization": f"Bearer {wrong_typ}"})
-    assert response.json()["reason"] == "header"
+    assert response.json()["reason"] == "wrong_type"
     no_aud = encode({"sub": "alice", "iss": "issuer", "exp": int(time.time()) + 60}, KEY, typ="at+jwt")
     assert (await get(app, headers={"Authorization": f"Bearer {no_aud}"})).json()["reason"] == "claim"
 

@@ -30,7 +30,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jwtkit import JWTError, Key, KeySet, decode
+from jwtkit import JWTError, Key, KeySet, decode, decode_unverified
 from jwtkit.service import Principal
 from jwtkit.store import Store, StoreUnavailable
 from jwtkit.web.errors import AuthError, www_authenticate
@@ -204,19 +204,34 @@ class Authenticator:
                 return value
         return None
 
+    def _reason(self, token: str, code: str) -> str:
+        """``wrong_type`` when a header refused for its ``typ`` names another kind of token (a refresh or
+        reset token sent as an access token, RFC 8725 §3.11), else the JWTError code. Error path only."""
+        if code != "header" or self.typ is None:
+            return code
+        try:
+            header, _ = decode_unverified(token)
+        except JWTError:
+            return code
+        typ = header.get("typ")
+        expected = self.typ.lower().removeprefix("application/")
+        if not isinstance(typ, str) or typ.lower().removeprefix("application/") != expected:
+            return "wrong_type"
+        return code
+
     async def verify(self, token: str) -> Principal:
         """The principal of a token: signature and claims, then the session check when a store is set.
 
         Raises:
-            AuthError: ``invalid_token`` (reason: a JWTError code, ``claim``, ``revoked``, ``rejected``) or
-                ``store_unavailable``.
+            AuthError: ``invalid_token`` (reason: a JWTError code, ``wrong_type``, ``claim``, ``revoked``,
+                ``rejected``) or ``store_unavailable``.
         """
         try:
             claims = decode(token, self.keys, issuer=self.issuer, audience=self.audience, typ=self.typ,
                             leeway=self.leeway, require=self.require,
                             now=None if self.clock is None else self.clock())
         except JWTError as exc:
-            raise AuthError("invalid_token", exc.code) from None
+            raise AuthError("invalid_token", self._reason(token, exc.code)) from None
         sub = claims.get("sub")
         sid = claims.get("sid")
         if self.store is not None:
