@@ -109,6 +109,7 @@ class Site:
         # False only while the lifespan could not open the service (store down at startup); a service
         # handed in already open, as tests do, is ready
         self.ready = True
+        self._store_down_logged = -math.inf
         locations = [TokenLocation.HEADER, TokenLocation.COOKIE]
         if allow_query_token:
             locations.append(TokenLocation.QUERY)
@@ -486,7 +487,10 @@ class Site:
         return self.error_page(request, status, str(exc), headers=headers)
 
     async def on_store_down(self, request: Request, exc: Exception) -> Response:
-        logger.warning("store unavailable: %s", exc)
+        now = time.monotonic()
+        if now - self._store_down_logged >= 10.0:  # one line per 10 s, not one per refused request
+            self._store_down_logged = now
+            logger.warning("store unavailable (answering 503): %s", exc)
         text = "The session store is unavailable; try again shortly"
         headers = {"Retry-After": "1"}
         if wants_json(request):
