@@ -238,15 +238,20 @@ def ed_verifier(spec: Algorithm, key: ed25519.Ed25519PublicKey) -> Verifier:
 # --- the public algorithm layer -----------------------------------------------------------------------------
 
 
-def _bound(alg: str, key: Key) -> None:
-    from jwtkit.jose.keys import Key
+_key_type: type[Key] | None = None  # jwtkit.jose.keys.Key, bound on first use (keys imports this module)
 
-    if not isinstance(key, Key):
+
+def _bound(alg: str, key: Key) -> None:
+    global _key_type
+    if _key_type is None:
+        from jwtkit.jose.keys import Key
+
+        _key_type = Key
+    if not isinstance(key, _key_type):
         raise TypeError("key must be a jwtkit.Key")
-    lookup(alg)
-    if key.alg != alg:
-        # R5: a key signs and verifies only the algorithm it is bound to.
-        raise DisallowedAlgorithm("algorithm does not match the key's algorithm")
+    # R5: a key signs and verifies only the algorithm it is bound to; the table is never bypassed (R4).
+    if key._alg != alg or alg not in ALGORITHMS:
+        raise DisallowedAlgorithm("unsupported algorithm, or not the key's algorithm")
 
 
 def sign(alg: str, key: Key, signing_input: bytes) -> bytes:
@@ -271,7 +276,7 @@ def sign(alg: str, key: Key, signing_input: bytes) -> bytes:
     signer = key._signer
     if signer is None:
         raise UnusableKey("key cannot sign")
-    return signer(bytes(signing_input))
+    return signer(signing_input if type(signing_input) is bytes else bytes(signing_input))
 
 
 def verify(alg: str, key: Key, signing_input: bytes, signature: bytes) -> bool:
@@ -297,6 +302,8 @@ def verify(alg: str, key: Key, signing_input: bytes, signature: bytes) -> bool:
     if len(signature) != key._sig_size:
         return False
     try:
-        return verifier(bytes(signing_input), bytes(signature))
+        if type(signing_input) is not bytes or type(signature) is not bytes:
+            signing_input, signature = bytes(signing_input), bytes(signature)
+        return verifier(signing_input, signature)
     except Exception:  # A verifier only ever says no.
         return False
