@@ -347,3 +347,26 @@ async def test_browser_resume_without_a_refresh_cookie_shows_the_login_form(serv
     assert response.status_code == 401
     assert 'id="login-form"' in response.text
     assert "Your session has ended" in response.text
+
+
+async def test_logout_with_an_expired_access_token_still_ends_the_session(server: Server) -> None:
+    await server.user()
+    pair = await server.login()
+    server.clock.advance(901)  # the access token expired; the session and its refresh token live on
+    client = server.json_client()
+    response = await client.post("/logout", headers={"Authorization": f"Bearer {pair['access_token']}"})
+    assert response.status_code == 204
+    refresh = await client.post("/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refresh.status_code == 401
+
+
+async def test_logout_with_someone_elses_expired_token_format_is_harmless(server: Server) -> None:
+    await server.user()
+    pair = await server.login()
+    forged = pair["access_token"][:-4] + ("AAAA" if not pair["access_token"].endswith("AAAA") else "BBBB")
+    server.clock.advance(901)
+    client = server.json_client()
+    assert (await client.post("/logout", headers={"Authorization": f"Bearer {forged}"})).status_code == 204
+    server.clock.advance(-901)
+    still = await client.get("/private", headers={"Authorization": f"Bearer {pair['access_token']}"})
+    assert still.status_code == 200

@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jwtkit import JWTError, decode
 from jwtkit.service import (
     AuthConfig,
     AuthService,
@@ -241,9 +242,26 @@ class Site:
                 if error.status == 503:
                     raise
                 principal = None  # already logged out, expired or bogus: logging out again is harmless
+                if error.reason == "expired":
+                    await self._end_expired_session(found[0])
             if principal is not None:
                 await self.service.logout(principal.session_id)
         return self._signed_out(request)
+
+    async def _end_expired_session(self, token: str) -> None:
+        """Logout with an expired access token (a browser back after 15 idle minutes) still ends its session:
+        the token is ours (signature, issuer, type all checked), only its ``exp`` passed, and the session it
+        names is revoked only if it belongs to the token's subject. Otherwise the refresh token, which the
+        browser sends to /refresh only, would outlive the logout."""
+        try:
+            claims = decode(token, self.service.keys.keyset, issuer=self.config.issuer,
+                            audience=self.config.audience, typ="at+jwt", require=("exp", "sub", "sid"),
+                            leeway=self.config.refresh_ttl, now=self.service.clock())
+        except JWTError:
+            return
+        sub, sid = claims.get("sub"), claims.get("sid")
+        if isinstance(sub, str) and isinstance(sid, str):
+            await self.service.revoke_session(sub, sid)
 
     async def logout_all(self, request: Request) -> Response:
         fields = await read_input(request)
