@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 import string
 import unicodedata
 from pathlib import Path
@@ -252,3 +253,12 @@ async def test_repository_must_be_opened(tmp_path: Path) -> None:
 
 def test_memory_repository_repr() -> None:
     assert repr(MemoryUserRepository()) == "MemoryUserRepository(users=0)"
+
+
+async def test_users_database_file_is_private(tmp_path: Path) -> None:
+    """The users table holds password hashes: the file is created readable by its owner only."""
+    path = tmp_path / "users.db"
+    repo = SQLiteUserRepository(str(path))
+    await repo.open()
+    await repo.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -241,3 +242,14 @@ async def test_a_failing_write_does_not_undo_its_group(tmp_path: Path) -> None:
         assert isinstance(results[10].__cause__, sqlite3.OperationalError)
         for session in sessions:
             assert await store.check(session.sid, "alice") is True
+
+
+async def test_new_database_file_is_private(tmp_path: Path) -> None:
+    """Sessions (and, by default, password hashes) live in this file: no other local user reads it."""
+    path = tmp_path / "jwtkit.db"
+    store = open_store(f"sqlite:///{path}")
+    async with store:
+        await store.revoke("nothing")  # any write makes SQLite create its journal files
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for journal in tmp_path.glob("jwtkit.db-*"):
+        assert stat.S_IMODE(journal.stat().st_mode) == 0o600

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from jwtkit.service.errors import InvalidEmail, InvalidUsername, UsernameTaken, UserNotFound
 from jwtkit.store.base import StoreUnavailable
+from jwtkit.store.sqlite import create_private_file
 
 __all__ = [
     "MAX_USERNAME_LENGTH",
@@ -248,6 +249,7 @@ class SQLiteUserRepository:
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(self.path)
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False,
                                    isolation_level=None)

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from jwtkit.store._common import BaseStore, corrupt_session, cutoff_expiry, is_active, log
 from jwtkit.store.base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "create_private_file"]
 
 T = TypeVar("T")
 
@@ -221,6 +221,22 @@ class _Writer:
                 loop.call_soon_threadsafe(_settle, future, ok, value)
 
 
+def create_private_file(path: str) -> None:
+    """Create the database file with mode 0600 unless it exists.
+
+    It holds sessions (and, in the default set-up, password hashes), which no other local user may read.
+    SQLite gives its -wal and -shm files the mode of the database file, and treats an empty file as a new
+    database.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # sqlite3.connect reports the real problem (a missing folder, no permission)
+    os.close(fd)
+
+
 class SQLiteStore(BaseStore):
     """The SQLite backend. Several processes may open the same file."""
 
@@ -239,6 +255,7 @@ class SQLiteStore(BaseStore):
     # connections ------------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        create_private_file(self.path)
         # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE) where they matter.
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None,
                                check_same_thread=False, cached_statements=64)
