@@ -127,19 +127,19 @@ def validate_claims(
     # R12: finite JSON numbers in double range, never bool or string; compared as numbers, never truncated.
     value = get("exp", _MISSING)
     if value is not _MISSING:
-        if not numeric_date(value):
+        if not ((type(value) is int and -_DOUBLE_MAX <= value <= _DOUBLE_MAX) or numeric_date(value)):
             raise InvalidClaim("exp must be a NumericDate", "exp", "invalid")
         if now >= value + leeway:
             raise ExpiredToken("the token has expired", "exp", "check_failed")
     value = get("nbf", _MISSING)
     if value is not _MISSING:
-        if not numeric_date(value):
+        if not ((type(value) is int and -_DOUBLE_MAX <= value <= _DOUBLE_MAX) or numeric_date(value)):
             raise InvalidClaim("nbf must be a NumericDate", "nbf", "invalid")
         if now < value - leeway:
             raise NotYetValidToken("the token is not valid yet", "nbf", "check_failed")
     value = get("iat", _MISSING)
     if value is not _MISSING:
-        if not numeric_date(value):
+        if not ((type(value) is int and -_DOUBLE_MAX <= value <= _DOUBLE_MAX) or numeric_date(value)):
             raise InvalidClaim("iat must be a NumericDate", "iat", "invalid")
         if value > now + leeway:
             raise FutureIssuedToken("the token was issued in the future", "iat", "check_failed")
