@@ -20,6 +20,7 @@ import pytest
 from cli_support import Runner, assert_one_line_error, clean_env
 
 from jwtkit.service import SessionRevoked, Settings, TokenPair, build_service
+from processes import free_port
 
 PASSWORD = "correct horse battery staple"
 
@@ -154,12 +155,6 @@ def test_bad_store_url_is_a_usage_error(jwtkit: Runner) -> None:
     assert_one_line_error(jwtkit("user", "list", "--store", "ftp://nowhere"), 2, "store_config")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "jwtkit", "serve", *args],
@@ -176,7 +171,7 @@ def _serve(tmp_path: Path, args: list[str], env: dict[str, str]) -> tuple[subpro
 
 @pytest.mark.parametrize("via", ["env", "options"])
 def test_serve_reads_options_and_jwtkit_env_vars(tmp_path: Path, via: str) -> None:
-    port = _free_port()
+    port = free_port()
     if via == "env":
         env = {
             "JWTKIT_PORT": str(port),
@@ -232,7 +227,7 @@ def test_serve_refuses_a_bad_port(jwtkit: Runner) -> None:
 def test_cli_and_running_server_share_users_and_sessions(jwtkit: Runner, tmp_path: Path) -> None:
     """The admin flow: add a user, log in over HTTP, see the session in the CLI, revoke it, get a 401."""
     _add_alice(jwtkit)
-    port = _free_port()
+    port = free_port()
     proc, line = _serve(tmp_path, ["--port", str(port), "--no-secure-cookies"], {})
     try:
         assert line.strip() == f"jwtkit serving on http://127.0.0.1:{port}", line

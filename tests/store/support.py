@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -110,41 +109,3 @@ async def assert_every_key_has_ttl(store: ManagedStore, clock: FakeClock) -> Non
 
 
 # binaries and ports (as in tests/conftest.py, which is not importable as a module) ------------------------
-
-
-def require_binary(name: str) -> str:
-    """The binary's path; skip when missing, but fail under CI=true (the shared rule)."""
-    import os
-    import shutil
-
-    path = shutil.which(name)
-    if path:
-        return path
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{name} is not installed, and CI=true requires it", pytrace=False)
-    pytest.skip(f"{name} is not installed")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, proc: Any, timeout: float = 10.0) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before opening port {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")

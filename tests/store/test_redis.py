@@ -21,8 +21,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jwtkit.store import Rotation, StoreConfigError, StoreUnavailable, open_store
 from jwtkit.store.redis import RedisStore
+from processes import free_port, require_binary, wait_for_port
 
-from .support import FakeClock, free_port, new_session, require_binary, wait_for_port
+from .support import FakeClock, new_session
 
 RedisServer = Any  # the shared `redis_server` fixture's object (tests/conftest.py)
 
@@ -293,7 +294,7 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
                             stdout=log, stderr=subprocess.STDOUT)
     log.close()
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc=proc)
         yield port, cert
     finally:
         proc.kill()

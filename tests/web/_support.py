@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from argon2 import PasswordHasher
 from jwtkit.service import AuthConfig, AuthService, KeyRing, MemoryMailer, MemoryUserRepository
 from jwtkit.store import open_store
 from jwtkit.web import create_app
+from processes import free_port, wait_for_port
 
 PASSWORD = "correct horse battery"
 JSON = {"Accept": "application/json"}
@@ -110,25 +110,6 @@ def csrf_of(page: str) -> str:
 
 # --- a real `jwtkit serve` process ----------------------------------------------------------------------
 # (free_port / wait_for_port as in tests/conftest.py, which is not importable as a module: no __init__.py)
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, *, timeout: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before opening port {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
 
 @dataclass
 class ServeProcess:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +18,8 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.browser
 
@@ -34,25 +34,6 @@ CLAIMS = {
 HEADER_RGB = "rgb(251, 1, 91)"
 PAYLOAD_RGB = "rgb(214, 58, 255)"
 SIGNATURE_RGB = "rgb(0, 185, 241)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log.close()
     try:
         try:
-            wait_for_port(port, proc, timeout=20)
+            wait_for_port(port, proc=proc, timeout=20)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}; server log: {(workdir / 'server.log').read_text()[-2000:]}") from None
         yield f"http://127.0.0.1:{port}"
