@@ -334,3 +334,25 @@ def test_worker_settings_survive_the_environment_round_trip() -> None:
     rebuilt, options = settings_from_env(env)
     assert rebuilt == original
     assert options == {"secure_cookies": False, "allow_query_token": True}
+
+
+def test_healthz_says_starting_until_the_service_is_open(redis_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Store down at start-up, then back: until the retry opens the service, every route still answers 503,
+    so /healthz must too (a load balancer reads it)."""
+    from starlette.testclient import TestClient
+
+    import jwtkit.web.app as web_app
+
+    monkeypatch.setattr(web_app, "OPEN_RETRY", 3600.0)  # the retry never runs inside this test
+    redis_server.kill()
+    service = make_service(redis_server.url)
+    app = create_app(service, secure_cookies=False)
+    with TestClient(app) as client:
+        assert client.get("/healthz").json() == {"status": "unavailable", "store": "unavailable"}
+        redis_server.start()
+        # the moment inside AuthService.open() when the store is open but the rest (users) is not yet
+        client.portal.call(service.store.open)
+        starting = client.get("/healthz")
+        assert starting.status_code == 503
+        assert starting.json() == {"status": "starting", "store": "ok"}
+        assert client.post("/auth", headers=JSON, json={"username": "a", "password": "b"}).status_code == 503

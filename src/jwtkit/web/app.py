@@ -454,6 +454,10 @@ class Site:
         except StoreUnavailable:
             return _json({"status": "unavailable", "store": "unavailable"}, status=503,
                          headers={"Retry-After": "1"})
+        if not self.ready:
+            # The store answers again but the service is not open yet: every other route still says 503,
+            # so a load balancer must not send traffic here either.
+            return _json({"status": "starting", "store": "ok"}, status=503, headers={"Retry-After": "1"})
         return _json({"status": "ok", "store": "ok"})
 
     async def openapi(self, request: Request) -> Response:
