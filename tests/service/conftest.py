@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
+from clock import FakeClock
 from jwtkit.service import (
     AuthConfig,
     AuthService,
@@ -25,19 +26,6 @@ from jwtkit.store import open_store
 T0 = 1_800_000_000.0
 PASSWORD = "correct horse battery"
 BACKENDS = ("memory", "sqlite")
-
-
-class FakeClock:
-    """A clock the test moves by hand: no sleeps."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class CountingHasher(PasswordHasher):
@@ -59,7 +47,7 @@ class CountingHasher(PasswordHasher):
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

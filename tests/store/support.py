@@ -8,23 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from clock import FakeClock
 from jwtkit.store import ManagedStore, Session
 
 BACKENDS = ["memory", "sqlite", "leveldb", "redis"]
 T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """A clock that moves only when told to (tests never sleep for expiry)."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def new_session(clock: FakeClock, user_id: str = "alice", *, ttl: float = 3600.0, family: str | None = None,

@@ -4,8 +4,6 @@ check, TTLs and prefixes, passwords and TLS."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jwtkit.store import Rotation, StoreConfigError, StoreUnavailable, open_store
 from jwtkit.store.redis import RedisStore
-from processes import free_port, require_binary, wait_for_port
+from processes import free_port, require_binary, self_signed_certificate, wait_for_port
 
 from .support import FakeClock, new_session
 
@@ -257,34 +255,10 @@ def test_bad_redis_options_are_config_errors(url: str, options: dict[str, Any]) 
 # TLS against a real server ------------------------------------------------------------------------------
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     binary = require_binary("redis-server")
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     port = free_port()
     log = open(tmp_path / "redis-tls.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
