@@ -1,12 +1,21 @@
-"""The public surface of ``jwtkit``: the exact sorted ``__all__``, the whole error tree, public paths."""
+"""The public surface of ``jwtkit``: the exact sorted ``__all__``, the whole error tree, public paths.
+
+``import jwtkit`` is the one path to the token core (implemented in the private ``jwtkit._jose``), and
+``jwtkit.jwa`` the one algorithm layer; there is no ``jwtkit.jose``.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
+import pytest
+
 import jwtkit
+import jwtkit.jwa
 from jwtkit import JWTError
-from jwtkit.jose.errors import CODES
+from jwtkit._jose import algorithms, errors
+from jwtkit._jose.errors import CODES
 
 EXPECTED = [
     "BadSignature",
@@ -33,8 +42,15 @@ def test_all_is_exactly_the_public_names_sorted() -> None:
     assert jwtkit.__all__ == EXPECTED
     assert jwtkit.__all__ == sorted(jwtkit.__all__)
     public = {name for name in vars(jwtkit) if not name.startswith("_")}
-    layers = {"jose", "store", "service", "web", "cli"}  # subpackages appear once imported
+    layers = {"store", "service", "web", "cli"}  # subpackages appear once imported
     assert public - layers - {"annotations"} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", ["jwtkit.jose", "jwtkit.jose.jwt", "jwtkit.jose.keys", "jwtkit.jose.jwa"])
+def test_there_is_no_jwtkit_jose(name: str) -> None:
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(name)
+    assert not hasattr(jwtkit, "jose")
 
 
 def _subclasses(cls: type) -> set[type]:
@@ -44,29 +60,60 @@ def _subclasses(cls: type) -> set[type]:
     return found
 
 
+def _core_error_classes() -> set[type]:
+    defined = {obj for obj in vars(errors).values() if isinstance(obj, type) and issubclass(obj, Exception)}
+    # Every subclass of JWTError defined by the core (not by the service or web layers on top).
+    return defined | {cls for cls in _subclasses(JWTError) if cls.__module__ in ("jwtkit", errors.__name__)}
+
+
 def test_every_error_class_is_exported_with_a_known_unique_code() -> None:
-    errors = {cls for cls in _subclasses(JWTError) if cls.__module__ in ("jwtkit", "jwtkit.jose.errors")}
+    core_errors = _core_error_classes()
+    assert JWTError in core_errors and len(core_errors) == 11
     exported = {getattr(jwtkit, name) for name in jwtkit.__all__}
-    assert errors <= exported
-    codes = [cls.code for cls in errors]
+    assert core_errors <= exported
+    for cls in core_errors:
+        assert getattr(jwtkit, cls.__name__) is cls
+    # The root's code is only a default (a bare JWTError reads as "malformed"); each subclass has its own.
+    codes = [cls.code for cls in core_errors - {JWTError}]
     assert len(codes) == len(set(codes)) == len(CODES)
     assert set(codes) == CODES
+    assert set(errors.__all__) == {cls.__name__ for cls in core_errors} | {"CODES"}
 
 
 def test_public_objects_show_the_public_module() -> None:
     for name in jwtkit.__all__:
         obj = getattr(jwtkit, name)
         if inspect.ismodule(obj):
+            assert obj is jwtkit.jwa, name
             continue
         assert obj.__module__ == "jwtkit", name
+        assert obj.__qualname__ == name
+    assert repr(jwtkit.Key) == "<class 'jwtkit.Key'>"
 
 
 def test_jwa_module_both_ways() -> None:
-    import jwtkit.jwa
     from jwtkit import jwa
 
     assert jwa is jwtkit.jwa
     assert callable(jwa.sign) and callable(jwa.verify)
+
+
+def test_jwa_all_is_exactly_its_public_names_sorted() -> None:
+    assert jwtkit.jwa.__all__ == ["ALGORITHMS", "sign", "verify"]
+    assert jwtkit.jwa.__all__ == sorted(jwtkit.jwa.__all__)
+    public = {name for name in vars(jwtkit.jwa) if not name.startswith("_")}
+    assert public - {"annotations"} == set(jwtkit.jwa.__all__)
+    for name in ("sign", "verify"):
+        assert getattr(jwtkit.jwa, name).__module__ == "jwtkit.jwa", name
+
+
+def test_one_algorithm_table_and_one_sign_verify() -> None:
+    from jwtkit._jose import signing
+
+    assert jwtkit.jwa.ALGORITHMS is algorithms.ALGORITHMS
+    assert jwtkit.jwa.sign is signing.sign and jwtkit.jwa.verify is signing.verify
+    with pytest.raises(TypeError):
+        jwtkit.jwa.ALGORITHMS["none"] = jwtkit.jwa.ALGORITHMS["HS256"]  # type: ignore[index]
 
 
 def test_signatures_are_the_fixed_api() -> None:

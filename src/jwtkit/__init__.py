@@ -1,15 +1,15 @@
 """jwtkit: JSON Web Tokens for Python apps.
 
-The token core is re-exported here: :class:`Key`, :class:`KeySet`, :func:`encode`, :func:`decode`,
-:func:`decode_unverified`, the :mod:`jwa` algorithm layer and the :class:`JWTError` tree. Session stores,
-the auth service, the web app and the CLI live in ``jwtkit.store``, ``jwtkit.service``, ``jwtkit.web`` and
-``jwtkit.cli``.
+This package is the token core's one public path: :class:`Key`, :class:`KeySet`, :func:`encode`,
+:func:`decode`, :func:`decode_unverified`, the :mod:`jwtkit.jwa` algorithm layer and the :class:`JWTError`
+tree. Their implementation lives in the private ``jwtkit._jose``. Session stores, the auth service, the web
+app and the CLI live in ``jwtkit.store``, ``jwtkit.service``, ``jwtkit.web`` and ``jwtkit.cli``.
 """
 
 from __future__ import annotations
 
 from jwtkit import jwa
-from jwtkit.jose.errors import (
+from jwtkit._jose.errors import (
     BadSignature,
     DisallowedAlgorithm,
     ExpiredToken,
@@ -22,8 +22,8 @@ from jwtkit.jose.errors import (
     TokenTooLarge,
     UnusableKey,
 )
-from jwtkit.jose.jwt import decode, decode_unverified, encode
-from jwtkit.jose.keys import Key, KeySet
+from jwtkit._jose.jwt import decode, decode_unverified, encode
+from jwtkit._jose.keys import Key, KeySet
 
 __all__ = [
     "BadSignature",

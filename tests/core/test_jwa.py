@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 import jwtkit.jwa
 from jwtkit import DisallowedAlgorithm, Key, UnusableKey, jwa
-from jwtkit.jose.jwa import ALGORITHMS, Family, lookup
+from jwtkit._jose import base64url
+from jwtkit._jose.algorithms import ALGORITHMS, Family, lookup
 
 DATA = b"header.payload"
 SIZES = {
@@ -93,10 +94,10 @@ def test_ecdsa_accepts_the_raw_form_of_a_der_signature() -> None:
         {
             "kty": "EC",
             "crv": "P-384",
-            "x": jwtkit.jose.base64url.encode(
+            "x": base64url.encode(
                 private.public_key().public_numbers().x.to_bytes(48, "big")
             ).decode(),
-            "y": jwtkit.jose.base64url.encode(
+            "y": base64url.encode(
                 private.public_key().public_numbers().y.to_bytes(48, "big")
             ).decode(),
         },

@@ -448,7 +448,7 @@ def test_algorithm_error_is_not_key_error() -> None:
 def test_roca_fingerprinted_moduli_are_refused() -> None:  # CVE-2017-15361
     from math import prod
 
-    from jwtkit.jose.keys import _ROCA_PRIMES, _roca_vulnerable
+    from jwtkit._jose.keys import _ROCA_PRIMES, _roca_vulnerable
 
     # n = 1 (mod p) for every test prime: 1 = 65537^0 lies in each subgroup, which is the ROCA fingerprint.
     modulus = prod(_ROCA_PRIMES)

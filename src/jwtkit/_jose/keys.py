@@ -18,25 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from jwtkit.jose import base64url
-from jwtkit.jose.errors import DisallowedAlgorithm, UnusableKey
-from jwtkit.jose.jwa import (
-    CURVES,
-    Algorithm,
-    Family,
-    Signer,
-    Verifier,
-    ec_signer,
-    ec_verifier,
-    ed_signer,
-    ed_verifier,
-    hmac_signer,
-    hmac_verifier,
-    lookup,
-    rsa_signer,
-    rsa_verifier,
-)
-from jwtkit.jose.strictjson import dumps
+from jwtkit._jose import base64url
+from jwtkit._jose.algorithms import CURVES, Algorithm, Family, Signer, Verifier, lookup
+from jwtkit._jose.errors import DisallowedAlgorithm, UnusableKey
+from jwtkit._jose.strictjson import dumps
 
 __all__ = ["MAX_KEYS_WITHOUT_KID", "MAX_RSA_BITS", "MIN_RSA_BITS", "Key", "KeySet"]
 
@@ -149,15 +134,15 @@ class Key:
         if family is Family.HMAC:
             if secret is None:
                 raise UnusableKey("HMAC key without a secret")
-            signer, verifier = hmac_signer(spec, secret), hmac_verifier(spec, secret)
+            signer, verifier = spec.signer(secret), spec.verifier(secret)
             sig_size = spec.sig_size
         elif family is Family.RSA_PKCS1 or family is Family.RSA_PSS:
             if not isinstance(public, rsa.RSAPublicKey):
                 raise UnusableKey(f"{spec.name} needs an RSA key")
             _check_rsa_modulus(public.public_numbers().n)
             if isinstance(private, rsa.RSAPrivateKey):
-                signer = rsa_signer(spec, private)
-            verifier = rsa_verifier(spec, public)
+                signer = spec.signer(private)
+            verifier = spec.verifier(public)
             sig_size = (public.key_size + 7) // 8
         elif family is Family.ECDSA:
             if not isinstance(public, ec.EllipticCurvePublicKey) or spec.crv is None:
@@ -165,15 +150,15 @@ class Key:
             if not isinstance(public.curve, CURVES[spec.crv]):
                 raise UnusableKey(f"{spec.name} needs a {spec.crv} key")  # RFC 7518 §3.4
             if isinstance(private, ec.EllipticCurvePrivateKey):
-                signer = ec_signer(spec, private)
-            verifier = ec_verifier(spec, public)
+                signer = spec.signer(private)
+            verifier = spec.verifier(public)
             sig_size = spec.sig_size
         else:
             if not isinstance(public, ed25519.Ed25519PublicKey):
                 raise UnusableKey(f"{spec.name} needs an Ed25519 key")  # RFC 8037, RFC 9864
             if isinstance(private, ed25519.Ed25519PrivateKey):
-                signer = ed_signer(spec, private)
-            verifier = ed_verifier(spec, public)
+                signer = spec.signer(private)
+            verifier = spec.verifier(public)
             sig_size = spec.sig_size
         self._signer = signer if may_sign else None
         self._verifier = verifier if may_verify else None

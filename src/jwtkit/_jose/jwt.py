@@ -10,12 +10,12 @@ from typing import Any
 
 import orjson
 
-from jwtkit.jose import base64url
-from jwtkit.jose.claims import DATE_CLAIMS, seconds, validate_claims
-from jwtkit.jose.errors import MalformedToken
-from jwtkit.jose.jws import MAX_LENGTH, parse, sign_compact, verify_compact_positional
-from jwtkit.jose.keys import Key, KeySet
-from jwtkit.jose.strictjson import MAX_DEPTH, dumps, loads_object
+from jwtkit._jose import base64url
+from jwtkit._jose.claims import DATE_CLAIMS, seconds, validate_claims
+from jwtkit._jose.errors import MalformedToken
+from jwtkit._jose.jws import MAX_LENGTH, parse, sign_compact, verify_compact_positional
+from jwtkit._jose.keys import Key, KeySet
+from jwtkit._jose.strictjson import MAX_DEPTH, dumps, loads_object
 
 __all__ = ["decode", "decode_unverified", "encode"]
 

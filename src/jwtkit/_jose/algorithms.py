@@ -1,8 +1,10 @@
-"""JSON Web Algorithms (RFC 7518, RFC 8037, RFC 9864): one frozen table entry per ``alg``, and sign/verify.
+"""JSON Web Algorithms (RFC 7518, RFC 8037, RFC 9864): the frozen table, one entry per ``alg``.
 
 Everything below the single table lookup receives the :class:`Algorithm` entry and never switches on the
-``alg`` string again. The signer and verifier closures built here are made once per key, at construction, with
-the loaded ``cryptography`` key, hash object and padding bound in.
+``alg`` string again. Each entry carries the builders of its signer and verifier: a key calls them once, at
+construction, with its loaded ``cryptography`` key (or HMAC secret), and the closures they return have the
+hash object and padding bound in. The table knows nothing of keys: :mod:`.keys` depends on it, never the
+other way (``sign``/``verify`` over a key live in :mod:`.signing`).
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import enum
 import hmac
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from jwtkit.jose.errors import DisallowedAlgorithm, UnusableKey
+from jwtkit._jose.errors import DisallowedAlgorithm
 
 _openssl_hmac: Callable[..., Any] | None
 try:
@@ -26,10 +28,7 @@ try:
 except ImportError:  # pragma: no cover - Python built without OpenSSL's hashlib
     _openssl_hmac = None
 
-if TYPE_CHECKING:
-    from jwtkit.jose.keys import Key
-
-__all__ = ["ALGORITHMS", "Algorithm", "Family", "lookup", "sign", "verify"]
+__all__ = ["ALGORITHMS", "CURVES", "Algorithm", "Family", "Signer", "Verifier", "lookup"]
 
 Signer = Callable[[bytes], bytes]
 Verifier = Callable[[bytes, bytes], bool]
@@ -47,7 +46,7 @@ class Family(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Algorithm:
-    """One JWS ``alg``: its family, hash, key type and (where fixed) signature length."""
+    """One JWS ``alg``: family, hash, key type, fixed signature length, and signer and verifier builders."""
 
     name: str
     family: Family
@@ -57,10 +56,23 @@ class Algorithm:
     crv: str | None = None  # JWK "crv" for EC and OKP keys
     sig_size: int = 0  # exact signature length (R10); 0 when it is the RSA modulus length
     curve_order: int = 0  # ECDSA: r and s must lie in [1, n-1]
+    # (entry, key material) -> one key's closure; the material is an HMAC secret or a cryptography key.
+    build_signer: Callable[[Algorithm, Any], Signer] = field(kw_only=True, repr=False, compare=False)
+    build_verifier: Callable[[Algorithm, Any], Verifier] = field(kw_only=True, repr=False, compare=False)
 
     def hash(self) -> hashes.HashAlgorithm:
         """A fresh ``cryptography`` hash instance for this algorithm."""
         return _HASHES[self.hash_name]()
+
+    def signer(self, material: Any) -> Signer:
+        """The signing closure for one key: an HMAC secret, or a private key of this family (the caller has
+        checked its type)."""
+        return self.build_signer(self, material)
+
+    def verifier(self, material: Any) -> Verifier:
+        """The verifying closure for one key: an HMAC secret, or a public key of this family (the caller has
+        checked its type). It answers False for any signature that does not verify, and never raises."""
+        return self.build_verifier(self, material)
 
 
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
@@ -80,40 +92,6 @@ _P521_N = int(
 )
 
 
-def _table() -> dict[str, Algorithm]:
-    table: dict[str, Algorithm] = {}
-    for bits in (256, 384, 512):
-        name, size = f"sha{bits}", bits // 8
-        table[f"HS{bits}"] = Algorithm(f"HS{bits}", Family.HMAC, "oct", name, size, sig_size=size)
-        table[f"RS{bits}"] = Algorithm(f"RS{bits}", Family.RSA_PKCS1, "RSA", name, size)
-        table[f"PS{bits}"] = Algorithm(f"PS{bits}", Family.RSA_PSS, "RSA", name, size)
-    # RFC 7518 §3.4: ES256 = P-256 + SHA-256, ES384 = P-384 + SHA-384, ES512 = P-521 + SHA-512.
-    table["ES256"] = Algorithm("ES256", Family.ECDSA, "EC", "sha256", 32, "P-256", 64, _P256_N)
-    table["ES384"] = Algorithm("ES384", Family.ECDSA, "EC", "sha384", 48, "P-384", 96, _P384_N)
-    table["ES512"] = Algorithm("ES512", Family.ECDSA, "EC", "sha512", 64, "P-521", 132, _P521_N)
-    # RFC 8037 "EdDSA" and RFC 9864's fully specified "Ed25519" name the same thing for Ed25519 keys.
-    table["EdDSA"] = Algorithm("EdDSA", Family.EDDSA, "OKP", "", 0, "Ed25519", 64)
-    table["Ed25519"] = Algorithm("Ed25519", Family.EDDSA, "OKP", "", 0, "Ed25519", 64)
-    return table
-
-
-#: The only algorithms jwtkit knows; ``none`` is absent in every spelling (R4).
-ALGORITHMS: Mapping[str, Algorithm] = MappingProxyType(_table())
-
-#: The ``cryptography`` curve class for each JWK ``crv`` of an ECDSA algorithm.
-CURVES: Mapping[str, type[ec.EllipticCurve]] = MappingProxyType(
-    {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
-)
-
-
-def lookup(alg: object) -> Algorithm:
-    """The table entry for ``alg``; :class:`DisallowedAlgorithm` for anything else, ``none`` included."""
-    spec = ALGORITHMS.get(alg) if type(alg) is str else None
-    if spec is None:
-        raise DisallowedAlgorithm("unsupported algorithm")
-    return spec
-
-
 # --- per-key signer/verifier builders (called once, at key construction) ---------------------------------
 
 
@@ -128,7 +106,7 @@ def _hmac_state(spec: Algorithm, secret: bytes) -> Callable[[], Any]:
     return hmac.new(secret, digestmod=spec.hash_name).copy
 
 
-def hmac_signer(spec: Algorithm, secret: bytes) -> Signer:
+def _hmac_signer(spec: Algorithm, secret: bytes) -> Signer:
     """Signer for an HMAC key."""
     fresh = _hmac_state(spec, secret)
 
@@ -140,7 +118,7 @@ def hmac_signer(spec: Algorithm, secret: bytes) -> Signer:
     return sign_hmac
 
 
-def hmac_verifier(spec: Algorithm, secret: bytes) -> Verifier:
+def _hmac_verifier(spec: Algorithm, secret: bytes) -> Verifier:
     """Verifier for an HMAC key; compares in constant time (R10)."""
     fresh, equal = _hmac_state(spec, secret), hmac.compare_digest
 
@@ -159,7 +137,7 @@ def _rsa_padding(spec: Algorithm) -> padding.AsymmetricPadding:
     return padding.PKCS1v15()
 
 
-def rsa_signer(spec: Algorithm, key: rsa.RSAPrivateKey) -> Signer:
+def _rsa_signer(spec: Algorithm, key: rsa.RSAPrivateKey) -> Signer:
     """Signer for an RSA private key (RS* or PS*)."""
     pad, algorithm, sign_rsa = _rsa_padding(spec), spec.hash(), key.sign
 
@@ -169,7 +147,7 @@ def rsa_signer(spec: Algorithm, key: rsa.RSAPrivateKey) -> Signer:
     return sign_rsa_bound
 
 
-def rsa_verifier(spec: Algorithm, key: rsa.RSAPublicKey) -> Verifier:
+def _rsa_verifier(spec: Algorithm, key: rsa.RSAPublicKey) -> Verifier:
     """Verifier for an RSA public key (RS* or PS*)."""
     pad, algorithm, verify_rsa = _rsa_padding(spec), spec.hash(), key.verify
 
@@ -183,7 +161,7 @@ def rsa_verifier(spec: Algorithm, key: rsa.RSAPublicKey) -> Verifier:
     return verify_rsa_bound
 
 
-def ec_signer(spec: Algorithm, key: ec.EllipticCurvePrivateKey) -> Signer:
+def _ec_signer(spec: Algorithm, key: ec.EllipticCurvePrivateKey) -> Signer:
     """Signer for an EC private key: DER from OpenSSL turned into JWS raw R||S (RFC 7518 §3.4)."""
     scheme, sign_ec, size = ec.ECDSA(spec.hash()), key.sign, spec.sig_size // 2
 
@@ -194,7 +172,7 @@ def ec_signer(spec: Algorithm, key: ec.EllipticCurvePrivateKey) -> Signer:
     return sign_ec_raw
 
 
-def ec_verifier(spec: Algorithm, key: ec.EllipticCurvePublicKey) -> Verifier:
+def _ec_verifier(spec: Algorithm, key: ec.EllipticCurvePublicKey) -> Verifier:
     """Verifier for an EC public key: raw R||S of the exact length, each in [1, n-1], then DER (R10)."""
     scheme, verify_ec, size, order = ec.ECDSA(spec.hash()), key.verify, spec.sig_size // 2, spec.curve_order
     from_bytes = int.from_bytes
@@ -216,12 +194,12 @@ def ec_verifier(spec: Algorithm, key: ec.EllipticCurvePublicKey) -> Verifier:
     return verify_ec_raw
 
 
-def ed_signer(spec: Algorithm, key: ed25519.Ed25519PrivateKey) -> Signer:
+def _ed_signer(spec: Algorithm, key: ed25519.Ed25519PrivateKey) -> Signer:
     """Signer for an Ed25519 private key."""
     return key.sign
 
 
-def ed_verifier(spec: Algorithm, key: ed25519.Ed25519PublicKey) -> Verifier:
+def _ed_verifier(spec: Algorithm, key: ed25519.Ed25519PublicKey) -> Verifier:
     """Verifier for an Ed25519 public key."""
     verify_ed = key.verify
 
@@ -235,75 +213,54 @@ def ed_verifier(spec: Algorithm, key: ed25519.Ed25519PublicKey) -> Verifier:
     return verify_ed_bound
 
 
-# --- the public algorithm layer -----------------------------------------------------------------------------
+# --- the table --------------------------------------------------------------------------------------------
+
+_BUILDERS: dict[Family, tuple[Callable[[Algorithm, Any], Signer], Callable[[Algorithm, Any], Verifier]]] = {
+    Family.HMAC: (_hmac_signer, _hmac_verifier),
+    Family.RSA_PKCS1: (_rsa_signer, _rsa_verifier),
+    Family.RSA_PSS: (_rsa_signer, _rsa_verifier),
+    Family.ECDSA: (_ec_signer, _ec_verifier),
+    Family.EDDSA: (_ed_signer, _ed_verifier),
+}
 
 
-_key_type: type[Key] | None = None  # jwtkit.jose.keys.Key, bound on first use (keys imports this module)
+def _entry(name: str, family: Family, kty: str, hash_name: str, hash_size: int, *rest: Any) -> Algorithm:
+    signer, verifier = _BUILDERS[family]
+    return Algorithm(
+        name, family, kty, hash_name, hash_size, *rest, build_signer=signer, build_verifier=verifier
+    )
 
 
-def _bound(alg: str, key: Key) -> None:
-    global _key_type
-    if _key_type is None:
-        from jwtkit.jose.keys import Key
-
-        _key_type = Key
-    if not isinstance(key, _key_type):
-        raise TypeError("key must be a jwtkit.Key")
-    # R5: a key signs and verifies only the algorithm it is bound to; the table is never bypassed (R4).
-    if key._alg != alg or alg not in ALGORITHMS:
-        raise DisallowedAlgorithm("unsupported algorithm, or not the key's algorithm")
-
-
-def sign(alg: str, key: Key, signing_input: bytes) -> bytes:
-    """Sign ``signing_input`` with ``key``, which must be bound to ``alg`` and able to sign.
-
-    Args:
-        alg: the JWS algorithm name, e.g. ``"HS256"``.
-        key: a :class:`jwtkit.Key` bound to ``alg`` (an HMAC key or a private key).
-        signing_input: the bytes to sign (for JWS, ``header.payload``).
-
-    Raises:
-        DisallowedAlgorithm: ``algorithm``, when ``alg`` is unknown or not the key's.
-        UnusableKey: ``key``, when the key cannot sign (a public key, or ``use``/``key_ops`` forbid it).
-
-    Example:
-        >>> from jwtkit import Key, jwa
-        >>> key = Key.from_secret(b"k" * 32)
-        >>> len(jwa.sign("HS256", key, b"data"))
-        32
-    """
-    _bound(alg, key)
-    signer = key._signer
-    if signer is None:
-        raise UnusableKey("key cannot sign")
-    return signer(signing_input if type(signing_input) is bytes else bytes(signing_input))
+def _table() -> dict[str, Algorithm]:
+    table: dict[str, Algorithm] = {}
+    for bits in (256, 384, 512):
+        name, size = f"sha{bits}", bits // 8
+        table[f"HS{bits}"] = _entry(f"HS{bits}", Family.HMAC, "oct", name, size, None, size)
+        table[f"RS{bits}"] = _entry(f"RS{bits}", Family.RSA_PKCS1, "RSA", name, size)
+        table[f"PS{bits}"] = _entry(f"PS{bits}", Family.RSA_PSS, "RSA", name, size)
+    # RFC 7518 §3.4: ES256 = P-256 + SHA-256, ES384 = P-384 + SHA-384, ES512 = P-521 + SHA-512.
+    table["ES256"] = _entry("ES256", Family.ECDSA, "EC", "sha256", 32, "P-256", 64, _P256_N)
+    table["ES384"] = _entry("ES384", Family.ECDSA, "EC", "sha384", 48, "P-384", 96, _P384_N)
+    table["ES512"] = _entry("ES512", Family.ECDSA, "EC", "sha512", 64, "P-521", 132, _P521_N)
+    # RFC 8037 "EdDSA" and RFC 9864's fully specified "Ed25519" name the same thing for Ed25519 keys.
+    table["EdDSA"] = _entry("EdDSA", Family.EDDSA, "OKP", "", 0, "Ed25519", 64)
+    table["Ed25519"] = _entry("Ed25519", Family.EDDSA, "OKP", "", 0, "Ed25519", 64)
+    return table
 
 
-def verify(alg: str, key: Key, signing_input: bytes, signature: bytes) -> bool:
-    """Whether ``signature`` is valid for ``signing_input`` under ``key``, which must be bound to ``alg``.
+#: The only algorithms jwtkit knows; ``none`` is absent in every spelling (R4). A read-only mapping of frozen
+#: entries.
+ALGORITHMS: Mapping[str, Algorithm] = MappingProxyType(_table())
 
-    Returns False for any signature that does not verify, whatever its length or content; the length is
-    checked before any crypto call (R10).
+#: The ``cryptography`` curve class for each JWK ``crv`` of an ECDSA algorithm.
+CURVES: Mapping[str, type[ec.EllipticCurve]] = MappingProxyType(
+    {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+)
 
-    Raises:
-        DisallowedAlgorithm: ``algorithm``, when ``alg`` is unknown or not the key's.
-        UnusableKey: ``key``, when ``use``/``key_ops`` forbid verification with this key.
 
-    Example:
-        >>> from jwtkit import Key, jwa
-        >>> key = Key.from_secret(b"k" * 32)
-        >>> jwa.verify("HS256", key, b"data", jwa.sign("HS256", key, b"data"))
-        True
-    """
-    _bound(alg, key)
-    verifier = key._verifier
-    if verifier is None:
-        raise UnusableKey("key may not verify")
-    if len(signature) != key._sig_size:
-        return False
-    try:
-        if type(signing_input) is not bytes or type(signature) is not bytes:
-            signing_input, signature = bytes(signing_input), bytes(signature)
-        return verifier(signing_input, signature)
-    except Exception:  # A verifier only ever says no.
-        return False
+def lookup(alg: object) -> Algorithm:
+    """The table entry for ``alg``; :class:`DisallowedAlgorithm` for anything else, ``none`` included."""
+    spec = ALGORITHMS.get(alg) if type(alg) is str else None
+    if spec is None:
+        raise DisallowedAlgorithm("unsupported algorithm")
+    return spec

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from jwtkit import ExpiredToken, FutureIssuedToken, InvalidClaim, JWTError, NotYetValidToken, decode, encode
-from jwtkit.jose.claims import check_claims, numeric_date
+from jwtkit._jose.claims import check_claims, numeric_date
 
 from ._tokens import NOW, forge, hs_key
 

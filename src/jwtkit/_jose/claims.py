@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import Any
 
-from jwtkit.jose.errors import ExpiredToken, FutureIssuedToken, InvalidClaim, NotYetValidToken
+from jwtkit._jose.errors import ExpiredToken, FutureIssuedToken, InvalidClaim, NotYetValidToken
 
 __all__ = ["DATE_CLAIMS", "check_claims", "numeric_date", "seconds", "validate_claims"]
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from jwtkit.jose import base64url
-from jwtkit.jose.errors import (
+from jwtkit._jose import base64url
+from jwtkit._jose.algorithms import ALGORITHMS
+from jwtkit._jose.errors import (
     BadSignature,
     DisallowedAlgorithm,
     InvalidHeader,
@@ -20,9 +21,8 @@ from jwtkit.jose.errors import (
     TokenTooLarge,
     UnusableKey,
 )
-from jwtkit.jose.jwa import ALGORITHMS
-from jwtkit.jose.keys import Key, KeySet
-from jwtkit.jose.strictjson import dumps, loads_object
+from jwtkit._jose.keys import Key, KeySet
+from jwtkit._jose.strictjson import dumps, loads_object
 
 __all__ = [
     "MAX_LENGTH",

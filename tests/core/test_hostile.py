@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from jwtkit import JWTError, Key, KeySet, decode, encode, jwa
-from jwtkit.jose.jwa import ALGORITHMS
+from jwtkit._jose.algorithms import ALGORITHMS
 
 from ._tokens import EXP, NOW, SECRET, b64, forge, hs_key, segment
 

@@ -22,7 +22,7 @@ from jwtkit import (
     UnusableKey,
     decode,
 )
-from jwtkit.jose.errors import CODES
+from jwtkit._jose.errors import CODES
 
 from ._tokens import NOW, forge, hs_key
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jwtkit.jose import base64url, strictjson
+from jwtkit._jose import base64url, strictjson
 
 
 @pytest.mark.parametrize(

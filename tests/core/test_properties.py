@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jwtkit import JWTError, Key, decode, decode_unverified, encode
-from jwtkit.jose import base64url, strictjson
+from jwtkit._jose import base64url, strictjson
 
 from ._tokens import NOW
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from jwtkit import JWTError, Key, decode, decode_unverified, encode
-from jwtkit.jose import jws
+from jwtkit._jose import jws
 
 from ._tokens import NOW, forge, hs_key
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jwtkit import Key, decode, encode, jwa
-from jwtkit.jose import jws
+from jwtkit._jose import jws
 
 # RFC 7515 A.1: HMAC SHA-256. The header and payload contain CRLF whitespace; exp = 1300819380.
 A1_KEY = {

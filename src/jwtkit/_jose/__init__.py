@@ -1,0 +1,8 @@
+"""jwtkit's token core, private: a strict, fast compact JWS/JWT codec over ``hmac`` and ``cryptography``.
+
+Import the public names from :mod:`jwtkit` (and the algorithm layer from :mod:`jwtkit.jwa`); nothing here is a
+public path. Modules, one job each: :mod:`.errors` (the error tree), :mod:`.base64url`, :mod:`.strictjson`,
+:mod:`.jwa` (algorithm table, sign/verify), :mod:`.keys` (Key, KeySet), :mod:`.jws` (compact JWS),
+:mod:`.claims` (registered claims) and :mod:`.jwt` (encode/decode). It imports nothing else of jwtkit and does
+no I/O.
+"""

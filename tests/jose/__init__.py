@@ -1,1 +1,0 @@
-"""Tests for jwtkit.jose, the token core."""
