@@ -1,25 +1,165 @@
-"""Service configuration: :class:`AuthConfig` (token and login policy) and :class:`Settings` (what a server
-process needs), read from the environment by :meth:`Settings.from_env`."""
+"""Service configuration: :class:`AuthConfig` (token and login policy), :class:`Settings` (what a service
+needs) and :class:`ServerSettings` (what one server process needs: the settings plus where and how to listen).
+
+One codec reads them from the environment and writes them back: :meth:`Settings.from_env` and
+:meth:`ServerSettings.from_env` parse ``JWT_SECRET`` and the ``JWTKIT_*`` variables (the table
+``_ENVIRONMENT`` below, documented in docs/cli.md), and :meth:`ServerSettings.to_env` is their exact inverse
+(``ServerSettings.from_env(s.to_env()) == s``), which is how worker processes receive their settings.
+An empty variable counts as unset.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from jwtkit.service.errors import ServiceConfigError
 
-__all__ = ["MEMORY_USERS", "AuthConfig", "Settings"]
+__all__ = ["MEMORY_USERS", "AuthConfig", "ServerSettings", "Settings"]
 
 MEMORY_USERS = ":memory:"  # a users_path that keeps users in process memory (MemoryUserRepository)
 
 _DEFAULT_STORE_URL = "sqlite:///jwtkit.db"
 _TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+# --- validation: one set of rules, applied where an object is built (naming fields) and where the environment
+# is read (naming variables) ---------------------------------------------------------------------------------
+
+Label = Callable[[str], str]
+
+
+def _as_is(name: str) -> str:
+    return name
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value) and "\x00" not in value
+
+
+def _optional_text(value: object) -> bool:
+    return value is None or _text(value)
+
+
+def _int_in(low: int, high: int | None) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        return (isinstance(value, int) and not isinstance(value, bool) and low <= value
+                and (high is None or value <= high))
+    return check
+
+
+def _number_in(low: float, high: float | None, *, open_low: bool) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        try:
+            number = float(value)
+        except OverflowError:
+            return False
+        return (math.isfinite(number) and (number > low if open_low else number >= low)
+                and (high is None or number <= high))
+    return check
+
+
+def _boolean(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _http_url(value: object) -> bool:
+    if not _text(value):
+        return False
+    try:
+        parts = urlsplit(str(value))
+    except ValueError:  # "http://[" and the like
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _secret(value: object) -> bool:
+    return value is None or (isinstance(value, bytes) and bool(value))
+
+
+_Rule = tuple[str, Callable[[object], bool], str]
+_POSITIVE_INT = (_int_in(1, None), "a positive integer")
+_POSITIVE_NUMBER = (_number_in(0, None, open_low=True), "a positive number")
+_TEXT = (_text, "a non-empty string without NUL characters")
+_OPTIONAL_TEXT = (_optional_text, "None or a non-empty string without NUL characters")
+_BOOL = (_boolean, "true or false")
+
+_AUTH_RULES: tuple[_Rule, ...] = (
+    ("issuer", *_TEXT),
+    ("audience", *_OPTIONAL_TEXT),
+    ("access_ttl", *_POSITIVE_INT),
+    ("refresh_ttl", *_POSITIVE_INT),
+    ("verify_ttl", *_POSITIVE_INT),
+    ("reset_ttl", *_POSITIVE_INT),
+    ("allow_unverified_login", *_BOOL),
+    ("bind_user_agent", *_BOOL),
+    ("throttle_threshold", *_POSITIVE_INT),
+    ("throttle_window", *_POSITIVE_NUMBER),
+    ("throttle_base_delay", *_POSITIVE_NUMBER),
+    ("throttle_max_delay", *_POSITIVE_NUMBER),
+    ("base_url", _http_url, "an http(s) URL"),
+    ("leeway", _int_in(0, 300), "an integer between 0 and 300 (seconds)"),
+    ("user_cache_ttl", _number_in(0, 3600, open_low=False), "a number between 0 and 3600 (seconds)"),
+)
+_SETTINGS_RULES: tuple[_Rule, ...] = (
+    ("store_url", *_TEXT),
+    ("users_path", *_TEXT),
+    ("key_path", *_TEXT),
+    ("secret", _secret, "None or non-empty bytes"),
+    ("outbox_path", *_TEXT),
+    ("mail_from", *_TEXT),
+    ("smtp_host", *_OPTIONAL_TEXT),
+    ("smtp_port", _int_in(1, 65535), "an integer between 1 and 65535"),
+    ("smtp_username", *_OPTIONAL_TEXT),
+    ("smtp_password", *_OPTIONAL_TEXT),
+)
+_SERVER_RULES: tuple[_Rule, ...] = (
+    ("host", *_TEXT),
+    ("port", _int_in(0, 65535), "an integer between 0 and 65535"),
+    ("workers", _int_in(1, 64), "an integer between 1 and 64"),
+    ("secure_cookies", *_BOOL),
+    ("allow_query_token", *_BOOL),
+)
+
+
+def _check(rules: tuple[_Rule, ...], values: Mapping[str, Any], label: Label) -> None:
+    for name, valid, expected in rules:
+        value = values[name]
+        if not valid(value):
+            shown = "<hidden>" if name in ("secret", "smtp_password") and value is not None else repr(value)
+            raise ServiceConfigError(f"{label(name)} must be {expected}, not {shown}")
+
+
+def _check_auth(values: Mapping[str, Any], label: Label) -> None:
+    _check(_AUTH_RULES, values, label)
+    if values["access_ttl"] > values["refresh_ttl"]:
+        raise ServiceConfigError(f"{label('access_ttl')} must not exceed {label('refresh_ttl')}")
+    if values["throttle_max_delay"] < values["throttle_base_delay"]:
+        raise ServiceConfigError(
+            f"{label('throttle_max_delay')} must be at least {label('throttle_base_delay')}")
+
+
+def _check_settings(values: Mapping[str, Any], label: Label) -> None:
+    _check(_SETTINGS_RULES, values, label)
+    if not isinstance(values["config"], AuthConfig):
+        raise ServiceConfigError(f"{label('config')} must be an AuthConfig")
+
+
+def _check_server(values: Mapping[str, Any], label: Label) -> None:
+    _check(_SERVER_RULES, values, label)
+    if not isinstance(values["settings"], Settings):
+        raise ServiceConfigError(f"{label('settings')} must be a Settings")
+
+
+def _own_fields(obj: object) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,43 +205,23 @@ class AuthConfig:
     user_cache_ttl: float = 5.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.issuer, str) or not self.issuer:
-            raise ServiceConfigError("issuer must be a non-empty string")
-        if self.audience is not None and (not isinstance(self.audience, str) or not self.audience):
-            raise ServiceConfigError("audience must be a non-empty string or None")
-        for name in ("access_ttl", "refresh_ttl", "verify_ttl", "reset_ttl", "throttle_threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ServiceConfigError(f"{name} must be a positive integer, not {value!r}")
-        if self.access_ttl > self.refresh_ttl:
-            raise ServiceConfigError("access_ttl must not exceed refresh_ttl")
-        for name in ("throttle_window", "throttle_base_delay", "throttle_max_delay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                    or value <= 0:
-                raise ServiceConfigError(f"{name} must be a positive number, not {value!r}")
-        if self.throttle_max_delay < self.throttle_base_delay:
-            raise ServiceConfigError("throttle_max_delay must be at least throttle_base_delay")
-        if isinstance(self.leeway, bool) or not isinstance(self.leeway, int) or not 0 <= self.leeway <= 300:
-            raise ServiceConfigError("leeway must be an integer between 0 and 300 seconds")
-        if isinstance(self.user_cache_ttl, bool) or not isinstance(self.user_cache_ttl, int | float) \
-                or not 0 <= self.user_cache_ttl <= 3600:
-            raise ServiceConfigError("user_cache_ttl must be between 0 and 3600 seconds")
-        parts = urlsplit(self.base_url) if isinstance(self.base_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ServiceConfigError(f"base_url must be an http(s) URL, not {self.base_url!r}")
+        _check_auth(_own_fields(self), _as_is)
         if self.base_url.endswith("/"):
             object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything :func:`jwtkit.service.build_service` needs to assemble a service.
+    """Everything :func:`jwtkit.service.build_service` needs to assemble a service. Validated when built.
 
     ``users_path`` is the users' SQLite file, or ``":memory:"`` for a :class:`MemoryUserRepository`.
     ``secret`` (from ``JWT_SECRET``) selects an HS256 key; without it the key ring lives in ``key_path``
     (created with mode 0600 on first run). Mail goes to SMTP when ``smtp_host`` is set, else to the outbox
-    folder. ``repr()`` never shows the secret or the SMTP password.
+    folder. ``repr()`` never shows the secret or the SMTP password. A ``str`` secret is taken as its UTF-8
+    bytes.
+
+    Raises:
+        ServiceConfigError (``service_config``): a value has the wrong type or is empty.
     """
 
     store_url: str = _DEFAULT_STORE_URL
@@ -116,95 +236,121 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.secret, str):
+            object.__setattr__(self, "secret", self.secret.encode("utf-8"))
+        _check_settings(_own_fields(self), _as_is)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read ``JWT_SECRET`` and the ``JWTKIT_*`` variables; keyword ``overrides`` win over both.
+        """Read ``JWT_SECRET`` and a service's ``JWTKIT_*`` variables; keyword ``overrides`` win over both.
 
-        Variables: ``JWTKIT_STORE``, ``JWTKIT_DB`` (users database; defaults to the sqlite store's file, or
-        to memory with a ``memory://`` store),
-        ``JWTKIT_KEY_FILE``, ``JWTKIT_OUTBOX``, ``JWTKIT_ISSUER``, ``JWTKIT_AUDIENCE``, ``JWTKIT_BASE_URL``,
-        ``JWTKIT_ACCESS_TTL``, ``JWTKIT_REFRESH_TTL``, ``JWTKIT_VERIFY_TTL``, ``JWTKIT_RESET_TTL``,
-        ``JWTKIT_ALLOW_UNVERIFIED_LOGIN``, ``JWTKIT_BIND_USER_AGENT``, ``JWTKIT_THROTTLE_THRESHOLD``,
-        ``JWTKIT_THROTTLE_WINDOW``, ``JWTKIT_LEEWAY``, ``JWTKIT_USER_CACHE_TTL``, ``JWTKIT_MAIL_FROM``,
-        ``JWTKIT_SMTP_HOST``, ``JWTKIT_SMTP_PORT``, ``JWTKIT_SMTP_USERNAME``, ``JWTKIT_SMTP_PASSWORD``.
+        Variables: ``JWT_SECRET`` (or ``JWTKIT_SECRET_HEX``), ``JWTKIT_STORE``,
+        ``JWTKIT_DB`` (users database; defaults to the sqlite store's file, or to memory with a ``memory://``
+        store), ``JWTKIT_KEY_FILE``, ``JWTKIT_OUTBOX``, ``JWTKIT_MAIL_FROM``, ``JWTKIT_SMTP_HOST``,
+        ``JWTKIT_SMTP_PORT``, ``JWTKIT_SMTP_USERNAME``, ``JWTKIT_SMTP_PASSWORD``, ``JWTKIT_ISSUER``,
+        ``JWTKIT_AUDIENCE``, ``JWTKIT_ACCESS_TTL``, ``JWTKIT_REFRESH_TTL``, ``JWTKIT_VERIFY_TTL``,
+        ``JWTKIT_RESET_TTL``, ``JWTKIT_ALLOW_UNVERIFIED_LOGIN``, ``JWTKIT_BIND_USER_AGENT``,
+        ``JWTKIT_THROTTLE_THRESHOLD``, ``JWTKIT_THROTTLE_WINDOW``, ``JWTKIT_THROTTLE_BASE_DELAY``,
+        ``JWTKIT_THROTTLE_MAX_DELAY``, ``JWTKIT_BASE_URL``, ``JWTKIT_LEEWAY``, ``JWTKIT_USER_CACHE_TTL``.
+        The server's own variables (``JWTKIT_HOST``, ``JWTKIT_PORT``, ...) are ignored here.
 
-        ``overrides`` may name any :class:`Settings` field or any :class:`AuthConfig` field.
+        ``overrides`` may name any :class:`Settings` field or any :class:`AuthConfig` field; a ``config``
+        override replaces every :class:`AuthConfig` variable, and single fields win over it.
 
         Raises:
-            ServiceConfigError (``service_config``): a variable cannot be parsed, or an override is unknown.
+            ServiceConfigError (``service_config``): a variable cannot be parsed or is out of range (the
+                message names it), or an override is unknown or invalid.
 
         Example:
             >>> Settings.from_env({"JWTKIT_STORE": "memory://"}, issuer="demo").config.issuer
             'demo'
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        conf: dict[str, Any] = {}
-
-        secret = env.get("JWT_SECRET")
-        if secret:
-            values["secret"] = secret.encode("utf-8")
-        for var, name in (("JWTKIT_STORE", "store_url"), ("JWTKIT_DB", "users_path"),
-                          ("JWTKIT_KEY_FILE", "key_path"), ("JWTKIT_OUTBOX", "outbox_path"),
-                          ("JWTKIT_MAIL_FROM", "mail_from"), ("JWTKIT_SMTP_HOST", "smtp_host"),
-                          ("JWTKIT_SMTP_USERNAME", "smtp_username"),
-                          ("JWTKIT_SMTP_PASSWORD", "smtp_password")):
-            if env.get(var):
-                values[name] = env[var]
-        if env.get("JWTKIT_SMTP_PORT"):
-            values["smtp_port"] = _parse_int("JWTKIT_SMTP_PORT", env["JWTKIT_SMTP_PORT"])
-        for var, name in (("JWTKIT_ISSUER", "issuer"), ("JWTKIT_AUDIENCE", "audience"),
-                          ("JWTKIT_BASE_URL", "base_url")):
-            if env.get(var):
-                conf[name] = env[var]
-        for var, name in (("JWTKIT_ACCESS_TTL", "access_ttl"), ("JWTKIT_REFRESH_TTL", "refresh_ttl"),
-                          ("JWTKIT_VERIFY_TTL", "verify_ttl"), ("JWTKIT_RESET_TTL", "reset_ttl"),
-                          ("JWTKIT_THROTTLE_THRESHOLD", "throttle_threshold"), ("JWTKIT_LEEWAY", "leeway")):
-            if env.get(var):
-                conf[name] = _parse_int(var, env[var])
-        for var, name in (("JWTKIT_THROTTLE_WINDOW", "throttle_window"),
-                          ("JWTKIT_USER_CACHE_TTL", "user_cache_ttl")):
-            if env.get(var):
-                conf[name] = _parse_float(var, env[var])
-        for var, name in (("JWTKIT_ALLOW_UNVERIFIED_LOGIN", "allow_unverified_login"),
-                          ("JWTKIT_BIND_USER_AGENT", "bind_user_agent")):
-            if var in env:
-                conf[name] = _parse_bool(var, env[var])
-
-        settings_fields = {f.name for f in dataclasses.fields(cls)}
-        config_fields = {f.name for f in dataclasses.fields(AuthConfig)}
-        for name, value in overrides.items():
-            if name in settings_fields:
-                values[name] = value
-            elif name in config_fields:
-                conf[name] = value
-            else:
-                raise ServiceConfigError(f"unknown setting {name!r}")
-
-        base = values.pop("config", None) or AuthConfig()
-        if not isinstance(base, AuthConfig):
-            raise ServiceConfigError("config must be an AuthConfig")
-        values["config"] = dataclasses.replace(base, **conf) if conf else base
-        if "users_path" not in values:
-            # Users live in the same SQLite file as the sessions by default (one file to back up); with a
-            # memory:// store they live in memory too, so a demo leaves no file behind.
-            store_url = values.get("store_url", _DEFAULT_STORE_URL)
-            store_file = _sqlite_path(store_url)
-            if store_file is not None:
-                values["users_path"] = store_file
-            elif store_url.startswith("memory:"):
-                values["users_path"] = MEMORY_USERS
-        if isinstance(values.get("secret"), str):
-            values["secret"] = values["secret"].encode("utf-8")
-        return cls(**values)
+        values = _resolve(os.environ if environ is None else environ, overrides, server=False)
+        return _build_settings(values)
 
 
-def _sqlite_path(url: str) -> str | None:
-    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL, else None."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///"):].split("?", 1)[0]
-    return path or None
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Everything one server process needs: the service's :class:`Settings` and how to listen and answer.
+
+    Args:
+        settings: the service (store, users, keys, mail, :class:`AuthConfig`).
+        host / port: where to listen (port 0 picks a free one).
+        workers: processes serving the same socket (1 to 64); with more than one, each builds its app from
+            :meth:`to_env` given to it as its environment.
+        secure_cookies: ``Secure`` cookies with ``__Host-``/``__Secure-`` names (off only for plain-http
+            localhost).
+        allow_query_token: accept ``GET /private?token=<jwt>`` (off by default: URLs are logged).
+
+    Raises:
+        ServiceConfigError (``service_config``): a value has the wrong type or is out of range.
+
+    Example:
+        >>> server = ServerSettings.from_env({"JWTKIT_PORT": "9000", "JWTKIT_STORE": "memory://"})
+        >>> server.port, server.settings.config.base_url
+        (9000, 'http://127.0.0.1:9000')
+        >>> ServerSettings.from_env(server.to_env()) == server
+        True
+    """
+
+    settings: Settings = field(default_factory=Settings)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    secure_cookies: bool = True
+    allow_query_token: bool = False
+
+    def __post_init__(self) -> None:
+        _check_server(_own_fields(self), _as_is)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
+        """Read every variable of :meth:`Settings.from_env` and the server's own: ``JWTKIT_HOST``,
+        ``JWTKIT_PORT``, ``JWTKIT_WORKERS``, ``JWTKIT_SECURE_COOKIES``, ``JWTKIT_ALLOW_QUERY_TOKEN``.
+
+        ``environ`` None means ``os.environ``. Keyword ``overrides`` win over the environment: any field of
+        :class:`ServerSettings`, :class:`Settings` or :class:`AuthConfig`; a ``settings`` (or ``config``)
+        override replaces every variable of that object, and single fields win over it. Without
+        ``JWTKIT_BASE_URL`` (or a ``base_url``), mailed links point at the listening address.
+
+        Raises:
+            ServiceConfigError (``service_config``): a variable cannot be parsed or is out of range (the
+                message names it), or an override is unknown or invalid.
+        """
+        values = _resolve(os.environ if environ is None else environ, overrides, server=True)
+        server = {name: values.pop(name) for name, _, _ in _SERVER_RULES}
+        server["settings"] = _build_settings(values)
+        return cls(**server)
+
+    def to_env(self) -> dict[str, str]:
+        """Every variable :meth:`from_env` reads, set so that ``ServerSettings.from_env(s.to_env()) == s``.
+
+        Every variable is present (a None field as an empty string), so merged over another environment,
+        ``{**os.environ, **s.to_env()}``, the result still reads back as ``s``. A secret that is not UTF-8
+        text (or holds a NUL byte) goes in ``JWTKIT_SECRET_HEX`` instead of ``JWT_SECRET``.
+        """
+        values = _flatten(self)
+        env = {var.name: var.format(values[var.field]) for var in _ENVIRONMENT if var.field != "secret"}
+        env.update(_secret_to_env(values["secret"]))
+        return env
+
+
+# --- the codec ----------------------------------------------------------------------------------------------
+
+
+class _EnvVar(NamedTuple):
+    """One environment variable: its name, the field it sets, and how it is parsed and written."""
+
+    name: str
+    field: str
+    parse: Callable[[str, str], Any]  # (variable name, non-empty raw value) -> value
+    format: Callable[[Any], str]
+    server_only: bool = False
+
+
+def _parse_text(var: str, raw: str) -> str:
+    return raw
 
 
 def _parse_int(var: str, raw: str) -> int:
@@ -220,7 +366,7 @@ def _parse_float(var: str, raw: str) -> float:
     except ValueError:
         raise ServiceConfigError(f"{var} must be a number, not {raw!r}") from None
     if not math.isfinite(value):
-        raise ServiceConfigError(f"{var} must be a finite number")
+        raise ServiceConfigError(f"{var} must be a finite number, not {raw!r}")
     return value
 
 
@@ -230,4 +376,175 @@ def _parse_bool(var: str, raw: str) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise ServiceConfigError(f"{var} must be true or false, not {raw!r}")
+    raise ServiceConfigError(f"{var} must be true or false (1/0, yes/no, on/off), not {raw!r}")
+
+
+def _parse_secret_text(var: str, raw: str) -> bytes:
+    # os.environ decodes undecodable bytes with surrogateescape: encoding the same way gives them back.
+    return raw.encode("utf-8", "surrogateescape")
+
+
+def _parse_secret_hex(var: str, raw: str) -> bytes:
+    try:
+        return bytes.fromhex(raw)
+    except ValueError:
+        raise ServiceConfigError(f"{var} must be hexadecimal") from None
+
+
+def _format_text(value: str | None) -> str:
+    return "" if value is None else value
+
+
+def _format_number(value: float) -> str:
+    return repr(value)  # the shortest text that reads back as the same float
+
+
+def _format_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+_TEXT_CODEC = (_parse_text, _format_text)
+_INT_CODEC = (_parse_int, str)
+_FLOAT_CODEC = (_parse_float, _format_number)
+_BOOL_CODEC = (_parse_bool, _format_bool)
+
+_SECRET_VAR = "JWT_SECRET"
+_SECRET_HEX_VAR = "JWTKIT_SECRET_HEX"
+
+# Every variable, in the order of docs/cli.md: (name, field, parse, format, server_only).
+_ENVIRONMENT: tuple[_EnvVar, ...] = (
+    _EnvVar("JWTKIT_HOST", "host", *_TEXT_CODEC, server_only=True),
+    _EnvVar("JWTKIT_PORT", "port", *_INT_CODEC, server_only=True),
+    _EnvVar("JWTKIT_WORKERS", "workers", *_INT_CODEC, server_only=True),
+    _EnvVar("JWTKIT_SECURE_COOKIES", "secure_cookies", *_BOOL_CODEC, server_only=True),
+    _EnvVar("JWTKIT_ALLOW_QUERY_TOKEN", "allow_query_token", *_BOOL_CODEC, server_only=True),
+    _EnvVar(_SECRET_VAR, "secret", _parse_secret_text, _format_text),
+    _EnvVar(_SECRET_HEX_VAR, "secret", _parse_secret_hex, _format_text),
+    _EnvVar("JWTKIT_STORE", "store_url", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_DB", "users_path", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_KEY_FILE", "key_path", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_OUTBOX", "outbox_path", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_MAIL_FROM", "mail_from", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_SMTP_HOST", "smtp_host", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_SMTP_PORT", "smtp_port", *_INT_CODEC),
+    _EnvVar("JWTKIT_SMTP_USERNAME", "smtp_username", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_SMTP_PASSWORD", "smtp_password", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_ISSUER", "issuer", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_AUDIENCE", "audience", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_BASE_URL", "base_url", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_ACCESS_TTL", "access_ttl", *_INT_CODEC),
+    _EnvVar("JWTKIT_REFRESH_TTL", "refresh_ttl", *_INT_CODEC),
+    _EnvVar("JWTKIT_VERIFY_TTL", "verify_ttl", *_INT_CODEC),
+    _EnvVar("JWTKIT_RESET_TTL", "reset_ttl", *_INT_CODEC),
+    _EnvVar("JWTKIT_ALLOW_UNVERIFIED_LOGIN", "allow_unverified_login", *_BOOL_CODEC),
+    _EnvVar("JWTKIT_BIND_USER_AGENT", "bind_user_agent", *_BOOL_CODEC),
+    _EnvVar("JWTKIT_THROTTLE_THRESHOLD", "throttle_threshold", *_INT_CODEC),
+    _EnvVar("JWTKIT_THROTTLE_WINDOW", "throttle_window", *_FLOAT_CODEC),
+    _EnvVar("JWTKIT_THROTTLE_BASE_DELAY", "throttle_base_delay", *_FLOAT_CODEC),
+    _EnvVar("JWTKIT_THROTTLE_MAX_DELAY", "throttle_max_delay", *_FLOAT_CODEC),
+    _EnvVar("JWTKIT_LEEWAY", "leeway", *_INT_CODEC),
+    _EnvVar("JWTKIT_USER_CACHE_TTL", "user_cache_ttl", *_FLOAT_CODEC),
+)
+
+_AUTH_FIELDS = tuple(f.name for f in dataclasses.fields(AuthConfig))
+_SETTINGS_FIELDS = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "config")
+_SERVER_FIELDS = tuple(name for name, _, _ in _SERVER_RULES)
+
+
+def _defaults(cls: type[Any], names: tuple[str, ...]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in names:
+            found[f.name] = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    return found
+
+
+def _flatten(server: ServerSettings) -> dict[str, Any]:
+    values = {name: getattr(server, name) for name in _SERVER_FIELDS}
+    values.update({name: getattr(server.settings, name) for name in _SETTINGS_FIELDS})
+    values.update({name: getattr(server.settings.config, name) for name in _AUTH_FIELDS})
+    return values
+
+
+def _secret_to_env(secret: bytes | None) -> dict[str, str]:
+    if secret is None:
+        return {_SECRET_VAR: "", _SECRET_HEX_VAR: ""}
+    try:
+        text = secret.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and "\x00" not in text:
+        return {_SECRET_VAR: text, _SECRET_HEX_VAR: ""}
+    return {_SECRET_VAR: "", _SECRET_HEX_VAR: secret.hex()}
+
+
+def _resolve(env: Mapping[str, str], overrides: Mapping[str, Any], *,
+             server: bool) -> dict[str, Any]:
+    """The flat field values (server, settings and config fields) from ``env`` and ``overrides``, defaults
+    filled in, validated with messages that name the variable a bad value came from (else the field)."""
+    known = {*_AUTH_FIELDS, *_SETTINGS_FIELDS, "config", *((*_SERVER_FIELDS, "settings") if server else ())}
+    for name in overrides:
+        if name not in known:
+            raise ServiceConfigError(f"unknown setting {name!r}")
+    values: dict[str, Any] = {}
+    if "settings" in overrides:
+        whole = overrides["settings"]
+        if not isinstance(whole, Settings):
+            raise ServiceConfigError("settings must be a Settings")
+        values.update({name: getattr(whole, name) for name in _SETTINGS_FIELDS})
+        values.update({name: getattr(whole.config, name) for name in _AUTH_FIELDS})
+    if "config" in overrides:
+        config = overrides["config"]
+        if not isinstance(config, AuthConfig):
+            raise ServiceConfigError("config must be an AuthConfig")
+        values.update({name: getattr(config, name) for name in _AUTH_FIELDS})
+    values.update({name: value for name, value in overrides.items() if name not in ("settings", "config")})
+
+    overridden = set(values)
+    sources: dict[str, str] = {}  # field -> the variable it was read from
+    for var in _ENVIRONMENT:
+        raw = env.get(var.name)
+        if not raw or var.field in overridden or (var.server_only and not server):
+            continue  # an empty variable counts as unset; an override wins without reading the variable
+        if var.field in sources:
+            raise ServiceConfigError(f"set {sources[var.field]} or {var.name}, not both")
+        values[var.field] = var.parse(var.name, raw)
+        sources[var.field] = var.name
+    if isinstance(values.get("secret"), str):
+        values["secret"] = values["secret"].encode("utf-8")
+
+    def label(name: str) -> str:
+        return sources.get(name, name)
+
+    if server:
+        values = {**_defaults(ServerSettings, _SERVER_FIELDS), **values}
+        _check(_SERVER_RULES, values, label)
+    if "users_path" not in values:
+        # Users live in the same SQLite file as the sessions by default (one file to back up); with a
+        # memory:// store they live in memory too, so a demo leaves no file behind.
+        store_url = values.get("store_url", _DEFAULT_STORE_URL)
+        store_file = _sqlite_path(store_url) if isinstance(store_url, str) else None
+        if store_file is not None:
+            values["users_path"] = store_file
+        elif isinstance(store_url, str) and store_url.startswith("memory:"):
+            values["users_path"] = MEMORY_USERS
+    if server and "base_url" not in values:
+        shown = f"[{values['host']}]" if ":" in values["host"] else values["host"]
+        values["base_url"] = f"http://{shown}:{values['port']}"  # mailed links point at the listening address
+    values = {**_defaults(AuthConfig, _AUTH_FIELDS), **_defaults(Settings, _SETTINGS_FIELDS), **values}
+    _check_auth(values, label)
+    _check(_SETTINGS_RULES, values, label)
+    return values
+
+
+def _build_settings(values: Mapping[str, Any]) -> Settings:
+    config = AuthConfig(**{name: values[name] for name in _AUTH_FIELDS})
+    return Settings(config=config, **{name: values[name] for name in _SETTINGS_FIELDS})
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL, else None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return path or None
