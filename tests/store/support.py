@@ -17,11 +17,12 @@ T0 = 1_700_000_000.0
 
 def new_session(clock: FakeClock, user_id: str = "alice", *, ttl: float = 3600.0, family: str | None = None,
                 created: float | None = None, user_agent: str = "pytest/1.0",
-                ip: str = "127.0.0.1") -> Session:
+                ip: str = "127.0.0.1", epoch: int = 0, revoked: bool = False) -> Session:
     created = clock() if created is None else created
     return Session(sid=secrets.token_urlsafe(16), user_id=user_id, created=created, last_used=created,
                    expires=created + ttl, family=family or secrets.token_urlsafe(16),
-                   refresh_jti=secrets.token_urlsafe(16), user_agent=user_agent, ip=ip)
+                   refresh_jti=secrets.token_urlsafe(16), user_agent=user_agent, ip=ip, revoked=revoked,
+                   epoch=epoch)
 
 
 def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -41,6 +42,8 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
 
 # How many raw records one live session takes (session row/key plus any index entries).
 RECORDS_PER_SESSION = {"MemoryStore": 1, "SQLiteStore": 1, "LevelDBStore": 3}
+# Records a store keeps whatever it holds (LevelDB: its layout version key).
+FIXED_RECORDS = {"MemoryStore": 0, "SQLiteStore": 0, "LevelDBStore": 1}
 
 
 def expires_by_ttl(store: ManagedStore) -> bool:
@@ -66,6 +69,24 @@ async def corrupt_session(store: ManagedStore, sid: str) -> None:
         await client.hset(key, mapping={"expires": "garbage", "created": "x"})
 
 
+async def corrupt_epoch(store: ManagedStore, user_id: str) -> None:
+    """Overwrite the user's epoch record with garbage (creating it if there is none)."""
+    kind = type(store).__name__
+    if kind == "MemoryStore":
+        store._epochs[user_id] = "garbage"  # type: ignore[attr-defined]
+    elif kind == "SQLiteStore":
+        import sqlite3
+
+        with sqlite3.connect(store.path) as conn:  # type: ignore[attr-defined]
+            conn.execute("INSERT OR REPLACE INTO epochs (user_id, epoch) VALUES (?, 'garbage')", (user_id,))
+        conn.close()
+    elif kind == "LevelDBStore":
+        store._db.put(b"e:" + user_id.encode(), b"\xff12")  # type: ignore[attr-defined]
+    else:
+        client = store._client  # type: ignore[attr-defined]
+        await client.set(store._key("e", user_id), "12abc")  # type: ignore[attr-defined]
+
+
 async def record_count(store: ManagedStore) -> int:
     kind = type(store).__name__
     if kind == "MemoryStore":
@@ -76,7 +97,7 @@ async def record_count(store: ManagedStore) -> int:
         conn = sqlite3.connect(store.path)  # type: ignore[attr-defined]
         try:
             return sum(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                       for table in ("sessions", "cutoffs", "consumed", "throttles"))
+                       for table in ("sessions", "epochs", "consumed", "throttles"))
         finally:
             conn.close()
     if kind == "LevelDBStore":
@@ -85,15 +106,18 @@ async def record_count(store: ManagedStore) -> int:
 
 
 async def assert_every_key_has_ttl(store: ManagedStore, clock: FakeClock) -> None:
-    """Redis: every key of the store has a TTL, none longer than the live session's remaining life plus the
-    cut-off retention (so the key count follows active sessions)."""
+    """Redis: every key of the store but the epochs and the layout version has a TTL, none longer than the
+    live session's remaining life (so the key count follows active sessions); epochs never expire."""
     client = store._client  # type: ignore[attr-defined]
     prefix = store._prefix  # type: ignore[attr-defined]
     keys = [k async for k in client.scan_iter(match=prefix + "*")]
     assert keys
     for key in keys:
         ttl = await client.pttl(key)
-        assert 0 < ttl <= (86400 + 3600) * 1000 + 5000, (key, ttl)
+        if key.startswith(prefix + "e:") or key == prefix + "schema":
+            assert ttl == -1, (key, ttl)
+        else:
+            assert 0 < ttl <= 3600 * 1000 + 5000, (key, ttl)
 
 
 # binaries and ports (as in tests/conftest.py, which is not importable as a module) ------------------------

@@ -87,46 +87,129 @@ async def test_revoke_family_revokes_only_that_family(store: ManagedStore, clock
     assert await store.revoke_family("no-such-family") == 0
 
 
-async def test_revoke_all_cutoff_spares_later_sessions(store: ManagedStore, clock: FakeClock) -> None:
-    old = new_session(clock)
+async def test_get_epoch_is_zero_until_revoke_all(store: ManagedStore) -> None:
+    assert await store.get_epoch("alice") == 0
+    assert await store.revoke_all("alice") == 1
+    assert await store.get_epoch("alice") == 1
+    assert await store.get_epoch("bob") == 0
+
+
+async def test_revoke_all_kills_older_epochs_and_spares_the_current(store: ManagedStore,
+                                                                    clock: FakeClock) -> None:
+    old = new_session(clock, family="fam")
+    sibling = new_session(clock, family="fam", epoch=1)  # same family, current epoch: must survive
     bob = new_session(clock, "bob")
-    await store.create_session(old)
-    await store.create_session(bob)
-    clock.advance(10)
-    await store.revoke_all("alice", clock())
-    assert await store.get_cutoff("alice") == clock()
-    assert await store.get_cutoff("bob") is None
-    assert await store.check(old.sid, "alice") is False
-    got = await store.get_session(old.sid)
-    assert got is not None
-    assert got.revoked is True  # cut off reads as revoked
+    for session in (old, bob):
+        await store.create_session(session)
+    assert await store.revoke_all("alice") == 1
+    await store.create_session(sibling)
+    # the race the epoch closes: a login that read epoch 0 before the reset stores its session afterwards,
+    # with a later `created`; it is dead all the same
+    racing = new_session(clock, created=clock() + 5, epoch=0)
+    await store.create_session(racing)
+    fresh = new_session(clock, created=clock() + 5, epoch=1)  # a login that read the new epoch
+    await store.create_session(fresh)
+    for dead in (old, racing):
+        assert await store.check(dead.sid, "alice") is False
+        got = await store.get_session(dead.sid)
+        assert got is not None
+        assert got.revoked is True  # an older epoch reads as revoked
+        assert got.epoch == 0
+        assert await store.rotate_refresh(dead.sid, dead.refresh_jti, "new") is Rotation.INACTIVE
+        assert await store.rotate_refresh(dead.sid, "not-the-jti", "new") is Rotation.INACTIVE  # never REUSED
+        unchanged = await store.get_session(dead.sid)
+        assert unchanged is not None
+        assert unchanged.refresh_jti == dead.refresh_jti
+    assert await store.check(sibling.sid, "alice") is True  # no reuse detection ran on the family
+    assert await store.check(fresh.sid, "alice") is True
+    assert await store.get_session(fresh.sid) == fresh
+    assert [s.sid for s in await store.list_sessions("alice")] == [fresh.sid, sibling.sid]
     assert await store.check(bob.sid, "bob") is True
-    fresh = new_session(clock)  # created exactly at the cut-off: valid
+    assert await store.revoke(old.sid) is False  # already dead by its epoch
+    assert await store.revoke(racing.sid) is False
+    assert await store.revoke_family("fam") == 1  # the sibling only
+    assert await store.revoke(fresh.sid) is True
+
+
+async def test_epochs_strictly_increase_and_only_lower_ones_die(store: ManagedStore,
+                                                                clock: FakeClock) -> None:
+    assert [await store.revoke_all("alice") for _ in range(3)] == [1, 2, 3]
+    assert await store.get_epoch("alice") == 3
+    sessions = {epoch: new_session(clock, epoch=epoch) for epoch in (0, 2, 3, 4)}
+    for session in sessions.values():
+        await store.create_session(session)
+    assert {epoch: await store.check(s.sid, "alice") for epoch, s in sessions.items()} == {
+        0: False, 2: False, 3: True, 4: True}
+    assert await store.revoke_all("alice") == 4
+    assert {epoch: await store.check(s.sid, "alice") for epoch, s in sessions.items()} == {
+        0: False, 2: False, 3: False, 4: True}
+
+
+async def test_concurrent_revoke_all_calls_get_distinct_values(store: ManagedStore) -> None:
+    results = await asyncio.gather(*(store.revoke_all("alice") for _ in range(20)))
+    assert sorted(results) == list(range(1, 21))
+    assert await store.get_epoch("alice") == 20
+
+
+@pytest.mark.parametrize("epoch", [-1, 2**53, True, 1.5, "1"])
+async def test_create_session_refuses_an_epoch_it_cannot_store(store: ManagedStore, clock: FakeClock,
+                                                                epoch: object) -> None:
+    session = dataclasses.replace(new_session(clock), epoch=epoch)
+    with pytest.raises(ValueError, match="epoch"):
+        await store.create_session(session)
+    assert await store.get_session(session.sid) is None
+
+
+async def test_the_largest_epoch_is_stored_exactly(store: ManagedStore, clock: FakeClock) -> None:
+    session = new_session(clock, epoch=2**53 - 1)
+    await store.create_session(session)
+    assert await store.get_session(session.sid) == session
+    assert await store.check(session.sid, "alice") is True
+
+
+async def test_corrupt_epoch_record_fails_closed_until_revoke_all_repairs_it(
+        store: ManagedStore, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    low, high, victim, rotated = (new_session(clock, epoch=e) for e in (0, 7, 0, 0))
+    bob = new_session(clock, "bob")
+    for session in (low, high, victim, rotated, bob):
+        await store.create_session(session)
+    await raw.corrupt_epoch(store, "alice")
+    with caplog.at_level(logging.WARNING, logger="jwtkit.store"):
+        for session in (low, high):
+            assert await store.check(session.sid, "alice") is False
+            got = await store.get_session(session.sid)
+            assert got is not None
+            assert got.revoked is True
+        assert await store.list_sessions("alice") == []
+        assert await store.rotate_refresh(rotated.sid, rotated.refresh_jti, "new") is Rotation.INACTIVE
+        assert await store.rotate_refresh(rotated.sid, "stale", "new") is Rotation.INACTIVE
+        assert await store.revoke(victim.sid) is False
+        with pytest.raises(StoreUnavailable, match="epoch record"):
+            await store.get_epoch("alice")
+    assert any("unreadable epoch record" in r.getMessage() for r in caplog.records)
+    assert await store.check(bob.sid, "bob") is True
+    # the repair goes above every stored session's epoch (7 here), so none of them comes back
+    assert await store.revoke_all("alice") == 8
+    assert await store.get_epoch("alice") == 8
+    for session in (low, high, victim, rotated):
+        assert await store.check(session.sid, "alice") is False
+    fresh = new_session(clock, epoch=8)
     await store.create_session(fresh)
     assert await store.check(fresh.sid, "alice") is True
-    assert await store.revoke(old.sid) is False  # already dead by the cut-off
-
-
-async def test_cutoff_never_moves_backwards(store: ManagedStore, clock: FakeClock) -> None:
-    await store.revoke_all("alice", clock() + 100)
-    await store.revoke_all("alice", clock())
-    assert await store.get_cutoff("alice") == clock() + 100
-    session = new_session(clock, created=clock() + 50)
-    await store.create_session(session)
-    assert await store.check(session.sid, "alice") is False
+    assert await store.revoke_all("alice") == 9
 
 
 async def test_list_sessions_newest_first_and_only_active(store: ManagedStore, clock: FakeClock) -> None:
     cut = new_session(clock, ttl=10_000)
     clock.advance(10)
     await store.create_session(cut)
-    await store.revoke_all("alice", clock())
-    expired = new_session(clock, ttl=50)
-    revoked = new_session(clock, ttl=10_000)
+    epoch = await store.revoke_all("alice")
+    expired = new_session(clock, ttl=50, epoch=epoch)
+    revoked = new_session(clock, ttl=10_000, epoch=epoch)
     clock.advance(1)
-    older = new_session(clock, ttl=10_000)
+    older = new_session(clock, ttl=10_000, epoch=epoch)
     clock.advance(1)
-    newer = new_session(clock, ttl=10_000)
+    newer = new_session(clock, ttl=10_000, epoch=epoch)
     others = new_session(clock, "bob", ttl=10_000)
     for session in (expired, revoked, newer, older, others):  # stored out of order on purpose
         await store.create_session(session)
@@ -166,7 +249,7 @@ async def test_rotate_refresh_inactive_cases(store: ManagedStore, clock: FakeClo
     for session in (expiring, revoked, cut):
         await store.create_session(session)
     await store.revoke(revoked.sid)
-    await store.revoke_all("alice", clock() + 1)
+    await store.revoke_all("alice")
     clock.advance(10)
     for session in (expiring, revoked, cut):
         assert await store.rotate_refresh(session.sid, session.refresh_jti, "new") is Rotation.INACTIVE
@@ -245,19 +328,23 @@ async def test_records_follow_active_sessions_only(store: ManagedStore, clock: F
         await store.create_session(new_session(clock, ttl=60))
         await store.consume(secrets.token_urlsafe(8), clock() + 60)
     await store.throttle_hit("ip", 60)
-    await store.revoke_all("bob", clock())
-    clock.advance(2 * 86400)  # past every expiry, the cut-off's retention included
+    assert await store.revoke_all("bob") == 1
+    clock.advance(2 * 86400)  # past every expiry
     live = new_session(clock, ttl=3600)
     await store.create_session(live)
     removed = await store.purge()
+    kind = type(store).__name__
     if raw.expires_by_ttl(store):
         assert removed == 0
         await raw.assert_every_key_has_ttl(store, clock)
     else:
-        assert removed == 30 + 30 + 1 + 1
-        assert await raw.record_count(store) == raw.RECORDS_PER_SESSION[type(store).__name__]
+        assert removed == 30 + 30 + 1  # sessions, consumed ids, the throttle: never the epoch
+        # what is left: the live session and bob's epoch (one small integer per account that used revoke_all)
+        assert await raw.record_count(store) == raw.RECORDS_PER_SESSION[kind] + 1 + raw.FIXED_RECORDS[kind]
+    assert await store.get_epoch("bob") == 1  # purge keeps epochs: the counter never restarts
     assert await store.check(live.sid, "alice") is True
     assert await store.purge() == 0
+    assert await store.revoke_all("bob") == 2
 
 
 async def test_corrupt_session_record_reads_as_revoked(store: ManagedStore, clock: FakeClock,
@@ -313,7 +400,7 @@ async def test_hostile_strings_never_crash(store: ManagedStore, clock: FakeClock
         assert await store.revoke(odd) is False
         assert await store.revoke_family(odd) == 0
         assert await store.list_sessions(odd) == []
-        assert await store.get_cutoff(odd) is None
+        assert await store.get_epoch(odd) == 0
         assert await store.rotate_refresh(odd, odd, "new") is Rotation.INACTIVE
         await store.touch(odd, clock())
         assert await store.consume(odd, clock() + 60) is True
@@ -322,3 +409,15 @@ async def test_hostile_strings_never_crash(store: ManagedStore, clock: FakeClock
         assert await store.throttle_get(odd) == ThrottleState(1, clock())
         await store.throttle_clear(odd)
         assert await store.throttle_get(odd) == ThrottleState(0, 0.0)
+        assert await store.revoke_all(odd) == 1
+        assert await store.get_epoch(odd) == 1
+        if odd == "\ud800":
+            continue  # no session for it: LevelDB's JSON cannot hold a lone surrogate (not an epoch matter)
+        old, current = new_session(clock, odd, epoch=0), new_session(clock, odd, epoch=1)
+        await store.create_session(old)
+        await store.create_session(current)
+        assert await store.check(old.sid, odd) is False
+        assert await store.check(current.sid, odd) is True
+        assert [s.sid for s in await store.list_sessions(odd)] == [current.sid]
+        assert await store.revoke_all(odd) == 2
+        assert await store.check(current.sid, odd) is False

@@ -1,5 +1,6 @@
-"""What every backend shares: the lifecycle (open/close, ``async with``), the purge schedule, the rules that
-decide whether a session is active, and the fail-closed handling of unreadable records."""
+"""What every backend shares: the lifecycle (open/close, ``async with``), the purge schedule, and the
+fail-closed handling of unreadable session records. The rules that decide whether a session is active live in
+:mod:`jwtkit.store._policy`."""
 
 from __future__ import annotations
 
@@ -15,23 +16,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from jwtkit.store.base import Clock, Session, Store, StoreConfigError, StoreError, StoreUnavailable
 
 __all__ = [
-    "CUTOFF_MIN_RETENTION",
     "BaseStore",
     "ManagedStore",
     "corrupt_session",
-    "cutoff_expiry",
-    "is_active",
     "log",
     "parse_float_option",
     "redact_url",
 ]
 
 log = logging.getLogger("jwtkit.store")
-
-# A cut-off only matters for sessions created before it, so its record may go once those have expired. It is
-# kept at least this long so that a login racing the "log out everywhere" (created before, stored after) is
-# still caught.
-CUTOFF_MIN_RETENTION = 86400.0
 
 
 class _State(enum.Enum):
@@ -66,27 +59,12 @@ def parse_float_option(name: str, value: object, *, minimum: float = 0.0) -> flo
     return number
 
 
-def is_active(session: Session, user_id: str | None, cutoff: float | None, now: float) -> bool:
-    """The one rule for "this session may be used now" (see :meth:`Store.check`)."""
-    return (
-        not session.revoked
-        and now < session.expires
-        and (user_id is None or session.user_id == user_id)
-        and (cutoff is None or session.created >= cutoff)
-    )
-
-
 def corrupt_session(sid: str, reason: object) -> Session:
     """What an unreadable session record reads as: revoked (fail closed), after logging why. It never
     expires by itself (``expires=inf``) so that it keeps reading as revoked rather than unknown."""
     log.warning("unreadable session record %s… treated as revoked: %s", sid[:8], reason)
     return Session(sid=sid, user_id="", created=0.0, last_used=0.0, expires=math.inf, family="",
                    refresh_jti="", revoked=True)
-
-
-def cutoff_expiry(cutoff: float, now: float, session_expiries: list[float]) -> float:
-    """When a cut-off record may be dropped: after every session it can still kill has expired."""
-    return max([cutoff + CUTOFF_MIN_RETENTION, now + CUTOFF_MIN_RETENTION, *session_expiries])
 
 
 class ManagedStore(Store, Protocol):

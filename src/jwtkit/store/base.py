@@ -1,12 +1,21 @@
 """The session and revocation store contract: records, errors and the async interface every backend
 implements.
 
-A backend keeps four kinds of record, all bounded in time:
+A backend keeps four kinds of record:
 
-- sessions, one per login, keyed by ``sid``;
-- a per-user cut-off ("not before"): sessions created before it are dead (log out everywhere);
+- sessions, one per login, keyed by ``sid``, until they expire;
+- a per-user *epoch*, a counter that :meth:`Store.revoke_all` ("log out everywhere") increments: every
+  session carries the epoch its login read (:meth:`Store.get_epoch`) *before* it checked the password, and
+  a session whose epoch is lower than its user's current epoch is dead. Epoch records never expire and
+  :meth:`Store.purge` keeps them (if one vanished, the counter would restart at 0 and a later
+  ``revoke_all`` could leave alive a session that carries a higher, older epoch): storage is one small
+  integer per account that ever used ``revoke_all``;
 - consumed single-use token ids (``jti``), until those tokens expire;
 - login-throttle counters, per key, until their window ends.
+
+Why an epoch and not a time: a login that read the user before a password reset, then spent 25 ms hashing,
+would create its session *after* a time cut-off and so survive the reset; and clocks of several machines
+cannot order events. The epoch decision depends only on the store's data, never on timing.
 
 Every method is a coroutine. Backends over blocking libraries (sqlite3, plyvel) run those calls in a worker
 thread. Faults fail closed: a backend that cannot answer raises :class:`StoreUnavailable`, and a record that
@@ -64,7 +73,10 @@ class Session:
     """One login: what the access and refresh tokens of that login point at through ``sid``.
 
     Times are POSIX seconds (float). ``refresh_jti`` is the ``jti`` of the one refresh token of this session
-    that may still be used; rotation replaces it atomically.
+    that may still be used; rotation replaces it atomically. ``epoch`` is the user's epoch that the login
+    read (:meth:`Store.get_epoch`) before it checked the credentials: the session is dead once the user's
+    epoch is above it. It is an integer from 0 to ``2**53 - 1`` (:meth:`Store.create_session` refuses any
+    other value).
     """
 
     sid: str
@@ -77,11 +89,12 @@ class Session:
     user_agent: str = ""
     ip: str = ""
     revoked: bool = False
+    epoch: int = 0
 
     def __repr__(self) -> str:
         return (
             f"Session(sid={self.sid[:8]}…, user_id={self.user_id!r}, created={self.created:.0f}, "
-            f"expires={self.expires:.0f}, revoked={self.revoked})"
+            f"expires={self.expires:.0f}, revoked={self.revoked}, epoch={self.epoch})"
         )
 
 
@@ -90,7 +103,7 @@ class Rotation(enum.Enum):
 
     ROTATED = "rotated"  # it was the current one; the new jti is now current
     REUSED = "reused"  # it was an older one: the session and its family are now revoked (RFC 9700 §4.14)
-    INACTIVE = "inactive"  # no such session, or it is revoked, expired or cut off
+    INACTIVE = "inactive"  # no such session, or it is revoked, expired or of an older epoch than its user
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,18 +132,20 @@ class Store(Protocol):
     # sessions -------------------------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> None:
-        """Store a new session. Its records expire at ``session.expires``."""
+        """Store a new session. Its records expire at ``session.expires``. ValueError when ``session.epoch``
+        is not an int from 0 to ``2**53 - 1``."""
 
     async def get_session(self, sid: str) -> Session | None:
         """The session, revoked or not, or None when unknown or expired. A corrupt record reads as revoked.
 
-        ``revoked`` is True when the session was revoked *or* is cut off by the user's cut-off (it was
-        created before it), so ``revoked`` always agrees with :meth:`check`. A corrupt record comes back as
-        ``Session(sid, user_id="", expires=inf, revoked=True, ...)`` and is logged."""
+        ``revoked`` is True when the session was revoked *or* its epoch is below its user's current epoch (or
+        that epoch record is unreadable), so ``revoked`` always agrees with :meth:`check`. A corrupt record
+        comes back as ``Session(sid, user_id="", expires=inf, revoked=True, ...)`` and is logged."""
 
     async def check(self, sid: str, user_id: str) -> bool:
-        """The per-request check: True only if the session exists, belongs to ``user_id``, is not revoked,
-        has not expired, and was created at or after the user's cut-off. One round trip on networked
+        """The per-request check: True only if the session is *active*: it exists, belongs to ``user_id``, is
+        not revoked, has not expired, and ``session.epoch >= `` the user's current epoch (an unreadable epoch
+        record makes every session of that user inactive, and is logged). One round trip on networked
         backends."""
 
     async def touch(self, sid: str, when: float) -> None:
@@ -140,26 +155,35 @@ class Store(Protocol):
         """Revoke one session (and so every token of it). True if it was active. Revoking twice is
         harmless.
 
-        "Active" means what :meth:`check` accepts: known, not revoked, not expired and not cut off."""
+        "Active" means what :meth:`check` accepts: known, not revoked, not expired, not of an older epoch."""
 
     async def revoke_family(self, family: str) -> int:
         """Revoke every session of a refresh family. Returns how many were active."""
 
-    async def revoke_all(self, user_id: str, cutoff: float) -> None:
-        """Set the user's cut-off: every session created before ``cutoff`` is dead. One write. Never moves
-        the cut-off backwards. The record is kept until the last session it can kill has expired (and at
-        least a day), so storage stays bounded."""
+    async def get_epoch(self, user_id: str) -> int:
+        """The user's current epoch: 0 when :meth:`revoke_all` never ran for them. A login reads it *before*
+        it checks the password and stores it in the session it creates (``Session(epoch=...)``).
 
-    async def get_cutoff(self, user_id: str) -> float | None:
-        """The user's cut-off, or None. An unreadable cut-off record reads as ``inf`` (every session dead)."""
+        Raises :class:`StoreUnavailable` (and logs) when the user's epoch record is unreadable: no session
+        of that user is active then, so a login could not create a usable one; :meth:`revoke_all` repairs
+        the record."""
+
+    async def revoke_all(self, user_id: str) -> int:
+        """Log the user out everywhere: atomically increment the user's epoch (one write) and return the new
+        epoch. Every session whose epoch is lower is dead from that moment, whatever its times say.
+        Concurrent calls (from any number of processes sharing the store) each get a distinct, strictly
+        larger value. The record never expires and :meth:`purge` keeps it.
+
+        An unreadable epoch record is repaired: the new epoch is one more than the largest epoch carried by
+        any stored session of the user (at least 1), so every stored session is dead after it too."""
 
     async def list_sessions(self, user_id: str) -> list[Session]:
-        """The user's active sessions (not revoked, not expired, not cut off), newest first."""
+        """The user's active sessions (see :meth:`check`), newest first."""
 
     async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
-        """Atomically: if ``presented_jti`` is the session's current refresh jti, replace it with ``new_jti``
-        (ROTATED); if the session is active but the jti is not current, revoke the session and its family
-        (REUSED); otherwise INACTIVE."""
+        """Atomically: if the session is active and ``presented_jti`` is its current refresh jti, replace it
+        with ``new_jti`` (ROTATED); if the session is active but the jti is not current, revoke the session
+        and its family (REUSED); otherwise, including a session of an older epoch, INACTIVE."""
 
     # single-use tokens ---------------------------------------------------------------------------------
 
@@ -182,4 +206,5 @@ class Store(Protocol):
     # upkeep --------------------------------------------------------------------------------------------
 
     async def purge(self) -> int:
-        """Delete expired records now. Returns how many were removed (0 where the backend expires by TTL)."""
+        """Delete expired records now. Returns how many were removed (0 where the backend expires by TTL).
+        Epoch records are never deleted."""

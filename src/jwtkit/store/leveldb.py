@@ -7,12 +7,18 @@ or use ``sqlite://`` (several workers) or ``redis://`` (several hosts).
 Keys (values are JSON unless noted):
 
 - ``s:{sid}``: the session;  ``u:{user_id}\\0{sid}`` and ``f:{family}\\0{sid}``: empty index entries;
-- ``c:{user_id}``: the cut-off and when its record may go;
-- ``j:{jti}``: a consumed single-use token (value: its expiry);  ``t:{key}``: a throttle counter.
+- ``e:{user_id}``: the user's epoch, in ASCII decimal; never purged (see base.py);
+- ``j:{jti}``: a consumed single-use token (value: its expiry);  ``t:{key}``: a throttle counter;
+- ``m:schema``: the layout version, ``2``.
 
 Writes run on one writer thread under a lock, each as one ``WriteBatch`` written with ``sync=True`` (an
 acknowledged revocation is on disk). Reads for :meth:`check` are two in-memory-cached point lookups done
 inline; listing runs in the thread pool. Expired records are purged on a schedule and by :meth:`purge`.
+
+Layout 2 (epochs) migrates a folder of layout 1 (per-user time cut-offs, ``c:{user_id}``; no ``m:schema``)
+when it is opened, in one synced ``WriteBatch``: every session gains ``"epoch": 0``, every session the old
+rule made dead (``created`` before its user's cut-off, or any session of a user whose cut-off was unreadable)
+is marked revoked, and the ``c:`` records are deleted.
 """
 
 from __future__ import annotations
@@ -29,14 +35,26 @@ from typing import Any, TypeVar
 
 import orjson
 
-from jwtkit.store._common import BaseStore, corrupt_session, cutoff_expiry, is_active, log
+from jwtkit.store._common import BaseStore, corrupt_session, log
+from jwtkit.store._policy import (
+    epoch_unavailable,
+    is_active,
+    parse_epoch,
+    repaired_epoch,
+    require_valid_epoch,
+    rotation_outcome,
+    unreadable_epoch,
+    valid_epoch,
+)
 from jwtkit.store.base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
 
 __all__ = ["LevelDBStore"]
 
 T = TypeVar("T")
 
-_SESSION, _USER, _FAMILY, _CUTOFF, _CONSUMED, _THROTTLE = b"s:", b"u:", b"f:", b"c:", b"j:", b"t:"
+_SESSION, _USER, _FAMILY, _EPOCH, _CONSUMED, _THROTTLE = b"s:", b"u:", b"f:", b"e:", b"j:", b"t:"
+_LEGACY_CUTOFF = b"c:"  # layout 1 only: migrated and deleted on open
+_SCHEMA_KEY, LAYOUT_VERSION = b"m:schema", 2
 _SEP = b"\x00"
 # Ids may hold lone surrogates (valid in JSON, not in UTF-8): keys keep them losslessly instead of failing.
 
@@ -57,7 +75,8 @@ def _encode_session(session: Session) -> bytes:
     return orjson.dumps({"user_id": session.user_id, "created": float(session.created),
                          "last_used": float(session.last_used), "expires": float(session.expires),
                          "family": session.family, "refresh_jti": session.refresh_jti,
-                         "user_agent": session.user_agent, "ip": session.ip, "revoked": session.revoked})
+                         "user_agent": session.user_agent, "ip": session.ip, "revoked": session.revoked,
+                         "epoch": session.epoch})
 
 
 def _decode_session(sid: str, raw: bytes) -> Session:
@@ -66,7 +85,7 @@ def _decode_session(sid: str, raw: bytes) -> Session:
         session = Session(sid=sid, user_id=record["user_id"], created=record["created"],
                           last_used=record["last_used"], expires=record["expires"], family=record["family"],
                           refresh_jti=record["refresh_jti"], user_agent=record["user_agent"], ip=record["ip"],
-                          revoked=record["revoked"])
+                          revoked=record["revoked"], epoch=record["epoch"])
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise _Corrupt(str(exc)) from exc
     for text in (session.user_id, session.family, session.refresh_jti, session.user_agent, session.ip):
@@ -77,18 +96,54 @@ def _decode_session(sid: str, raw: bytes) -> Session:
             raise _Corrupt("a time field is not a number")
     if type(session.revoked) is not bool:
         raise _Corrupt("revoked is not a boolean")
+    if not valid_epoch(session.epoch):
+        raise _Corrupt("epoch is not an integer from 0 to 2**53 - 1")
     return session
 
 
-def _decode_cutoff(raw: bytes) -> tuple[float, float]:
+def _legacy_cutoff(raw: bytes) -> float:
+    """A layout-1 cut-off, as the old code read it: unreadable is +inf (every session dead)."""
     try:
-        record = orjson.loads(raw)
-        cutoff, expires = record["cutoff"], record["expires"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise _Corrupt(str(exc)) from exc
-    if type(cutoff) not in (float, int) or type(expires) not in (float, int):
-        raise _Corrupt("cut-off is not a number")
-    return float(cutoff), float(expires)
+        cutoff = orjson.loads(raw)["cutoff"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return math.inf
+    return float(cutoff) if type(cutoff) in (float, int) else math.inf
+
+
+def _migrate(db: Any, path: str) -> None:
+    """Layout 1 -> 2 (see the module docstring) in one synced batch; a no-op on layout 2."""
+    version = db.get(_SCHEMA_KEY)
+    if version == str(LAYOUT_VERSION).encode():
+        return
+    if version is not None:
+        raise StoreConfigError(f"leveldb store {path} has layout version {version!r}; this jwtkit knows "
+                               f"{LAYOUT_VERSION}: upgrade jwtkit")
+    cutoffs = {key[len(_LEGACY_CUTOFF):]: _legacy_cutoff(raw)
+               for key, raw in db.iterator(prefix=_LEGACY_CUTOFF)}
+    revoked = 0
+    with db.write_batch(sync=True) as batch:
+        for key, raw in db.iterator(prefix=_SESSION):
+            try:
+                record = orjson.loads(raw)
+                user_id = record["user_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # corrupt: it reads as revoked anyway; left as it is
+            if not isinstance(record, dict) or type(user_id) is not str:
+                continue
+            record.setdefault("epoch", 0)
+            cutoff = cutoffs.get(_enc(user_id))
+            created = record.get("created")
+            if cutoff is not None and record.get("revoked") is False and (
+                    math.isinf(cutoff) or (isinstance(created, (float, int)) and created < cutoff)):
+                record["revoked"] = True
+                revoked += 1
+            batch.put(key, orjson.dumps(record))
+        for user_key in cutoffs:
+            batch.delete(_LEGACY_CUTOFF + user_key)
+        batch.put(_SCHEMA_KEY, str(LAYOUT_VERSION).encode())
+    if cutoffs:
+        log.info("leveldb store %s: migrated %d per-user cut-offs to epochs (%d cut-off sessions marked "
+                 "revoked)", path, len(cutoffs), revoked)
 
 
 class LevelDBStore(BaseStore):
@@ -136,10 +191,21 @@ class LevelDBStore(BaseStore):
         except self._plyvel.Error as exc:
             raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
 
+    def _open_and_migrate(self) -> Any:
+        db = self._open_db()
+        try:
+            with self._mapped():
+                _migrate(db, self.path)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
     async def _open(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jwtkit-leveldb-writer")
         try:
-            self._db = await asyncio.get_running_loop().run_in_executor(self._executor, self._open_db)
+            loop = asyncio.get_running_loop()
+            self._db = await loop.run_in_executor(self._executor, self._open_and_migrate)
         except BaseException:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -183,30 +249,32 @@ class LevelDBStore(BaseStore):
 
         return await asyncio.to_thread(run)
 
-    def _cutoff(self, db: Any, user_id: str) -> float | None:
-        raw = db.get(_CUTOFF + _enc(user_id))
-        if raw is None:
-            return None
-        try:
-            return _decode_cutoff(raw)[0]
-        except _Corrupt:
-            log.warning("unreadable cut-off record of user %r treated as +inf (every session dead)", user_id)
-            return math.inf
+    @staticmethod
+    def _stored_epoch(db: Any, user_id: str) -> int | None:
+        """The user's epoch record: 0 when absent, None when unreadable."""
+        raw = db.get(_EPOCH + _enc(user_id))
+        return 0 if raw is None else parse_epoch(raw)
 
-    def _load(self, db: Any, sid: str) -> tuple[Session | None, float | None]:
-        """The session (corrupt reads as revoked) and its user's cut-off."""
+    def _epoch(self, db: Any, user_id: str) -> float:
+        """The user's epoch; UNREADABLE_EPOCH (logged) when the record is unreadable."""
+        epoch = self._stored_epoch(db, user_id)
+        return unreadable_epoch(user_id, "not a decimal integer") if epoch is None else epoch
+
+    def _load(self, db: Any, sid: str) -> tuple[Session | None, float]:
+        """The session (corrupt reads as revoked) and its user's current epoch."""
         raw = db.get(_SESSION + _enc(sid))
         if raw is None:
-            return None, None
+            return None, 0
         try:
             session = _decode_session(sid, raw)
         except _Corrupt as exc:
-            return corrupt_session(sid, exc), None
-        return session, self._cutoff(db, session.user_id)
+            return corrupt_session(sid, exc), 0
+        return session, self._epoch(db, session.user_id)
 
     # sessions ---------------------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> None:
+        require_valid_epoch(session)
         sid = _enc(session.sid)
 
         def work(db: Any) -> None:
@@ -218,11 +286,12 @@ class LevelDBStore(BaseStore):
         await self._write(work)
 
     async def get_session(self, sid: str) -> Session | None:
-        session, cutoff = await self._read(lambda db: self._load(db, sid))
-        if session is None or self._clock() >= session.expires:
+        session, epoch = await self._read(lambda db: self._load(db, sid))
+        now = self._clock()
+        if session is None or now >= session.expires:
             return None
-        if not session.revoked and cutoff is not None and session.created < cutoff:
-            return dataclasses.replace(session, revoked=True)  # cut off: reads as revoked
+        if not session.revoked and not is_active(session, None, epoch, now):
+            return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
         return session
 
     async def check(self, sid: str, user_id: str) -> bool:
@@ -240,7 +309,7 @@ class LevelDBStore(BaseStore):
                 return False
             if session.user_id != user_id:
                 return False
-            return is_active(session, user_id, self._cutoff(db, user_id), self._clock())
+            return is_active(session, user_id, self._epoch(db, user_id), self._clock())
         except (self._plyvel.Error, RuntimeError, AttributeError) as exc:
             raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
 
@@ -256,10 +325,10 @@ class LevelDBStore(BaseStore):
         now = self._clock()
         active = 0
         for sid in sids:
-            session, cutoff = self._load(db, sid)
+            session, epoch = self._load(db, sid)
             if session is None or session.revoked:
                 continue
-            active += is_active(session, None, cutoff, now)
+            active += is_active(session, None, epoch, now)
             batch.put(_SESSION + _enc(sid), _encode_session(dataclasses.replace(session, revoked=True)))
         return active
 
@@ -281,18 +350,26 @@ class LevelDBStore(BaseStore):
 
         return await self._write(work)
 
-    async def revoke_all(self, user_id: str, cutoff: float) -> None:
-        def work(db: Any) -> None:
-            now = self._clock()
-            new = float(cutoff)
-            current = self._cutoff(db, user_id)
-            if current is not None and math.isfinite(current):
-                new = max(new, current)
-            expiries = [s.expires for s in self._sessions_of(db, user_id)]
-            record = orjson.dumps({"cutoff": new, "expires": cutoff_expiry(new, now, expiries)})
-            db.put(_CUTOFF + _enc(user_id), record, sync=True)
+    async def get_epoch(self, user_id: str) -> int:
+        epoch = await self._read(lambda db: self._epoch(db, user_id))
+        if not isinstance(epoch, int):
+            raise epoch_unavailable(user_id)
+        return epoch
 
-        await self._write(work)
+    async def revoke_all(self, user_id: str) -> int:
+        def work(db: Any) -> int:
+            # On the writer thread under the lock: this read-then-write is one step.
+            current = self._stored_epoch(db, user_id)
+            if current is not None:
+                new = current + 1
+            else:
+                new = repaired_epoch([s.epoch for s in self._sessions_of(db, user_id)])
+                log.warning("leveldb store %s: repaired the unreadable epoch record of user %r (now %d)",
+                            self.path, user_id, new)
+            db.put(_EPOCH + _enc(user_id), str(new).encode(), sync=True)
+            return new
+
+        return await self._write(work)
 
     def _sessions_of(self, db: Any, user_id: str) -> list[Session]:
         prefix = _USER + _enc(user_id) + _SEP
@@ -311,14 +388,12 @@ class LevelDBStore(BaseStore):
                 found.append(session)
         return found
 
-    async def get_cutoff(self, user_id: str) -> float | None:
-        return await self._read(lambda db: self._cutoff(db, user_id))
-
     async def list_sessions(self, user_id: str) -> list[Session]:
         def work(db: Any) -> list[Session]:
             now = self._clock()
-            cutoff = self._cutoff(db, user_id)
-            found = [s for s in self._sessions_of(db, user_id) if is_active(s, user_id, cutoff, now)]
+            sessions = self._sessions_of(db, user_id)
+            epoch = self._epoch(db, user_id) if sessions else 0
+            found = [s for s in sessions if is_active(s, user_id, epoch, now)]
             return sorted(found, key=lambda s: s.created, reverse=True)
 
         return await self._read(work)
@@ -326,17 +401,19 @@ class LevelDBStore(BaseStore):
     async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
         def work(db: Any) -> Rotation:
             now = self._clock()
-            session, cutoff = self._load(db, sid)
-            if session is None or not is_active(session, None, cutoff, now):
+            session, epoch = self._load(db, sid)
+            if session is None:
                 return Rotation.INACTIVE
-            if session.refresh_jti == presented_jti:
+            outcome = rotation_outcome(is_active(session, None, epoch, now), session.refresh_jti,
+                                       presented_jti)
+            if outcome is Rotation.ROTATED:
                 rotated = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
                 db.put(_SESSION + _enc(sid), _encode_session(rotated), sync=True)
-                return Rotation.ROTATED
-            # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
-            with db.write_batch(sync=True) as batch:
-                self._revoke(db, batch, [sid, *self._family(db, session.family)])
-            return Rotation.REUSED
+            elif outcome is Rotation.REUSED:
+                # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
+                with db.write_batch(sync=True) as batch:
+                    self._revoke(db, batch, [sid, *self._family(db, session.family)])
+            return outcome
 
         return await self._write(work)
 
@@ -412,14 +489,6 @@ class LevelDBStore(BaseStore):
                     for key in db.iterator(prefix=prefix, include_value=False):
                         if key.rpartition(_SEP)[2] not in alive:
                             batch.delete(key)
-                for key, raw in db.iterator(prefix=_CUTOFF):
-                    try:
-                        dead = now >= _decode_cutoff(raw)[1]
-                    except _Corrupt:
-                        dead = True
-                    if dead:
-                        batch.delete(key)
-                        removed += 1
                 for key, raw in db.iterator(prefix=_CONSUMED):
                     try:
                         dead = now >= float(raw)

@@ -7,18 +7,20 @@ Every method runs to completion without awaiting, so on one event loop each is a
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from jwtkit.store._common import BaseStore, corrupt_session, cutoff_expiry, is_active, log
+from jwtkit.store._common import BaseStore, corrupt_session
+from jwtkit.store._policy import (
+    epoch_unavailable,
+    is_active,
+    repaired_epoch,
+    require_valid_epoch,
+    rotation_outcome,
+    unreadable_epoch,
+    valid_epoch,
+)
 from jwtkit.store.base import DEFAULT_PURGE_INTERVAL, Clock, Rotation, Session, ThrottleState
 
 __all__ = ["MemoryStore"]
-
-
-@dataclasses.dataclass(slots=True)
-class _Cutoff:
-    cutoff: float
-    expires: float
 
 
 @dataclasses.dataclass(slots=True)
@@ -29,13 +31,14 @@ class _Throttle:
 
 
 class MemoryStore(BaseStore):
-    """The in-process backend. Records are kept as objects; anything else found in a slot is "corrupt"."""
+    """The in-process backend. Records are kept as objects (an epoch as an ``int``); anything else found in a
+    slot is "corrupt"."""
 
     def __init__(self, url: str = "memory://", *, clock: Clock,
                  purge_interval: float = DEFAULT_PURGE_INTERVAL) -> None:
         super().__init__(url, clock=clock, purge_interval=purge_interval)
         self._sessions: dict[str, object] = {}
-        self._cutoffs: dict[str, object] = {}
+        self._epochs: dict[str, object] = {}  # never purged (see base.py)
         self._consumed: dict[str, float] = {}
         self._throttles: dict[str, _Throttle] = {}
 
@@ -56,24 +59,23 @@ class MemoryStore(BaseStore):
             return record
         return corrupt_session(sid, f"not a Session: {type(record).__name__}")
 
-    def _cutoff(self, user_id: str) -> float | None:
-        record = self._cutoffs.get(user_id)
-        if record is None:
-            return None
-        if isinstance(record, _Cutoff):
-            return record.cutoff
-        log.warning("unreadable cut-off record of user %r treated as +inf (every session dead)", user_id)
-        return math.inf
+    def _epoch(self, user_id: str) -> float:
+        """The user's epoch; UNREADABLE_EPOCH (logged) when the record is not an int."""
+        record = self._epochs.get(user_id, 0)
+        if valid_epoch(record):
+            return record
+        return unreadable_epoch(user_id, f"not an epoch: {type(record).__name__}")
 
     def _active(self, session: Session | None, user_id: str | None, now: float) -> bool:
         if session is None:
             return False
-        return is_active(session, user_id, self._cutoff(session.user_id), now)
+        return is_active(session, user_id, self._epoch(session.user_id), now)
 
     # sessions ---------------------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> None:
         self._require_open()
+        require_valid_epoch(session)
         self._sessions[session.sid] = session
 
     async def get_session(self, sid: str) -> Session | None:
@@ -82,7 +84,7 @@ class MemoryStore(BaseStore):
         if session is None or self._clock() >= session.expires:
             return None
         if not session.revoked and not self._active(session, None, self._clock()):
-            return dataclasses.replace(session, revoked=True)  # cut off: reads as revoked
+            return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
         return session
 
     async def check(self, sid: str, user_id: str) -> bool:
@@ -113,19 +115,23 @@ class MemoryStore(BaseStore):
         members = [s.sid for s in self._sessions.values() if isinstance(s, Session) and s.family == family]
         return sum(self._revoke(sid, now) for sid in members)
 
-    async def revoke_all(self, user_id: str, cutoff: float) -> None:
+    async def get_epoch(self, user_id: str) -> int:
         self._require_open()
-        now = self._clock()
-        current = self._cutoff(user_id)
-        if current is not None and math.isfinite(current):
-            cutoff = max(cutoff, current)
-        expiries = [s.expires for s in self._sessions.values()
-                    if isinstance(s, Session) and s.user_id == user_id]
-        self._cutoffs[user_id] = _Cutoff(cutoff, cutoff_expiry(cutoff, now, expiries))
+        epoch = self._epoch(user_id)
+        if not isinstance(epoch, int):
+            raise epoch_unavailable(user_id)
+        return epoch
 
-    async def get_cutoff(self, user_id: str) -> float | None:
+    async def revoke_all(self, user_id: str) -> int:
         self._require_open()
-        return self._cutoff(user_id)
+        current = self._epochs.get(user_id, 0)
+        if valid_epoch(current):
+            new = current + 1
+        else:
+            new = repaired_epoch([s.epoch for s in self._sessions.values()
+                                  if isinstance(s, Session) and s.user_id == user_id])
+        self._epochs[user_id] = new
+        return new
 
     async def list_sessions(self, user_id: str) -> list[Session]:
         self._require_open()
@@ -138,14 +144,15 @@ class MemoryStore(BaseStore):
         self._require_open()
         now = self._clock()
         session = self._session(sid)
-        if session is None or not self._active(session, None, now):
+        if session is None:
             return Rotation.INACTIVE
-        if session.refresh_jti == presented_jti:
+        outcome = rotation_outcome(self._active(session, None, now), session.refresh_jti, presented_jti)
+        if outcome is Rotation.ROTATED:
             self._sessions[sid] = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
-            return Rotation.ROTATED
-        self._revoke(sid, now)
-        await self.revoke_family(session.family)
-        return Rotation.REUSED
+        elif outcome is Rotation.REUSED:
+            self._revoke(sid, now)
+            await self.revoke_family(session.family)
+        return outcome
 
     # single-use tokens ------------------------------------------------------------------------------
 
@@ -184,19 +191,16 @@ class MemoryStore(BaseStore):
         now = self._clock()
         dead_sessions = [sid for sid, s in self._sessions.items()
                          if not isinstance(s, Session) or now >= s.expires]
-        dead_cutoffs = [u for u, c in self._cutoffs.items() if not isinstance(c, _Cutoff) or now >= c.expires]
         dead_consumed = [j for j, e in self._consumed.items() if now >= e]
         dead_throttles = [k for k, t in self._throttles.items() if now >= t.expires]
         for sid in dead_sessions:
             del self._sessions[sid]
-        for user_id in dead_cutoffs:
-            del self._cutoffs[user_id]
         for jti in dead_consumed:
             del self._consumed[jti]
         for key in dead_throttles:
             del self._throttles[key]
-        return len(dead_sessions) + len(dead_cutoffs) + len(dead_consumed) + len(dead_throttles)
+        return len(dead_sessions) + len(dead_consumed) + len(dead_throttles)  # epochs are kept
 
     def record_count(self) -> int:
         """How many records the store holds (for tests of bounded growth)."""
-        return len(self._sessions) + len(self._cutoffs) + len(self._consumed) + len(self._throttles)
+        return len(self._sessions) + len(self._epochs) + len(self._consumed) + len(self._throttles)

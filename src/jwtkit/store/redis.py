@@ -1,19 +1,31 @@
 """``redis://`` and ``rediss://`` (TLS): the store for many nodes, on redis-py's asyncio client (hiredis
 parser when installed).
 
-Keys (``prefix`` defaults to ``jwtkit:``; every key carries a TTL, so the keyspace follows live records):
+Keys (``prefix`` defaults to ``jwtkit:``; every key but the epochs and the layout version carries a TTL, so
+the keyspace follows live records and the accounts that ever used ``revoke_all``):
 
 - ``{prefix}s:{sid}``: hash, one session (``revoked`` is ``"0"``/``"1"``), until the session expires;
 - ``{prefix}u:{user_id}``: sorted set of the user's sids scored by ``created`` (listing), pruned of dead ones;
 - ``{prefix}f:{family}``: set of the sids of one refresh family (reuse detection revokes all of them);
-- ``{prefix}c:{user_id}``: hash with the user's cut-off, until every session it can kill has expired;
+- ``{prefix}e:{user_id}``: the user's epoch (a decimal string; ``INCR``), with **no** TTL: it must never
+  vanish (see base.py). Use a ``maxmemory-policy`` that never evicts keys without a TTL (``noeviction`` or a
+  ``volatile-*`` one), as an ``allkeys-*`` policy could drop an epoch;
+- ``{prefix}schema``: the key layout version (``2``), no TTL;
 - ``{prefix}j:{jti}``: a consumed single-use token (``SET NX PX``), until the token expires;
 - ``{prefix}t:{key}``: hash, a login-throttle counter, until its window ends.
 
 Every time decision uses the injected clock: the scripts get ``now`` as an argument and compare it with the
 absolute expiry stored in each record, so a fake clock works even though Redis expires keys by its own
-clock. Read-modify-write steps are Lua scripts (atomic on the server) and :meth:`check` is one ``EVALSHA``.
-The scripts build key names from the prefix, so they need a single Redis node (not Redis Cluster).
+clock. Read-modify-write steps are Lua scripts (atomic on the server) and :meth:`check` is one ``EVALSHA``
+(the script reads the session hash and the user's epoch). The scripts build key names from the prefix, so
+they need a single Redis node (not Redis Cluster).
+
+Layout 2 (epochs) migrates data of layout 1 (per-user time cut-offs, ``{prefix}c:{user_id}`` hashes, and no
+``{prefix}schema`` key) on the first open: one ``SCAN`` over ``{prefix}c:*`` (cursor-bounded batches), and
+for each legacy key one atomic script that marks revoked every session the old rule made dead (``created``
+before the cut-off; all of them when it was unreadable) and deletes the key; then ``{prefix}schema`` is set.
+Session hashes without an ``epoch`` field (written by the old code) have epoch 0. Stop every process
+running the old code before the first open by the new one.
 
 Faults: connect and command timeouts are explicit, and a refused or broken connection raises
 :class:`StoreUnavailable` at once (``Retry(NoBackoff(), 1)`` on connection errors only: the one retry replaces
@@ -36,14 +48,13 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from jwtkit.store._common import (
-    CUTOFF_MIN_RETENTION,
-    BaseStore,
-    corrupt_session,
+from jwtkit.store._common import BaseStore, corrupt_session, log, parse_float_option, redact_url
+from jwtkit.store._policy import (
+    epoch_unavailable,
     is_active,
-    log,
-    parse_float_option,
-    redact_url,
+    parse_epoch,
+    require_valid_epoch,
+    unreadable_epoch,
 )
 from jwtkit.store.base import (
     DEFAULT_COMMAND_TIMEOUT,
@@ -62,34 +73,64 @@ __all__ = ["DEFAULT_PREFIX", "RedisStore"]
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "jwtkit:"
+LAYOUT_VERSION = 2
 # redis-py options a caller may pass through (TLS material for rediss://, pool size).
 _PASSTHROUGH = frozenset({"ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "ssl_ca_data", "ssl_cert_reqs",
                           "ssl_check_hostname", "ssl_password", "ssl_min_version", "ssl_ciphers",
                           "max_connections", "client_name", "username", "password"})
 
+# The rules of store/_policy.py, mirrored for the server (the differential test in tests/store/test_policy.py
+# holds the two together). epoch_of is _policy.parse_epoch; active is _policy.active; rotation_outcome is
+# _policy.rotation_outcome. Lua numbers are doubles: exact for every epoch up to EPOCH_MAX = 2**53 - 1.
+_RULES = """
+local EPOCH_MAX = 9007199254740991
+local function epoch_of(text)
+  if type(text) ~= 'string' or #text > 16 or not string.match(text, '^%d+$') then return nil end
+  local n = tonumber(text)
+  if n > EPOCH_MAX then return nil end
+  return n
+end
+-- the user's epoch from the reply of GET on its key: 0 when there is none, nil when unreadable
+local function user_epoch(reply)
+  if reply == false then return 0 end
+  return epoch_of(reply)
+end
+-- an unreadable user epoch is passed as math.huge: no session is active then
+local function active(revoked, expires, owner, session_epoch, user_id, current, now)
+  return (not revoked) and now < expires and (user_id == nil or owner == user_id) and session_epoch >= current
+end
+local function rotation_outcome(is_active, current_jti, presented_jti)
+  if not is_active then return 'inactive' end
+  if current_jti == presented_jti then return 'rotated' end
+  return 'reused'
+end
+"""
+
 # Shared by the scripts: ARGV[1] is the key prefix, ARGV[2] the caller's clock. load(sid) answers the state
-# of a session (missing, corrupt, inactive, active) and its fields, applying expiry and the user's cut-off.
-_PRELUDE = """
+# of a session (missing, corrupt, inactive, active), its fields {user_id, created, expires, revoked, family,
+# refresh_jti, epoch}, and whether its user's epoch record is unreadable (then the session is inactive, but
+# only until revoke_all repairs the record). A session hash without an ``epoch`` field (written by jwtkit
+# before epochs) has epoch 0.
+_PRELUDE = _RULES + """
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 local function load(sid)
   local f = redis.pcall('HMGET', P .. 's:' .. sid, 'user_id', 'created', 'expires', 'revoked', 'family',
-                        'refresh_jti')
-  if f.err then return 'corrupt', nil end
-  if not f[1] then return 'missing', nil end
+                        'refresh_jti', 'epoch')
+  if f.err then return 'corrupt', nil, false end
+  if not f[1] then return 'missing', nil, false end
   local created, expires = tonumber(f[2]), tonumber(f[3])
-  if not created or not expires or not f[5] or not f[6] or (f[4] ~= '0' and f[4] ~= '1') then
-    return 'corrupt', f
+  local session_epoch = 0
+  if f[7] then session_epoch = epoch_of(f[7]) end
+  if not created or not expires or not f[5] or not f[6] or (f[4] ~= '0' and f[4] ~= '1')
+      or not session_epoch then
+    return 'corrupt', f, false
   end
-  if f[4] == '1' or expires <= NOW then return 'inactive', f end
-  local cut = redis.pcall('HGET', P .. 'c:' .. f[1], 'cutoff')
-  if type(cut) == 'table' then return 'corrupt', f end
-  if cut then
-    local n = tonumber(cut)
-    if not n then return 'corrupt', f end
-    if created < n then return 'inactive', f end
+  local current = user_epoch(redis.pcall('GET', P .. 'e:' .. f[1]))
+  if active(f[4] == '1', expires, f[1], session_epoch, nil, current or math.huge, NOW) then
+    return 'active', f, false
   end
-  return 'active', f
+  return 'inactive', f, current == nil
 end
 local function extend(key, ttl)
   local left = redis.call('PTTL', key)
@@ -113,10 +154,11 @@ local function revoke_family(family)
 end
 """
 
-# The hot path, one round trip: KEYS = session, claimed user's cut-off; ARGV = user_id, now.
-# 1 = active, 0 = not, -1 = corrupt record (the caller logs it and answers False).
-_CHECK = """
-local f = redis.pcall('HMGET', KEYS[1], 'user_id', 'revoked', 'expires', 'created')
+# The hot path, one round trip: KEYS = session, claimed user's epoch; ARGV = user_id, now.
+# 1 = active, 0 = not, -1 = corrupt session record, -2 = unreadable epoch record (the caller logs both and
+# answers False).
+_CHECK = _RULES + """
+local f = redis.pcall('HMGET', KEYS[1], 'user_id', 'revoked', 'expires', 'created', 'epoch')
 if f.err then return -1 end
 if not f[1] or f[1] ~= ARGV[1] then return 0 end
 if f[2] ~= '0' then
@@ -124,26 +166,26 @@ if f[2] ~= '0' then
   return -1
 end
 local expires, created = tonumber(f[3]), tonumber(f[4])
-if not expires or not created then return -1 end
-if expires <= tonumber(ARGV[2]) then return 0 end
-local cut = redis.pcall('HGET', KEYS[2], 'cutoff')
-if type(cut) == 'table' then return -1 end
-if cut then
-  local n = tonumber(cut)
-  if not n then return -1 end
-  if created < n then return 0 end
-end
-return 1
+local session_epoch = 0
+if f[5] then session_epoch = epoch_of(f[5]) end
+if not expires or not created or not session_epoch then return -1 end
+local now = tonumber(ARGV[2])
+if expires <= now then return 0 end
+local current = user_epoch(redis.pcall('GET', KEYS[2]))
+if not current then return -2 end
+if active(false, expires, f[1], session_epoch, ARGV[1], current, now) then return 1 end
+return 0
 """
 
-# ARGV[3..]: sid, user_id, created, last_used, expires, family, refresh_jti, user_agent, ip, revoked, ttl_ms
+# ARGV[3..]: sid, user_id, created, last_used, expires, family, refresh_jti, user_agent, ip, revoked, ttl_ms,
+# epoch
 _CREATE = _PRELUDE + """
 local sid, user_id, family, ttl = ARGV[3], ARGV[4], ARGV[8], tonumber(ARGV[13])
 local skey = P .. 's:' .. sid
 redis.call('DEL', skey)
 redis.call('HSET', skey, 'user_id', user_id, 'created', ARGV[5], 'last_used', ARGV[6], 'expires', ARGV[7],
            'family', family, 'refresh_jti', ARGV[9], 'user_agent', ARGV[10], 'ip', ARGV[11],
-           'revoked', ARGV[12])
+           'revoked', ARGV[12], 'epoch', ARGV[14])
 redis.call('PEXPIRE', skey, ttl)
 local ukey = P .. 'u:' .. user_id
 redis.call('ZADD', ukey, ARGV[5], sid)
@@ -154,7 +196,7 @@ extend(fkey, ttl)
 return 1
 """
 
-# ARGV[3] = sid. Returns {fields...} flat, then the cut-off (or false / 'corrupt').
+# ARGV[3] = sid. Returns {fields...} flat, then the raw epoch of its user (false = none; 'corrupt').
 _GET = """
 local P = ARGV[1]
 local h = redis.pcall('HGETALL', P .. 's:' .. ARGV[3])
@@ -162,12 +204,12 @@ if h.err then return {'corrupt'} end
 if #h == 0 then return {} end
 local user_id
 for i = 1, #h, 2 do if h[i] == 'user_id' then user_id = h[i + 1] end end
-local cut = false
+local epoch = false
 if user_id then
-  cut = redis.pcall('HGET', P .. 'c:' .. user_id, 'cutoff')
-  if type(cut) == 'table' then cut = 'corrupt' end
+  epoch = redis.pcall('GET', P .. 'e:' .. user_id)
+  if type(epoch) == 'table' then epoch = 'corrupt' end
 end
-return {h, cut}
+return {h, epoch}
 """
 
 # ARGV[3] = sid, ARGV[4] = when
@@ -192,40 +234,48 @@ return 0
 # ARGV[3] = family
 _REVOKE_FAMILY = _PRELUDE + "return revoke_family(ARGV[3])"
 
-# ARGV[3] = user_id, ARGV[4] = cut-off, ARGV[5] = minimum retention (s). The record lives until the last of
-# the user's sessions expires (it can only kill those), and at least the retention.
+# ARGV[3] = user_id. INCR is the atomic increment; the key has no TTL (never expires). An unreadable record
+# is replaced by one more than the largest epoch of the user's stored sessions (every session that can be
+# active is in the user's index: listing prunes only sessions that are gone or revoked for good).
 _REVOKE_ALL = _PRELUDE + """
-local user_id, new = ARGV[3], ARGV[4]
-local ckey = P .. 'c:' .. user_id
-local cur = redis.pcall('HGET', ckey, 'cutoff')
-if type(cur) == 'table' then redis.call('DEL', ckey) cur = false end
-if cur and tonumber(cur) and tonumber(cur) > tonumber(new) then new = cur end
-local until_ = math.max(tonumber(new), NOW) + tonumber(ARGV[5])
+local user_id = ARGV[3]
+local ekey = P .. 'e:' .. user_id
+if user_epoch(redis.pcall('GET', ekey)) then return redis.call('INCR', ekey) end
 local sids = redis.pcall('ZRANGE', P .. 'u:' .. user_id, 0, -1)
-if not sids.err then
-  for _, sid in ipairs(sids) do
-    local e = redis.pcall('HGET', P .. 's:' .. sid, 'expires')
-    if type(e) == 'string' and tonumber(e) and tonumber(e) > until_ then until_ = tonumber(e) end
+if sids.err then return redis.error_reply('ERR unreadable epoch record and session index of one user') end
+local top = 0
+for _, sid in ipairs(sids) do
+  local f = redis.pcall('HMGET', P .. 's:' .. sid, 'user_id', 'epoch')
+  if not f.err and f[1] == user_id then
+    local n = 0
+    if f[2] then n = epoch_of(f[2]) end
+    if n and n > top then top = n end
   end
 end
-redis.call('HSET', ckey, 'cutoff', new)
-redis.call('PEXPIRE', ckey, math.ceil((until_ - NOW) * 1000))
-return 1
+redis.call('SET', ekey, string.format('%d', top + 1))
+return top + 1
 """
 
-# ARGV[3] = user_id. Returns {sid, {fields...}, ...} of active sessions, newest first; prunes dead members.
+# ARGV[3] = user_id. Returns {status, sid, {fields...}, ...}: status 'ok' or 'unreadable-epoch', then the
+# active sessions, newest first. Prunes the index of sessions that are gone, and of those dead for good
+# (revoked, expired, or of an older epoch: those are marked revoked first, so that a repair of the epoch
+# record cannot bring them back).
 _LIST = _PRELUDE + """
 local user_id = ARGV[3]
 local ukey = P .. 'u:' .. user_id
 local sids = redis.pcall('ZREVRANGE', ukey, 0, -1)
-if sids.err then return {} end
-local out = {}
+if sids.err then return {'ok'} end
+local out = {'ok'}
 for _, sid in ipairs(sids) do
-  local state, f = load(sid)
+  local state, f, unreadable = load(sid)
+  if unreadable then out[1] = 'unreadable-epoch' end
   if state == 'active' and f[1] == user_id then
     table.insert(out, sid)
     table.insert(out, redis.call('HGETALL', P .. 's:' .. sid))
-  elseif state ~= 'corrupt' then
+  elseif state == 'missing' or (state == 'inactive' and f[1] ~= user_id) then
+    redis.call('ZREM', ukey, sid)
+  elseif state == 'inactive' and not unreadable then
+    if f[4] == '0' then redis.call('HSET', P .. 's:' .. sid, 'revoked', '1') end
     redis.call('ZREM', ukey, sid)
   end
 end
@@ -235,15 +285,47 @@ return out
 # ARGV[3] = sid, ARGV[4] = presented jti, ARGV[5] = new jti
 _ROTATE = _PRELUDE + """
 local state, f = load(ARGV[3])
-if state ~= 'active' then return 'inactive' end
+local outcome = rotation_outcome(state == 'active', f and f[6], ARGV[4])
 local skey = P .. 's:' .. ARGV[3]
-if f[6] == ARGV[4] then
+if outcome == 'rotated' then
   redis.call('HSET', skey, 'refresh_jti', ARGV[5], 'last_used', ARGV[2])
-  return 'rotated'
+elseif outcome == 'reused' then
+  redis.call('HSET', skey, 'revoked', '1')  -- RFC 9700 §4.14: reuse of an old refresh token ends the family
+  revoke_family(f[5])
 end
-redis.call('HSET', skey, 'revoked', '1')  -- RFC 9700 §4.14: reuse of an old refresh token ends the family
-revoke_family(f[5])
-return 'reused'
+return outcome
+"""
+
+# Migration from per-user time cut-offs (jwtkit before epochs), one legacy key at a time. ARGV[3] = user_id.
+# Marks revoked each session of the user that the old rule made dead (created before the cut-off; every one
+# when the cut-off is unreadable), then deletes the cut-off. Returns how many it marked.
+_MIGRATE_CUTOFF = _PRELUDE + """
+local user_id = ARGV[3]
+local ckey = P .. 'c:' .. user_id
+local kind = redis.call('TYPE', ckey)['ok']
+if kind == 'none' then return 0 end
+local cut = math.huge  -- as the old scripts read it: a key of another type, or not a number, killed all
+if kind == 'hash' then
+  local raw = redis.call('HGET', ckey, 'cutoff')
+  if raw == false then cut = nil elseif tonumber(raw) then cut = tonumber(raw) end
+end
+local marked = 0
+local sids = redis.pcall('ZRANGE', P .. 'u:' .. user_id, 0, -1)
+if cut and not sids.err then
+  for _, sid in ipairs(sids) do
+    local skey = P .. 's:' .. sid
+    local f = redis.pcall('HMGET', skey, 'user_id', 'created', 'revoked')
+    if not f.err and f[1] == user_id and f[3] == '0' then
+      local created = tonumber(f[2])
+      if cut == math.huge or (created and created < cut) then
+        redis.call('HSET', skey, 'revoked', '1')
+        marked = marked + 1
+      end
+    end
+  end
+end
+redis.call('DEL', ckey)
+return marked
 """
 
 # ARGV[3] = key, ARGV[4] = window (ms), ARGV[5] = absolute end of the window
@@ -269,14 +351,24 @@ def _ms(seconds: float) -> int:
 
 
 def _session(sid: str, fields: Mapping[str, str]) -> Session:
-    """A session from its hash; ValueError/KeyError when a field is missing or malformed."""
+    """A session from its hash; ValueError/KeyError when a field is missing or malformed. No ``epoch`` field
+    (a session written before epochs) is epoch 0."""
     revoked = fields["revoked"]
     if revoked not in ("0", "1"):
         raise ValueError(f"revoked field is {revoked!r}")
+    epoch = parse_epoch(fields.get("epoch", "0"))
+    if epoch is None:
+        raise ValueError("epoch field is not a decimal integer")
     return Session(sid=sid, user_id=fields["user_id"], created=float(fields["created"]),
                    last_used=float(fields["last_used"]), expires=float(fields["expires"]),
                    family=fields["family"], refresh_jti=fields["refresh_jti"],
-                   user_agent=fields.get("user_agent", ""), ip=fields.get("ip", ""), revoked=revoked == "1")
+                   user_agent=fields.get("user_agent", ""), ip=fields.get("ip", ""), revoked=revoked == "1",
+                   epoch=epoch)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a Redis glob (SCAN MATCH)."""
+    return "".join("\\" + c if c in "*?[]\\^-" else c for c in text)
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:
@@ -362,13 +454,34 @@ class RedisStore(BaseStore):
         self._scripts = {name: client.register_script(source) for name, source in (
             ("check", _CHECK), ("create", _CREATE), ("get", _GET), ("touch", _TOUCH), ("revoke", _REVOKE),
             ("revoke_family", _REVOKE_FAMILY), ("revoke_all", _REVOKE_ALL), ("list", _LIST),
-            ("rotate", _ROTATE), ("throttle_hit", _THROTTLE_HIT))}
+            ("rotate", _ROTATE), ("throttle_hit", _THROTTLE_HIT), ("migrate_cutoff", _MIGRATE_CUTOFF))}
         try:
             await self._run(client.ping())
+            await self._migrate(client)
         except BaseException:
             await client.aclose()
             raise
         self._client = client
+
+    async def _migrate(self, client: aioredis.Redis) -> None:
+        """Layout 1 -> 2 (see the module docstring); one GET when already done."""
+        schema_key = self._prefix + "schema"
+        version = await self._run(client.get(schema_key))
+        if version == str(LAYOUT_VERSION):
+            return
+        if version is not None:
+            raise StoreConfigError(f"redis store {self.url} has layout version {version!r} under prefix "
+                                   f"{self._prefix!r}; this jwtkit knows {LAYOUT_VERSION}: upgrade jwtkit")
+        legacy = self._prefix + "c:"
+        migrated = marked = 0
+        async for key in client.scan_iter(match=_glob_escape(legacy) + "*", count=1000):
+            marked += int(await self._run(self._scripts["migrate_cutoff"](
+                args=[self._prefix, repr(float(self._clock())), key[len(legacy):]], client=client)))
+            migrated += 1
+        await self._run(client.set(schema_key, str(LAYOUT_VERSION)))
+        if migrated:
+            log.info("redis store %s: migrated %d per-user cut-offs to epochs (%d cut-off sessions marked "
+                     "revoked)", self.url, migrated, marked)
 
     async def _close(self) -> None:
         client, self._client = self._client, None
@@ -381,11 +494,12 @@ class RedisStore(BaseStore):
     # sessions ---------------------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> None:
+        require_valid_epoch(session)
         ttl = _ms(session.expires - self._clock())
         await self._script("create", session.sid, session.user_id, repr(float(session.created)),
                            repr(float(session.last_used)), repr(float(session.expires)), session.family,
                            session.refresh_jti, session.user_agent, session.ip,
-                           "1" if session.revoked else "0", ttl)
+                           "1" if session.revoked else "0", ttl, str(session.epoch))
 
     async def get_session(self, sid: str) -> Session | None:
         reply = await self._script("get", sid)
@@ -395,27 +509,38 @@ class RedisStore(BaseStore):
             return corrupt_session(sid, "not a hash")
         try:
             session = _session(sid, _pairs(reply[0]))
-            cutoff = None if reply[1] is None else float(reply[1])
         except (KeyError, ValueError) as exc:
             return corrupt_session(sid, exc)
-        if self._clock() >= session.expires:
+        now = self._clock()
+        if now >= session.expires:
             return None
-        if not session.revoked and not is_active(session, None, cutoff, self._clock()):
-            return dataclasses.replace(session, revoked=True)  # cut off: reads as revoked
+        epoch = self._user_epoch(session.user_id, reply[1] if len(reply) > 1 else None)
+        if not session.revoked and not is_active(session, None, epoch, now):
+            return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
         return session
+
+    @staticmethod
+    def _user_epoch(user_id: str, raw: str | bytes | None) -> float:
+        """A user's epoch from the raw value of its key: 0 when none; UNREADABLE_EPOCH (logged)."""
+        if raw is None:
+            return 0
+        epoch = parse_epoch(raw)
+        return unreadable_epoch(user_id, "not a decimal integer") if epoch is None else epoch
 
     async def check(self, sid: str, user_id: str) -> bool:
         client = self._connected()
         try:
             answer = await self._scripts["check"](
-                keys=[self._prefix + "s:" + sid, self._prefix + "c:" + user_id],
+                keys=[self._prefix + "s:" + sid, self._prefix + "e:" + user_id],
                 args=[user_id, repr(float(self._clock()))], client=client)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis store {self.url}: {type(exc).__name__}: {exc}") from exc
         if answer == 1:
             return True
         if answer == -1:
-            corrupt_session(sid, "malformed session or cut-off record")
+            corrupt_session(sid, "malformed session record")
+        elif answer == -2:
+            unreadable_epoch(user_id, "not a decimal integer")
         return False
 
     async def touch(self, sid: str, when: float) -> None:
@@ -427,29 +552,28 @@ class RedisStore(BaseStore):
     async def revoke_family(self, family: str) -> int:
         return int(await self._script("revoke_family", family))
 
-    async def revoke_all(self, user_id: str, cutoff: float) -> None:
-        await self._script("revoke_all", user_id, repr(float(cutoff)), repr(CUTOFF_MIN_RETENTION))
-
-    async def get_cutoff(self, user_id: str) -> float | None:
+    async def get_epoch(self, user_id: str) -> int:
         client = self._connected()
         try:
-            value = await self._run(client.hget(self._key("c", user_id), "cutoff"))
+            raw = await self._run(client.get(self._key("e", user_id)))
         except StoreUnavailable as exc:
             if "WRONGTYPE" not in str(exc):
                 raise
-            value = "corrupt"
-        if value is None:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            log.warning("unreadable cut-off record of user %r treated as +inf (every session dead)", user_id)
-            return math.inf
+            raw = "corrupt"
+        epoch = self._user_epoch(user_id, raw)
+        if not isinstance(epoch, int):
+            raise epoch_unavailable(user_id)
+        return epoch
+
+    async def revoke_all(self, user_id: str) -> int:
+        return int(await self._script("revoke_all", user_id))
 
     async def list_sessions(self, user_id: str) -> list[Session]:
         reply = await self._script("list", user_id)
+        if reply[0] != "ok":
+            unreadable_epoch(user_id, "not a decimal integer")
         found = []
-        for sid, flat in zip(reply[::2], reply[1::2], strict=True):
+        for sid, flat in zip(reply[1::2], reply[2::2], strict=True):
             try:
                 found.append(_session(sid, _pairs(flat)))
             except (KeyError, ValueError) as exc:

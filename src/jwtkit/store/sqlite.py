@@ -8,8 +8,9 @@ How it keeps the event loop free and the hot path short:
   for many writes), each inside its own SAVEPOINT so that one failing write does not undo the others. A
   write is acknowledged only after its transaction has committed.
 - The per-request :meth:`check` reads inline, on a per-thread read-only connection, with one prepared SELECT
-  that joins the session and the user's cut-off. In WAL mode readers never wait for writers (they read the
-  last committed snapshot), so this read does not block on the writer thread or on other processes.
+  that joins the session and the user's epoch (``LEFT JOIN epochs``). In WAL mode readers never wait for
+  writers (they read the last committed snapshot), so this read does not block on the writer thread or on
+  other processes.
 - Other reads (listing, ``get_session``) run in the default thread pool on per-thread connections.
 
 Durability: ``synchronous=FULL`` on the writer connection. In WAL mode NORMAL would already survive a killed
@@ -17,6 +18,11 @@ process (a committed transaction is in the OS page cache, which outlives the pro
 kernel crash: the last transactions could roll back, and a rolled-back revocation is a logged-out token that
 works again. FULL syncs the WAL on every commit, so an acknowledged revocation survives both
 (sqlite.org/wal.html "Performance Considerations"; sqlite.org/pragma.html#pragma_synchronous).
+
+Schema 2 (epochs) migrates a schema-1 file (per-user time cut-offs) when it is opened, in one transaction:
+``sessions`` gains ``epoch INTEGER NOT NULL DEFAULT 0``, every session the old rule made dead (``created``
+before its user's cut-off, or any session of a user whose cut-off was unreadable) is marked revoked, and the
+``cutoffs`` table is dropped. Stop every process running the old code before the first open by the new one.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
 import os
 import queue
 import sqlite3
@@ -32,14 +37,26 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from jwtkit.store._common import BaseStore, corrupt_session, cutoff_expiry, is_active, log
+from jwtkit.store._common import BaseStore, corrupt_session, log
+from jwtkit.store._policy import (
+    EPOCH_MAX,
+    UNREADABLE_EPOCH,
+    active,
+    epoch_unavailable,
+    is_active,
+    repaired_epoch,
+    require_valid_epoch,
+    rotation_outcome,
+    unreadable_epoch,
+    valid_epoch,
+)
 from jwtkit.store.base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "create_private_file"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: per-user time cut-offs (table cutoffs); 2: per-user epochs (migrated on open)
 
 # The schema version lives in its own table, not in PRAGMA user_version: the file may be shared with other
 # jwtkit tables (the service's user repository defaults to the same jwtkit.db).
@@ -58,15 +75,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     refresh_jti TEXT NOT NULL,
     user_agent  TEXT NOT NULL DEFAULT '',
     ip          TEXT NOT NULL DEFAULT '',
-    revoked     INTEGER NOT NULL DEFAULT 0
+    revoked     INTEGER NOT NULL DEFAULT 0,
+    epoch       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, created);
 CREATE INDEX IF NOT EXISTS sessions_by_family ON sessions (family);
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires);
-CREATE TABLE IF NOT EXISTS cutoffs (
+CREATE TABLE IF NOT EXISTS epochs (
     user_id TEXT PRIMARY KEY,
-    cutoff  REAL NOT NULL,
-    expires REAL NOT NULL
+    epoch   INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS consumed (
     jti     TEXT PRIMARY KEY,
@@ -83,11 +100,22 @@ CREATE TABLE IF NOT EXISTS throttles (
 
 # SQL below is built only from these constant fragments; every value is a bound parameter (hence noqa S608).
 _COLUMNS = ("s.sid, s.user_id, s.created, s.last_used, s.expires, s.family, s.refresh_jti, s.user_agent, "
-            "s.ip, s.revoked")
-_WITH_CUTOFF = (f"SELECT {_COLUMNS}, c.cutoff "  # noqa: S608
-                "FROM sessions AS s LEFT JOIN cutoffs AS c ON c.user_id = s.user_id")
-_CHECK = ("SELECT s.user_id, s.revoked, s.expires, s.created, c.cutoff "
-          "FROM sessions AS s LEFT JOIN cutoffs AS c ON c.user_id = s.user_id WHERE s.sid = ?")
+            "s.ip, s.revoked, s.epoch")
+# e.epoch is NULL when the user has no epoch record (epoch 0)
+_WITH_EPOCH = (f"SELECT {_COLUMNS}, e.epoch "  # noqa: S608
+               "FROM sessions AS s LEFT JOIN epochs AS e ON e.user_id = s.user_id")
+_CHECK = ("SELECT s.user_id, s.revoked, s.expires, s.created, s.epoch, e.epoch "
+          "FROM sessions AS s LEFT JOIN epochs AS e ON e.user_id = s.user_id WHERE s.sid = ?")
+
+# Schema 1 -> 2, inside the opening transaction: what the old rule (created < cutoff; an unreadable cut-off
+# was +inf) made dead becomes revoked, then the cut-offs go.
+_MIGRATE_CUTOFFS = """
+UPDATE sessions SET revoked = 1
+WHERE revoked = 0 AND EXISTS (
+    SELECT 1 FROM cutoffs AS c
+    WHERE c.user_id = sessions.user_id
+      AND (typeof(c.cutoff) NOT IN ('real', 'integer') OR sessions.created < c.cutoff))
+"""
 
 
 def _bind(text: str) -> str | bytes:
@@ -115,9 +143,19 @@ def _mapped(path: str) -> Iterator[None]:
         raise StoreUnavailable(f"sqlite store {path}: {exc}") from exc
 
 
-def _decode(row: tuple[Any, ...]) -> tuple[Session, float | None]:
-    """A session row (and the joined cut-off) with every type checked; _Corrupt when one is wrong."""
-    sid, user_id, created, last_used, expires, family, refresh_jti, user_agent, ip, revoked, cutoff = row
+def _user_epoch(value: object, user_id: object) -> float:
+    """The joined ``epochs.epoch``: NULL is 0; anything but a valid int is unreadable (logged)."""
+    if value is None:
+        return 0
+    if valid_epoch(value):
+        return value
+    return unreadable_epoch(str(user_id), f"epoch column holds {value!r}")
+
+
+def _decode(row: tuple[Any, ...]) -> tuple[Session, object]:
+    """A session row with every type checked (_Corrupt when one is wrong), and the joined raw user epoch."""
+    sid, user_id, created, last_used, expires, family, refresh_jti, user_agent, ip, revoked, epoch = row[:11]
+    user_epoch = row[11]
     for text in (sid, user_id, family, refresh_jti, user_agent, ip):
         if type(text) is not str:
             raise _Corrupt(f"text column holds {type(text).__name__}")
@@ -126,12 +164,12 @@ def _decode(row: tuple[Any, ...]) -> tuple[Session, float | None]:
             raise _Corrupt(f"time column holds {type(number).__name__}")
     if revoked not in (0, 1) or type(revoked) is not int:
         raise _Corrupt(f"revoked column holds {revoked!r}")
-    if cutoff is not None and type(cutoff) is not float:
-        raise _Corrupt(f"cut-off holds {type(cutoff).__name__}")
+    if not valid_epoch(epoch):
+        raise _Corrupt(f"epoch column holds {epoch!r}")
     session = Session(sid=sid, user_id=user_id, created=created, last_used=last_used, expires=expires,
                       family=family, refresh_jti=refresh_jti, user_agent=user_agent, ip=ip,
-                      revoked=bool(revoked))
-    return session, cutoff
+                      revoked=bool(revoked), epoch=epoch)
+    return session, user_epoch
 
 
 _MAX_GROUP = 64  # writes committed in one transaction at most
@@ -299,6 +337,7 @@ class SQLiteStore(BaseStore):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                self._migrate(conn)
                 conn.execute("INSERT OR REPLACE INTO store_schema (name, version) VALUES ('jwtkit.store', ?)",
                              (SCHEMA_VERSION,))
                 conn.execute("COMMIT")
@@ -306,6 +345,18 @@ class SQLiteStore(BaseStore):
                 conn.close()
                 raise
         return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Schema 1 -> 2 (see the module docstring), inside the caller's transaction; a no-op on schema 2."""
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+        if "epoch" not in columns:
+            conn.execute("ALTER TABLE sessions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")
+        legacy = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cutoffs'")
+        if legacy.fetchone() is not None:
+            revoked = conn.execute(_MIGRATE_CUTOFFS).rowcount
+            conn.execute("DROP TABLE cutoffs")
+            log.info("sqlite store %s: migrated the per-user cut-offs to epochs (%d cut-off sessions marked "
+                     "revoked)", self.path, revoked)
 
     async def _open(self) -> None:
         self._local = threading.local()
@@ -346,34 +397,36 @@ class SQLiteStore(BaseStore):
 
         return await asyncio.to_thread(run)
 
-    def _load(self, conn: sqlite3.Connection, sid: str) -> Session | None:
-        """The session with its cut-off applied (cut off reads as revoked); corrupt reads as revoked."""
-        row = conn.execute(f"{_WITH_CUTOFF} WHERE s.sid = ?", (_bind(sid),)).fetchone()
+    def _load(self, conn: sqlite3.Connection, sid: str) -> tuple[Session | None, float]:
+        """The session (corrupt reads as revoked) and its user's current epoch."""
+        row = conn.execute(f"{_WITH_EPOCH} WHERE s.sid = ?", (_bind(sid),)).fetchone()
         if row is None:
-            return None
+            return None, 0
         try:
-            session, cutoff = _decode(row)
+            session, user_epoch = _decode(row)
         except _Corrupt as exc:
-            return corrupt_session(sid, exc)
-        if not session.revoked and cutoff is not None and session.created < cutoff:
-            return dataclasses.replace(session, revoked=True)
-        return session
+            return corrupt_session(sid, exc), 0
+        return session, _user_epoch(user_epoch, session.user_id)
 
     # sessions ---------------------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> None:
+        require_valid_epoch(session)
         values = (_bind(session.sid), _bind(session.user_id), float(session.created),
                   float(session.last_used), float(session.expires), _bind(session.family),
                   _bind(session.refresh_jti), _bind(session.user_agent), _bind(session.ip),
-                  int(session.revoked))
+                  int(session.revoked), session.epoch)
         await self._write(lambda conn: conn.execute(
             "INSERT OR REPLACE INTO sessions (sid, user_id, created, last_used, expires, family, "
-            "refresh_jti, user_agent, ip, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
+            "refresh_jti, user_agent, ip, revoked, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
 
     async def get_session(self, sid: str) -> Session | None:
-        session = await self._read(lambda conn: self._load(conn, sid))
-        if session is None or self._clock() >= session.expires:
+        session, epoch = await self._read(lambda conn: self._load(conn, sid))
+        now = self._clock()
+        if session is None or now >= session.expires:
             return None
+        if not session.revoked and not is_active(session, None, epoch, now):
+            return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
         return session
 
     async def check(self, sid: str, user_id: str) -> bool:
@@ -389,14 +442,15 @@ class SQLiteStore(BaseStore):
             raise StoreUnavailable(f"sqlite store {self.path}: {exc}") from exc
         if row is None:
             return False
-        owner, revoked, expires, created, cutoff = row
+        owner, revoked, expires, created, epoch, user_epoch = row
         if owner != user_id or revoked != 0:
             return False
-        if type(expires) is not float or type(created) is not float or (
-                cutoff is not None and type(cutoff) is not float) or type(revoked) is not int:
+        if type(expires) is not float or type(created) is not float or type(revoked) is not int \
+                or not valid_epoch(epoch):
             corrupt_session(sid, "a column holds a value of the wrong type")
             return False
-        return self._clock() < expires and (cutoff is None or created >= cutoff)
+        return active(bool(revoked), expires, owner, epoch, user_id, _user_epoch(user_epoch, owner),
+                      self._clock())
 
     async def touch(self, sid: str, when: float) -> None:
         await self._write(lambda conn: conn.execute(
@@ -406,16 +460,16 @@ class SQLiteStore(BaseStore):
     def _revoke_where(self, conn: sqlite3.Connection, where: str, value: str) -> int:
         """Revoke the matching sessions; how many were active."""
         now = self._clock()
-        active = 0
-        for row in conn.execute(f"{_WITH_CUTOFF} WHERE s.{where} = ? AND s.revoked = 0", (_bind(value),)):
+        active_before = 0
+        for row in conn.execute(f"{_WITH_EPOCH} WHERE s.{where} = ? AND s.revoked = 0", (_bind(value),)):
             try:
-                session, cutoff = _decode(row)
+                session, user_epoch = _decode(row)
             except _Corrupt:
                 continue
-            active += is_active(session, None, cutoff, now)
+            active_before += is_active(session, None, _user_epoch(user_epoch, session.user_id), now)
         conn.execute(f"UPDATE sessions SET revoked = 1 WHERE {where} = ? AND revoked = 0",  # noqa: S608
                      (_bind(value),))
-        return active
+        return active_before
 
     async def revoke(self, sid: str) -> bool:
         return bool(await self._write(lambda conn: self._revoke_where(conn, "sid", sid)))
@@ -423,46 +477,52 @@ class SQLiteStore(BaseStore):
     async def revoke_family(self, family: str) -> int:
         return await self._write(lambda conn: self._revoke_where(conn, "family", family))
 
-    async def revoke_all(self, user_id: str, cutoff: float) -> None:
-        def work(conn: sqlite3.Connection) -> None:
-            now = self._clock()
-            new = float(cutoff)
-            row = conn.execute("SELECT cutoff FROM cutoffs WHERE user_id = ?", (_bind(user_id),)).fetchone()
-            if row is not None and type(row[0]) is float and math.isfinite(row[0]):
-                new = max(new, row[0])
-            latest = conn.execute("SELECT max(expires) FROM sessions WHERE user_id = ?",
-                                  (_bind(user_id),)).fetchone()[0]
-            expiries = [latest] if type(latest) is float else []
-            conn.execute("INSERT OR REPLACE INTO cutoffs (user_id, cutoff, expires) VALUES (?, ?, ?)",
-                         (_bind(user_id), new, cutoff_expiry(new, now, expiries)))
-
-        await self._write(work)
-
-    async def get_cutoff(self, user_id: str) -> float | None:
+    async def get_epoch(self, user_id: str) -> int:
         row = await self._read(lambda conn: conn.execute(
-            "SELECT cutoff FROM cutoffs WHERE user_id = ?", (_bind(user_id),)).fetchone())
-        if row is None:
-            return None
-        if type(row[0]) is not float:
-            log.warning("unreadable cut-off record of user %r treated as +inf (every session dead)", user_id)
-            return math.inf
-        value: float = row[0]
-        return value
+            "SELECT epoch FROM epochs WHERE user_id = ?", (_bind(user_id),)).fetchone())
+        epoch = _user_epoch(None if row is None else row[0], user_id)
+        if not isinstance(epoch, int):
+            raise epoch_unavailable(user_id)
+        return epoch
+
+    async def revoke_all(self, user_id: str) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            # Inside BEGIN IMMEDIATE: this read-then-write is atomic across threads and processes.
+            row = conn.execute("SELECT epoch FROM epochs WHERE user_id = ?", (_bind(user_id),)).fetchone()
+            if row is None:
+                new = 1
+            elif valid_epoch(row[0]):
+                new = row[0] + 1
+            else:
+                epochs = conn.execute("SELECT epoch FROM sessions WHERE user_id = ? "
+                                      "AND typeof(epoch) = 'integer' AND epoch BETWEEN 0 AND ?",
+                                      (_bind(user_id), EPOCH_MAX)).fetchall()
+                new = repaired_epoch([e for (e,) in epochs])
+                log.warning("sqlite store %s: repaired the unreadable epoch record of user %r (now %d)",
+                            self.path, user_id, new)
+            conn.execute("INSERT OR REPLACE INTO epochs (user_id, epoch) VALUES (?, ?)",
+                         (_bind(user_id), new))
+            return new
+
+        return await self._write(work)
 
     async def list_sessions(self, user_id: str) -> list[Session]:
         now = self._clock()
 
         def work(conn: sqlite3.Connection) -> list[Session]:
             found = []
-            rows = conn.execute(f"{_WITH_CUTOFF} WHERE s.user_id = ? AND s.revoked = 0 "
-                                "AND s.expires > ? ORDER BY s.created DESC", (_bind(user_id), now))
+            rows = conn.execute(f"{_WITH_EPOCH} WHERE s.user_id = ? AND s.revoked = 0 "
+                                "AND s.expires > ? ORDER BY s.created DESC", (_bind(user_id), now)).fetchall()
+            epoch = UNREADABLE_EPOCH
+            if rows:  # one joined epochs row for all of them: read (and, if unreadable, log) it once
+                epoch = _user_epoch(rows[0][-1], user_id)
             for row in rows:
                 try:
-                    session, cutoff = _decode(row)
+                    session, _ = _decode(row)
                 except _Corrupt as exc:
                     corrupt_session(str(row[0]), exc)
                     continue
-                if is_active(session, user_id, cutoff, now):
+                if is_active(session, user_id, epoch, now):
                     found.append(session)
             return found
 
@@ -471,17 +531,19 @@ class SQLiteStore(BaseStore):
     async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
         def work(conn: sqlite3.Connection) -> Rotation:
             now = self._clock()
-            session = self._load(conn, sid)
-            if session is None or not is_active(session, None, None, now):
+            session, epoch = self._load(conn, sid)
+            if session is None:
                 return Rotation.INACTIVE
-            if session.refresh_jti == presented_jti:
+            outcome = rotation_outcome(is_active(session, None, epoch, now), session.refresh_jti,
+                                       presented_jti)
+            if outcome is Rotation.ROTATED:
                 conn.execute("UPDATE sessions SET refresh_jti = ?, last_used = ? WHERE sid = ?",
                              (_bind(new_jti), float(now), _bind(sid)))
-                return Rotation.ROTATED
-            # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
-            conn.execute("UPDATE sessions SET revoked = 1 WHERE sid = ? OR family = ?",
-                         (_bind(sid), _bind(session.family)))
-            return Rotation.REUSED
+            elif outcome is Rotation.REUSED:
+                # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
+                conn.execute("UPDATE sessions SET revoked = 1 WHERE sid = ? OR family = ?",
+                             (_bind(sid), _bind(session.family)))
+            return outcome
 
         return await self._write(work)
 
@@ -528,7 +590,7 @@ class SQLiteStore(BaseStore):
         def work(conn: sqlite3.Connection) -> int:
             now = float(self._clock())
             removed = 0
-            for table in ("sessions", "cutoffs", "consumed", "throttles"):
+            for table in ("sessions", "consumed", "throttles"):  # never epochs (see base.py)
                 # typeof: a corrupt expiry (text compares above every number) must not keep a row forever
                 removed += conn.execute(
                     f"DELETE FROM {table} WHERE expires <= ? OR typeof(expires) != 'real'",  # noqa: S608

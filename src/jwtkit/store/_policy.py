@@ -1,0 +1,110 @@
+"""The decision rules every backend applies, written once: is a session active, what does presenting a refresh
+token do, and what an epoch value may be.
+
+The backends only fetch records and call these. Redis's Lua scripts must decide on the server (a check is
+one round trip, a rotation is atomic), so they mirror :func:`active` line for line; a differential test
+(tests/store/test_policy.py) drives the same cases through this module and through every backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Final, TypeGuard
+
+from jwtkit.store.base import Rotation, Session, StoreUnavailable
+
+__all__ = [
+    "EPOCH_MAX",
+    "UNREADABLE_EPOCH",
+    "active",
+    "epoch_unavailable",
+    "is_active",
+    "parse_epoch",
+    "repaired_epoch",
+    "require_valid_epoch",
+    "rotation_outcome",
+    "unreadable_epoch",
+    "valid_epoch",
+]
+
+log = logging.getLogger("jwtkit.store")
+
+# The largest epoch: Lua numbers are doubles, exact for integers up to 2**53. revoke_all adds 1 per call, so
+# this is never reached in practice; a value above it is a corrupt record.
+EPOCH_MAX: Final = 2**53 - 1
+
+# What an unreadable epoch record reads as: above every session's epoch, so each session of that user is
+# inactive (fail closed).
+UNREADABLE_EPOCH: Final = math.inf
+
+_DIGITS = re.compile(rb"[0-9]{1,16}")
+
+
+def active(revoked: bool, expires: float, owner: str, session_epoch: int,
+           user_id: str | None, user_epoch: float, now: float) -> bool:
+    """THE rule: a session may be used now iff it is not revoked, not expired, belongs to ``user_id`` (when
+    one is given) and its epoch is not below its user's current epoch (``UNREADABLE_EPOCH`` when that record
+    cannot be read). Time plays no part in the epoch comparison."""
+    return (
+        not revoked
+        and now < expires
+        and (user_id is None or owner == user_id)
+        and session_epoch >= user_epoch
+    )
+
+
+def is_active(session: Session, user_id: str | None, epoch: float, now: float) -> bool:
+    """:func:`active` for a decoded session; ``epoch`` is the current epoch of ``session.user_id``."""
+    return active(session.revoked, session.expires, session.user_id, session.epoch, user_id, epoch, now)
+
+
+def rotation_outcome(is_session_active: bool, current_jti: str, presented_jti: str) -> Rotation:
+    """What presenting ``presented_jti`` does (RFC 9700 §4.14): nothing to an inactive session (INACTIVE,
+    whatever the jti), rotation when it is the current one, and reuse detection otherwise."""
+    if not is_session_active:
+        return Rotation.INACTIVE
+    if current_jti == presented_jti:
+        return Rotation.ROTATED
+    return Rotation.REUSED
+
+
+def valid_epoch(value: object) -> TypeGuard[int]:
+    """An epoch as stored and accepted: an ``int`` (not a bool) from 0 to :data:`EPOCH_MAX`."""
+    return type(value) is int and 0 <= value <= EPOCH_MAX
+
+
+def parse_epoch(raw: str | bytes) -> int | None:
+    """An epoch from its decimal text (Redis, LevelDB), or None when it is not one: only ASCII digits, at most
+    16 of them, and no more than :data:`EPOCH_MAX`. The Lua scripts apply the same test."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _DIGITS.fullmatch(data) is None:
+        return None
+    value = int(data)
+    return value if value <= EPOCH_MAX else None
+
+
+def unreadable_epoch(user_id: str, reason: object) -> float:
+    """Log an unreadable epoch record and return what it reads as (:data:`UNREADABLE_EPOCH`)."""
+    log.warning("unreadable epoch record of user %r: every session of that user treated as revoked until "
+                "revoke_all repairs it: %s", user_id, reason)
+    return UNREADABLE_EPOCH
+
+
+def epoch_unavailable(user_id: str) -> StoreUnavailable:
+    """What :meth:`Store.get_epoch` raises for an unreadable epoch record (after it was logged)."""
+    return StoreUnavailable(f"the epoch record of user {user_id!r} is unreadable; revoke_all({user_id!r}) "
+                            "repairs it")
+
+
+def repaired_epoch(session_epochs: list[int]) -> int:
+    """The epoch ``revoke_all`` writes over an unreadable record: one more than the largest valid epoch any
+    stored session of the user carries (at least 1), so every stored session is dead after it as well."""
+    return max([0, *(e for e in session_epochs if valid_epoch(e))]) + 1
+
+
+def require_valid_epoch(session: Session) -> None:
+    """ValueError unless the session's epoch can be stored (see :func:`valid_epoch`)."""
+    if not valid_epoch(session.epoch):
+        raise ValueError(f"session epoch must be an int from 0 to {EPOCH_MAX}, not {session.epoch!r}")
