@@ -9,6 +9,7 @@ decoded but not parsed: that is the JWT layer's job, after the signature holds (
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from jwtkit._jose import base64url
@@ -30,7 +31,7 @@ __all__ = [
     "parse",
     "sign_compact",
     "verify_compact",
-    "verify_compact_positional",
+    "verify_compact_cached",
 ]
 
 #: Default limit on a token's length in octets, checked before any parsing (R1).
@@ -51,9 +52,14 @@ _canonical_tail = base64url.canonical_tail
 _decode_segment = base64url.decode_canonical
 _B64 = base64url.encode
 
-# Parsed, validated headers keyed by their raw segment: headers repeat across tokens. Each entry is
-# (header, alg, kid, normalised typ). Entries are never mutated; the dict is cleared when full.
-_headers: dict[bytes, tuple[dict[str, Any], str, str | None, str | None]] = {}
+#: A validated header as cached: (header, alg, kid, normalised typ, whether every member is a scalar). The
+#: header is frozen (objects are read-only views, arrays tuples) and never reaches a caller as it is.
+HeaderEntry = tuple[Mapping[str, Any], str, str | None, str | None, bool]
+
+# Parsed, validated headers keyed by their raw segment: headers repeat across tokens. Entries are immutable,
+# so nothing a caller does to a header it was given can change what a later token sees. Cleared when full.
+_headers: dict[bytes, HeaderEntry] = {}
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def normalize_typ(typ: str) -> str:
@@ -111,7 +117,32 @@ def _parse_header(segment: bytes) -> dict[str, Any]:
     return header
 
 
-def _header_entry(segment: bytes) -> tuple[dict[str, Any], str, str | None, str | None]:
+def _frozen(value: Any) -> Any:
+    # JSON values only (dict, list, scalars), nested at most strictjson.MAX_DEPTH deep.
+    kind = type(value)
+    if kind is dict:
+        return MappingProxyType({name: _frozen(item) for name, item in value.items()})
+    if kind is list:
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    kind = type(value)
+    if kind is MappingProxyType or kind is dict:
+        return {name: _thawed(item) for name, item in value.items()}
+    if kind is tuple or kind is list:
+        return [_thawed(item) for item in value]
+    return value
+
+
+def fresh_header(entry: HeaderEntry) -> dict[str, Any]:
+    """The caller's own copy of a cached header: a new dict, and new dicts and lists all the way down."""
+    header = entry[0]
+    return dict(header) if entry[4] else _thawed(header)
+
+
+def _header_entry(segment: bytes) -> HeaderEntry:
     entry = _headers.get(segment)
     if entry is not None:
         return entry
@@ -120,7 +151,14 @@ def _header_entry(segment: bytes) -> tuple[dict[str, Any], str, str | None, str 
         if name in header:
             raise InvalidHeader(f"header parameter {name} is not supported")  # R7
     typ = header.get("typ")
-    entry = (header, header["alg"], header.get("kid"), None if typ is None else normalize_typ(typ))
+    flat = all(type(value) in _SCALARS for value in header.values())
+    entry = (
+        MappingProxyType(header) if flat else _frozen(header),
+        header["alg"],
+        header.get("kid"),
+        None if typ is None else normalize_typ(typ),
+        flat,
+    )
     if len(segment) <= _CACHED_HEADER_LENGTH:
         if len(_headers) >= _HEADER_CACHE_SIZE:
             _headers.clear()
@@ -138,22 +176,24 @@ def verify_compact(
 ) -> tuple[dict[str, Any], bytes]:
     """Verify a compact JWS and return ``(header, payload bytes)``; the payload is not parsed.
 
-    The returned header is shared with a cache: treat it as read-only.
+    The header is the caller's own (a fresh dict, nested values included): changing it changes no cache.
 
     Raises:
         JWTError: ``too_large``, ``malformed``, ``header``, ``algorithm``, ``key`` or ``signature``.
     """
-    return verify_compact_positional(token, key, algorithms, typ, max_length)
+    entry, payload = verify_compact_cached(token, key, algorithms, typ, max_length)
+    return fresh_header(entry), payload
 
 
-def verify_compact_positional(
+def verify_compact_cached(
     token: str | bytes,
     key: Key | KeySet,
     algorithms: Collection[str] | None,
     typ: str | None,
     max_length: int,
-) -> tuple[dict[str, Any], bytes]:
-    """:func:`verify_compact` with positional arguments, for the decode hot path."""
+) -> tuple[HeaderEntry, bytes]:
+    """:func:`verify_compact` with positional arguments, for the decode hot path: it returns the immutable
+    cached :data:`HeaderEntry` instead of a copy of the header (see :func:`fresh_header`)."""
     # The hot path, kept flat: _as_bytes and _split inlined for the common str token (R1, R2, R17).
     if type(token) is str:
         if len(token) > max_length:
@@ -188,7 +228,9 @@ def verify_compact_positional(
         raise MalformedToken("segments must be canonical unpadded base64url") from None
     # A cache hit means these exact header bytes were decoded and checked before (R2, R3, R7).
     entry = _headers.get(header_segment)
-    header, alg, kid, token_typ = entry if entry is not None else _header_entry(header_segment)
+    if entry is None:
+        entry = _header_entry(header_segment)
+    _, alg, kid, token_typ, _ = entry
     # R4: byte-equal to a table entry (never "none"), and to the caller's narrower list when given.
     if alg not in _ALGORITHMS:
         raise DisallowedAlgorithm("the token's algorithm is not supported")
@@ -220,7 +262,7 @@ def verify_compact_positional(
             break
     else:
         raise BadSignature("the signature does not verify")
-    return header, payload
+    return entry, payload
 
 
 def parse(token: str | bytes, *, max_length: int = MAX_LENGTH) -> tuple[dict[str, Any], bytes]:

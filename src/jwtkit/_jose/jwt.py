@@ -13,7 +13,7 @@ import orjson
 from jwtkit._jose import base64url
 from jwtkit._jose.claims import DATE_CLAIMS, seconds, validate_claims
 from jwtkit._jose.errors import MalformedToken
-from jwtkit._jose.jws import MAX_LENGTH, parse, sign_compact, verify_compact_positional
+from jwtkit._jose.jws import MAX_LENGTH, parse, sign_compact, verify_compact_cached
 from jwtkit._jose.keys import Key, KeySet
 from jwtkit._jose.strictjson import MAX_DEPTH, dumps, loads_object
 
@@ -147,7 +147,7 @@ def decode(
         ...     print(err.code)
         expired
     """
-    _, payload = verify_compact_positional(token, key, algorithms, typ, max_length)
+    _, payload = verify_compact_cached(token, key, algorithms, typ, max_length)
     # R11: parsed only now that the signature holds. strictjson.loads_object's fast path, inlined.
     claims: dict[str, Any]
     try:
