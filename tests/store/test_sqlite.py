@@ -1,4 +1,5 @@
-"""SQLite backend specifics: several processes on one file, kill -9 durability, schema, URLs and errors."""
+"""SQLite backend specifics: several processes on one file, kill -9 durability, schema and its migration from
+schema 1 (time cut-offs), URLs and errors."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from jwtkit.store import StoreConfigError, StoreUnavailable, open_store
 from jwtkit.store.sqlite import SCHEMA_VERSION, SQLiteStore
 
-from .support import FakeClock, new_session
+from .support import T0, FakeClock, new_session
 
 CONSUMER = textwrap.dedent("""
     import asyncio, json, sys, time
@@ -29,8 +30,9 @@ CONSUMER = textwrap.dedent("""
         async with open_store(url) as store:
             print("READY", flush=True)
             sys.stdin.readline()  # wait for GO so every process races at once
-            results = await asyncio.gather(*(store.consume(jti, time.time() + 600) for _ in range(count)))
-            print(json.dumps(results), flush=True)
+            results = await asyncio.gather(*(store.consume(jti, time.time() + 600) for _ in range(count)),
+                                           *(store.revoke_all("racer") for _ in range(count)))
+            print(json.dumps({"consumed": results[:count], "epochs": results[count:]}), flush=True)
 
     asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """)
@@ -54,8 +56,9 @@ REVOKER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_50_consumes_from_5_processes_exactly_one_wins(backend: str, tmp_path: Path,
-                                                       request: pytest.FixtureRequest) -> None:
+def test_50_consumes_and_revoke_alls_from_5_processes(backend: str, tmp_path: Path,
+                                                      request: pytest.FixtureRequest) -> None:
+    """Exactly one consume wins, and 50 concurrent revoke_all calls get the 50 distinct epochs 1..50."""
     # Redis rides along here: it is the other backend that several processes share.
     url = f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite" else request.getfixturevalue("redis_url")
     procs = [subprocess.Popen([sys.executable, "-c", CONSUMER, url, "race-jti", "10"], stdin=subprocess.PIPE,
@@ -69,16 +72,20 @@ def test_50_consumes_from_5_processes_exactly_one_wins(backend: str, tmp_path: P
             proc.stdin.write("GO\n")
             proc.stdin.flush()
         results: list[bool] = []
+        epochs: list[int] = []
         for proc in procs:
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode == 0
-            results += json.loads(out.strip().splitlines()[-1])
+            reply = json.loads(out.strip().splitlines()[-1])
+            results += reply["consumed"]
+            epochs += reply["epochs"]
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
     assert len(results) == 50
     assert results.count(True) == 1
+    assert sorted(epochs) == list(range(1, 51))
 
 
 async def test_acknowledged_revocation_survives_kill_9(tmp_path: Path) -> None:
@@ -111,8 +118,10 @@ async def test_two_stores_on_one_file_see_each_others_writes(tmp_path: Path) -> 
         assert await first.check(session.sid, "alice") is True  # its read must not pin an old snapshot
         assert await second.revoke(session.sid) is True
         assert await first.check(session.sid, "alice") is False
-        await second.revoke_all("bob", clock())
-        assert await first.get_cutoff("bob") == clock()
+        assert await second.revoke_all("bob") == 1
+        assert await first.get_epoch("bob") == 1
+        assert await first.revoke_all("bob") == 2
+        assert await second.get_epoch("bob") == 2
 
 
 async def test_file_is_wal_with_schema_version(tmp_path: Path) -> None:
@@ -125,7 +134,10 @@ async def test_file_is_wal_with_schema_version(tmp_path: Path) -> None:
         assert conn.execute("SELECT name, version FROM store_schema").fetchall() == [
             ("jwtkit.store", SCHEMA_VERSION)]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert tables == {"store_schema", "sessions", "cutoffs", "consumed", "throttles"}
+        assert tables == {"store_schema", "sessions", "epochs", "consumed", "throttles"}
+        assert SCHEMA_VERSION == 2
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(sessions)")]
+        assert columns[-2:] == ["revoked", "epoch"]
         conn.execute("UPDATE store_schema SET version = ?", (SCHEMA_VERSION + 1,))
         conn.commit()
     finally:
@@ -253,3 +265,193 @@ async def test_new_database_file_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     for journal in tmp_path.glob("jwtkit.db-*"):
         assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+
+
+async def test_check_is_one_query_joining_the_epoch(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = open_store(f"sqlite:///{tmp_path}/one.db", clock=clock)
+    assert isinstance(store, SQLiteStore)
+    async with store:
+        epoch = await store.revoke_all("alice")
+        session = new_session(clock, epoch=epoch)
+        await store.create_session(session)
+        conn = store._reader()  # this thread's read connection, the one check uses inline
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        try:
+            assert await store.check(session.sid, "alice") is True
+        finally:
+            conn.set_trace_callback(None)
+    assert len(statements) == 1
+    assert "LEFT JOIN epochs" in statements[0]
+
+
+# migration from schema 1 (per-user time cut-offs), with files built exactly as the old code wrote them ---
+
+SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS store_schema (
+    name    TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    sid         TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    created     REAL NOT NULL,
+    last_used   REAL NOT NULL,
+    expires     REAL NOT NULL,
+    family      TEXT NOT NULL,
+    refresh_jti TEXT NOT NULL,
+    user_agent  TEXT NOT NULL DEFAULT '',
+    ip          TEXT NOT NULL DEFAULT '',
+    revoked     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, created);
+CREATE INDEX IF NOT EXISTS sessions_by_family ON sessions (family);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires);
+CREATE TABLE IF NOT EXISTS cutoffs (
+    user_id TEXT PRIMARY KEY,
+    cutoff  REAL NOT NULL,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS consumed (
+    jti     TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS consumed_by_expiry ON consumed (expires);
+CREATE TABLE IF NOT EXISTS throttles (
+    key          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    last_failure REAL NOT NULL,
+    expires      REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+# sid -> (user_id, created, revoked): what the old code stored. Alice's cut-off is T0 - 50; Carol's record is
+# unreadable (the old code read that as +inf); Bob has none.
+OLD_SESSIONS = {
+    "alice-before": ("alice", T0 - 100, 0),  # created before the cut-off: dead by the old rule
+    "alice-at": ("alice", T0 - 50, 0),  # created exactly at it: alive
+    "alice-after": ("alice", T0 - 10, 0),
+    "alice-revoked": ("alice", T0 - 10, 1),
+    "bob-1": ("bob", T0 - 100, 0),
+    "carol-1": ("carol", T0 - 10, 0),  # dead: unreadable cut-off
+}
+DEAD_BY_THE_OLD_RULE = {"alice-before", "alice-revoked", "carol-1"}
+
+
+def build_schema_1_file(path: Path, *, with_cutoffs: bool = True) -> None:
+    """A file as jwtkit with schema 1 left it (its _SCHEMA, then its INSERT statements)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in SCHEMA_1.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT OR REPLACE INTO store_schema (name, version) VALUES ('jwtkit.store', 1)")
+        for sid, (user_id, created, revoked) in OLD_SESSIONS.items():
+            conn.execute("INSERT OR REPLACE INTO sessions (sid, user_id, created, last_used, expires, "
+                         "family, refresh_jti, user_agent, ip, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (sid, user_id, created, created, T0 + 3600, f"fam-{sid}", f"jti-{sid}", "old/1.0",
+                          "10.0.0.1", revoked))
+        if with_cutoffs:
+            conn.execute("INSERT OR REPLACE INTO cutoffs (user_id, cutoff, expires) VALUES (?, ?, ?)",
+                         ("alice", T0 - 50, T0 + 86400))
+            conn.execute("INSERT OR REPLACE INTO cutoffs (user_id, cutoff, expires) VALUES (?, ?, ?)",
+                         ("carol", "garbage", T0 + 86400))
+        conn.execute("INSERT OR IGNORE INTO consumed (jti, expires) VALUES (?, ?)", ("used-jti", T0 + 600))
+        conn.execute("INSERT OR REPLACE INTO throttles (key, failures, last_failure, expires) "
+                     "VALUES (?, ?, ?, ?)", ("ip:1", 3, T0 - 1, T0 + 60))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def test_a_schema_1_file_is_migrated_on_open_losing_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    build_schema_1_file(path)
+    clock = FakeClock()
+    url = f"sqlite:///{path}"
+    for _ in range(2):  # the second open finds schema 2 and changes nothing
+        async with open_store(url, clock=clock) as store:
+            for sid, (user_id, created, _) in OLD_SESSIONS.items():
+                alive = sid not in DEAD_BY_THE_OLD_RULE
+                assert await store.check(sid, user_id) is alive, sid
+                got = await store.get_session(sid)
+                assert got is not None
+                assert (got.user_id, got.created, got.revoked, got.epoch) == (user_id, created, not alive, 0)
+                assert (got.family, got.refresh_jti, got.user_agent, got.ip) == (
+                    f"fam-{sid}", f"jti-{sid}", "old/1.0", "10.0.0.1")
+            assert [s.sid for s in await store.list_sessions("alice")] == ["alice-after", "alice-at"]
+            for user_id in ("alice", "bob", "carol"):
+                assert await store.get_epoch(user_id) == 0
+            assert await store.consume("used-jti", clock() + 60) is False  # still consumed
+            assert (await store.throttle_get("ip:1")).failures == 3
+    conn = sqlite3.connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "cutoffs" not in tables
+        assert "epochs" in tables
+        assert conn.execute("SELECT version FROM store_schema").fetchall() == [(2,)]
+        revoked = dict(conn.execute("SELECT sid, revoked FROM sessions").fetchall())
+        assert {sid for sid, flag in revoked.items() if flag} == DEAD_BY_THE_OLD_RULE  # marked in the data
+    finally:
+        conn.close()
+    async with open_store(url, clock=clock) as store:  # and from here on the epochs decide
+        assert await store.revoke_all("alice") == 1
+        assert await store.check("alice-after", "alice") is False
+        assert await store.check("bob-1", "bob") is True
+
+
+async def test_a_schema_1_file_without_cutoffs_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    build_schema_1_file(path, with_cutoffs=False)
+    async with open_store(f"sqlite:///{path}", clock=FakeClock()) as store:
+        assert await store.check("alice-before", "alice") is True
+        assert await store.check("carol-1", "carol") is True
+        session = await store.get_session("bob-1")
+        assert session is not None
+        assert session.epoch == 0
+
+
+async def test_the_migration_is_one_transaction(tmp_path: Path) -> None:
+    """A failure half-way (here: a trigger refuses the UPDATE that marks cut-off sessions revoked) leaves the
+    file exactly as schema 1 had it: no epoch column, the cut-offs still there, version 1."""
+    path = tmp_path / "old.db"
+    build_schema_1_file(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TRIGGER refuse BEFORE UPDATE OF revoked ON sessions "
+                 "BEGIN SELECT RAISE(ABORT, 'no'); END")
+    conn.close()
+    with pytest.raises(StoreUnavailable):
+        await open_store(f"sqlite:///{path}").open()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert "epoch" not in [r[1] for r in conn.execute("PRAGMA table_info(sessions)")]
+        assert conn.execute("SELECT count(*) FROM cutoffs").fetchone()[0] == 2
+        assert conn.execute("SELECT version FROM store_schema").fetchall() == [(1,)]
+        assert conn.execute("SELECT count(*) FROM sessions WHERE revoked = 1").fetchone()[0] == 1
+        conn.execute("DROP TRIGGER refuse")
+    finally:
+        conn.close()
+    async with open_store(f"sqlite:///{path}", clock=FakeClock()) as store:  # the next open migrates
+        assert await store.check("alice-before", "alice") is False
+        assert await store.check("alice-after", "alice") is True
+
+
+async def test_a_corrupt_epoch_in_the_file_fails_closed_and_is_repaired(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "corrupt.db"
+    async with open_store(f"sqlite:///{path}", clock=clock) as store:
+        sessions = [new_session(clock, epoch=e) for e in (3, 5)]
+        for session in sessions:
+            await store.create_session(session)
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("INSERT INTO epochs (user_id, epoch) VALUES ('alice', x'00ff')")  # a BLOB
+        conn.close()
+        assert await store.check(sessions[1].sid, "alice") is False
+        with pytest.raises(StoreUnavailable):
+            await store.get_epoch("alice")
+        assert await store.revoke_all("alice") == 6
+        assert await store.check(sessions[1].sid, "alice") is False
