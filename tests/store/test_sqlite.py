@@ -351,7 +351,8 @@ def build_schema_1_file(path: Path, *, with_cutoffs: bool = True) -> None:
         conn.execute("INSERT OR REPLACE INTO store_schema (name, version) VALUES ('jwtkit.store', 1)")
         for sid, (user_id, created, revoked) in OLD_SESSIONS.items():
             conn.execute("INSERT OR REPLACE INTO sessions (sid, user_id, created, last_used, expires, "
-                         "family, refresh_jti, user_agent, ip, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "family, refresh_jti, user_agent, ip, revoked) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (sid, user_id, created, created, T0 + 3600, f"fam-{sid}", f"jti-{sid}", "old/1.0",
                           "10.0.0.1", revoked))
         if with_cutoffs:
