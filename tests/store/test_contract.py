@@ -154,7 +154,7 @@ async def test_concurrent_revoke_all_calls_get_distinct_values(store: ManagedSto
 @pytest.mark.parametrize("epoch", [-1, 2**53, True, 1.5, "1"])
 async def test_create_session_refuses_an_epoch_it_cannot_store(store: ManagedStore, clock: FakeClock,
                                                                 epoch: object) -> None:
-    session = dataclasses.replace(new_session(clock), epoch=epoch)
+    session = dataclasses.replace(new_session(clock), epoch=epoch)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="epoch"):
         await store.create_session(session)
     assert await store.get_session(session.sid) is None
