@@ -220,7 +220,9 @@ def test_serve_reads_options_and_jwtkit_env_vars(tmp_path: Path, via: str) -> No
 
 
 def test_serve_refuses_a_bad_port(jwtkit: Runner) -> None:
-    assert_one_line_error(jwtkit("serve", env={"JWTKIT_PORT": "eighty"}), 2, "usage")
+    bad_variable = jwtkit("serve", env={"JWTKIT_PORT": "eighty"})
+    assert_one_line_error(bad_variable, 2, "service_config")  # read by ServerSettings.from_env, not by typer
+    assert "JWTKIT_PORT must be an integer, not 'eighty'" in bad_variable.stderr
     assert_one_line_error(jwtkit("serve", "--port", "70000"), 2, "usage")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from ._tokens import JsonFlag, check_alg
 
 if TYPE_CHECKING:
     from jwtkit.service import AuthService, Settings, User
+    from jwtkit.service.config import ServerSettings
     from jwtkit.store import Session
 
 __all__ = ["register"]
@@ -31,15 +31,13 @@ T = TypeVar("T")
 
 StoreOption = Annotated[
     str | None,
-    typer.Option(
-        "--store", envvar="JWTKIT_STORE", help="Store URL: sqlite:///jwtkit.db, leveldb:///dir, redis://..."
-    ),
+    typer.Option("--store", help="Store URL: sqlite:///jwtkit.db, leveldb:///dir, redis://..."),
 ]
 PASSWORD_MAX_BYTES = 4096
 
 
 def _settings(store: str | None, **overrides: Any) -> Settings:
-    """Settings from JWT_SECRET and JWTKIT_* (as ``make run`` sees them); command-line options win."""
+    """Settings from the environment (as ``make run`` sees it, read by Settings.from_env); options win."""
     from jwtkit.service import Settings
 
     given = {name: value for name, value in overrides.items() if value is not None}
@@ -116,61 +114,63 @@ def _session_json(session: Session) -> dict[str, Any]:
 
 def serve_command(
     host: Annotated[
-        str, typer.Option("--host", envvar="JWTKIT_HOST", help="Interface to listen on.")
-    ] = "127.0.0.1",
+        str | None, typer.Option("--host", help="Interface to listen on (default 127.0.0.1).")
+    ] = None,
     port: Annotated[
-        int, typer.Option("--port", envvar="JWTKIT_PORT", min=1, max=65535, help="TCP port.")
-    ] = 8000,
+        int | None, typer.Option("--port", min=1, max=65535, help="TCP port (default 8000).")
+    ] = None,
     store: StoreOption = None,
     workers: Annotated[
-        int, typer.Option("--workers", envvar="JWTKIT_WORKERS", min=1, max=64, help="Worker processes.")
-    ] = 1,
-    issuer: Annotated[
-        str | None, typer.Option("--issuer", envvar="JWTKIT_ISSUER", help="iss of tokens.")
+        int | None, typer.Option("--workers", min=1, max=64, help="Worker processes (default 1).")
     ] = None,
-    audience: Annotated[
-        str | None, typer.Option("--audience", envvar="JWTKIT_AUDIENCE", help="aud of tokens.")
-    ] = None,
+    issuer: Annotated[str | None, typer.Option("--issuer", help="iss of tokens (default jwtkit).")] = None,
+    audience: Annotated[str | None, typer.Option("--audience", help="aud of tokens.")] = None,
     secure_cookies: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--secure-cookies/--no-secure-cookies",
-            envvar="JWTKIT_SECURE_COOKIES",
-            help="Secure, __Host- cookies (turn off only for plain-http localhost).",
+            help="Secure, __Host- cookies (default; turn off only for plain-http localhost).",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     allow_query_token: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--allow-query-token/--no-allow-query-token",
-            envvar="JWTKIT_ALLOW_QUERY_TOKEN",
-            help="Also accept ?token= on /private (as the tutorial does; leaks into logs).",
+            help="Also accept ?token= on /private (as the tutorial does; leaks into logs). Default: off.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Run the example server (JWT_SECRET, or a 0600 key file made on first run)."""
+    """Run the example server (JWT_SECRET, or a 0600 key file made on first run).
+
+    Each option given wins over its environment variable (see docs/cli.md).
+    """
     out.use_json(json_output)
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/"
-    base_url = None if os.environ.get("JWTKIT_BASE_URL") else url.rstrip("/")  # mailed links point here
-    settings = _settings(store, issuer=issuer, audience=audience or None, base_url=base_url)
+    server = _server_settings(
+        host=host,
+        port=port,
+        store_url=store or None,
+        workers=workers,
+        issuer=issuer,
+        audience=audience or None,
+        secure_cookies=secure_cookies,
+        allow_query_token=allow_query_token,
+    )
     try:
         from jwtkit import web
     except ImportError as exc:
         raise CLIError("unavailable", f"the web layer cannot be imported: {exc}") from None
     # web.serve prints "jwtkit serving on URL" once it is listening.
-    try:
-        web.serve(
-            settings,
-            host=host,
-            port=port,
-            workers=workers,
-            secure_cookies=secure_cookies,
-            allow_query_token=allow_query_token,
-        )
-    except ValueError as exc:
-        raise CLIError("usage", str(exc)) from None
+    web.serve(server)
+
+
+def _server_settings(**options: Any) -> ServerSettings:
+    """The server's settings from the environment, with the options the user gave (not None) winning."""
+    from jwtkit.service.config import ServerSettings
+
+    return ServerSettings.from_env(**{name: value for name, value in options.items() if value is not None})
 
 
 # --- user ------------------------------------------------------------------------------------------------
@@ -374,9 +374,7 @@ def keys_rotate(
     alg: Annotated[
         str | None, typer.Option("--alg", help="Algorithm of the new key (default: the current).")
     ] = None,
-    key_file: Annotated[
-        str | None, typer.Option("--key-file", envvar="JWTKIT_KEY_FILE", help="The server's key file.")
-    ] = None,
+    key_file: Annotated[str | None, typer.Option("--key-file", help="The server's key file.")] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Make a new active signing key; older keys keep verifying until their tokens have expired."""

@@ -1,0 +1,168 @@
+"""Several workers get their settings in their own environment: ``serve`` starts uvicorn's supervisor as a
+child with ``{**os.environ, **server.to_env()}`` and never changes this process's ``os.environ``."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+import jwtkit.web.server as web_server
+from jwtkit.service import AuthConfig, Settings
+from jwtkit.service.config import ServerSettings
+from processes import free_port
+
+SECRET = b"\x00\xfe" * 20  # not text: it travels as JWTKIT_SECRET_HEX
+
+
+class FakeChild:
+    """Stands in for the supervisor process: records how it was started, exits 0 at once."""
+
+    started: ClassVar[list[FakeChild]] = []
+
+    def __init__(self, args: list[str], *, env: dict[str, str], **_: Any) -> None:
+        self.args = args
+        self.env = env
+        self.environ_at_start = dict(os.environ)
+        self.returncode = 0
+        FakeChild.started.append(self)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.returncode
+
+    def poll(self) -> int:
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        raise AssertionError("no signal expected")
+
+
+def test_serve_with_two_workers_leaves_os_environ_alone(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("JWTKIT_ISSUER", "the-parent's")  # the child's settings must win over it
+    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    FakeChild.started.clear()
+    server = ServerSettings(settings=Settings(store_url="memory://", users_path=":memory:", secret=SECRET,
+                                              config=AuthConfig(issuer="child", audience=None)),
+                            port=free_port(), workers=2, secure_cookies=False)
+    before = dict(os.environ)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    web_server.serve(server)
+
+    assert dict(os.environ) == before
+    [child] = FakeChild.started
+    assert child.environ_at_start == before  # not even for the moment the child starts
+    assert child.env == {**before, **server.to_env()}
+    assert ServerSettings.from_env(child.env) == server
+    assert child.args[0] == sys.executable and "_supervise" in child.args[-1]
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # forwarding handlers removed
+
+
+def test_a_failing_supervisor_is_the_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Failing(FakeChild):
+        def wait(self, timeout: float | None = None) -> int:
+            self.returncode = 1
+            return 1
+
+    monkeypatch.setattr(subprocess, "Popen", Failing)
+    with pytest.raises(SystemExit) as info:
+        web_server.serve(ServerSettings(settings=Settings(store_url="memory://", secret=SECRET), workers=2))
+    assert info.value.code == 1
+
+
+def test_single_worker_serving_stays_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[ServerSettings] = []
+    monkeypatch.setattr(web_server, "_serve_here", served.append)
+    monkeypatch.setattr(subprocess, "Popen", None)  # would fail if called
+    server = ServerSettings(settings=Settings(store_url="memory://", secret=SECRET))
+    web_server.serve(server)
+    assert served == [server]
+
+
+def test_serve_still_takes_settings_and_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[ServerSettings] = []
+    monkeypatch.setattr(web_server, "_serve_here", served.append)
+    settings = Settings(store_url="memory://", secret=SECRET)
+    web_server.serve(settings, port=9000, secure_cookies=False)
+    web_server.serve(ServerSettings(settings=settings), host="::1")
+    assert served == [ServerSettings(settings=settings, port=9000, secure_cookies=False),
+                      ServerSettings(settings=settings, host="::1")]
+
+
+def test_app_from_env_builds_the_app_from_its_own_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jwtkit.web
+
+    built: list[dict[str, Any]] = []
+    def create_app(**kwargs: Any) -> str:
+        built.append(kwargs)
+        return "app"
+
+    monkeypatch.setattr(jwtkit.web, "create_app", create_app, raising=False)
+    monkeypatch.setattr(gc, "freeze", lambda: built.append({"frozen": True}))
+    server = ServerSettings(settings=Settings(store_url="memory://", secret=SECRET), secure_cookies=False,
+                            allow_query_token=True)
+    for name, value in server.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert web_server.app_from_env() == "app"  # type: ignore[comparison-overlap]
+    assert built == [{"settings": server.settings, "secure_cookies": False, "allow_query_token": True},
+                     {"frozen": True}]  # gc.freeze() once the app is built
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWTKIT_", "JWT_SECRET"))}
+    env.update(extra)
+    return env
+
+
+def _wait_for_health(url: str, proc: subprocess.Popen[str], timeout: float) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2)
+        except httpx.TransportError:
+            assert proc.poll() is None, f"jwtkit serve exited with {proc.returncode}"
+            assert time.monotonic() < deadline, f"nothing answered on {url} within {timeout} s"
+            time.sleep(0.1)
+
+
+def _refused(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def test_two_real_workers_answer_and_stop_with_the_command(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jwtkit", "serve", "--workers", "2", "--no-secure-cookies"],
+        cwd=tmp_path, env=_clean_env(JWTKIT_PORT=str(port), JWTKIT_HOST="127.0.0.1", JWTKIT_STORE="memory://",
+                                     JWT_SECRET="s" * 40),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        response = _wait_for_health(f"http://127.0.0.1:{port}", proc, timeout=60)
+        assert response.status_code == 200, response.text
+        proc.terminate()  # SIGTERM to `jwtkit serve` alone: it must stop the supervisor and the workers
+        output, _ = proc.communicate(timeout=30)
+        assert output.startswith(f"jwtkit serving on http://127.0.0.1:{port}\n"), output
+        deadline = time.monotonic() + 10
+        while not _refused(port):
+            assert time.monotonic() < deadline, "a worker outlived jwtkit serve"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole tree: jwtkit serve, the supervisor, the workers
+        with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
+            proc.communicate(timeout=10)
