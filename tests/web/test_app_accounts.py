@@ -80,7 +80,8 @@ async def test_verify_email_once(server: Server) -> None:
     assert user is not None and user.verified
     again = await client.get(f"/verify?token={token}")
     assert again.status_code == 400
-    assert again.json()["error"] == "invalid_token"
+    assert again.json()["error"] == "invalid_link"
+    assert again.json()["reason"] == "used"
     assert again.headers["referrer-policy"] == "no-referrer"
     assert (await client.get("/verify")).status_code == 400
     assert (await client.get("/verify?token=garbage")).status_code == 400
@@ -128,7 +129,8 @@ async def test_reset_password_sets_it_ends_sessions_and_is_single_use(server: Se
     assert done.headers["referrer-policy"] == "no-referrer"
     again = await client.post("/password/reset", json={"token": token, "password": "another new passphrase"})
     assert again.status_code == 400
-    assert again.json()["error"] == "invalid_token"
+    assert again.json()["error"] == "invalid_link"
+    assert again.json()["reason"] in ("used", "stale")
     assert (await client.post("/auth", json={"username": "lea", "password": PASSWORD})).status_code == 401
     assert (await client.post("/auth", json={"username": "lea", "password": "a brand new passphrase"})
             ).status_code == 200
@@ -143,7 +145,7 @@ async def test_reset_without_token_or_password(server: Server) -> None:
     assert no_token.json()["field"] == "token"
     bad = await client.post("/password/reset", json={"token": "x.y.z", "password": "whatever passphrase"})
     assert bad.status_code == 400
-    assert bad.json()["error"] == "invalid_token"
+    assert bad.json()["error"] == "invalid_link"
 
 
 async def test_a_failing_mailer_changes_no_answer(server: Server) -> None:

@@ -341,7 +341,7 @@ def test_healthz_says_starting_until_the_service_is_open(redis_server, monkeypat
     so /healthz must too (a load balancer reads it)."""
     from starlette.testclient import TestClient
 
-    import jwtkit.web.app as web_app
+    import jwtkit.web._app as web_app
 
     monkeypatch.setattr(web_app, "OPEN_RETRY", 3600.0)  # the retry never runs inside this test
     redis_server.kill()

@@ -52,7 +52,8 @@ async def test_require_principal_without_token_is_401_bearer() -> None:
     response = await call(make_app(), "/me")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert response.json() == {"detail": "missing_token"}
+    assert response.json() == {"detail": {"error": "missing_token",
+                                          "error_description": "An access token is required"}}
 
 
 async def test_require_principal_with_bad_token_names_invalid_token() -> None:

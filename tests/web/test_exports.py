@@ -7,7 +7,7 @@ import sys
 
 import jwtkit.web
 
-PUBLIC = ["AuthError", "AuthMode", "Authenticator", "JWTAuthMiddleware", "TokenLocation", "app_from_env",
+PUBLIC = ["AuthError", "AuthMode", "JWTAuthMiddleware", "TokenLocation", "app_from_env",
           "create_app", "default_on_error", "optional_principal", "require_principal", "serve"]
 
 

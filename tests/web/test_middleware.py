@@ -1,4 +1,5 @@
-"""JWTAuthMiddleware and Authenticator: locations, modes, revocation through a real memory store, hooks."""
+"""JWTAuthMiddleware over the access policy: locations, modes, revocation through real stores, hooks, safe
+defaults (jwtkit's other token kinds refused, cookies only when asked for, CSRF on cookie tokens)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from starlette.websockets import WebSocket
 from jwtkit import Key, encode
 from jwtkit.service import Principal
 from jwtkit.store import Session, Store, open_store
-from jwtkit.web import Authenticator, AuthError, AuthMode, JWTAuthMiddleware, TokenLocation
+from jwtkit.web import AuthError, AuthMode, JWTAuthMiddleware, TokenLocation
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
 
@@ -125,7 +126,7 @@ async def test_expired_and_invalid_are_told_apart() -> None:
 
 
 async def test_cookie_location_and_order() -> None:
-    app = make_app(cookie_name="at")
+    app = make_app(cookie_name="at", locations=(TokenLocation.HEADER, TokenLocation.COOKIE))
     assert (await get(app, cookies={"at": token()})).json()["user"] == "alice"
     # the first configured location that has a token wins: a bad header beats a good cookie ...
     response = await get(app, headers={"Authorization": f"Bearer {token(OTHER)}"}, cookies={"at": token()})
@@ -147,6 +148,59 @@ async def test_query_token_only_when_listed() -> None:
 async def test_header_only_ignores_cookies() -> None:
     app = make_app(locations=(TokenLocation.HEADER,))
     assert (await get(app, cookies={"access_token": token()})).status_code == 401
+
+
+async def test_cookies_are_read_only_when_the_app_opts_in() -> None:
+    response = await get(make_app(), cookies={"access_token": token()})
+    assert response.status_code == 401
+    assert response.json()["error"] == "missing_token"
+
+
+async def send(app: Starlette, method: str, *, headers: dict[str, str] | None = None,
+               cookies: dict[str, str] | None = None) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test", cookies=cookies) as client:
+        return await client.request(method, "/me", headers=headers)
+
+
+def cookie_app(**options: Any) -> Starlette:
+    app = Starlette(routes=[Route("/me", whoami, methods=["GET", "POST", "DELETE"])])
+    app.add_middleware(JWTAuthMiddleware, keys=KEY, issuer="issuer",
+                       locations=(TokenLocation.HEADER, TokenLocation.COOKIE), **options)
+    return app
+
+
+@pytest.mark.parametrize(("method", "headers", "status", "outcome"), [
+    ("GET", {}, 200, "alice"),  # a safe method: no CSRF rule
+    ("POST", {}, 403, "csrf_failed"),  # a cookie, no Origin, no double submit
+    ("POST", {"Origin": "https://evil.example"}, 403, "csrf_failed"),
+    ("DELETE", {"Origin": "null"}, 403, "csrf_failed"),
+    ("POST", {"Origin": "http://test"}, 200, "alice"),  # same origin
+    ("POST", {"X-CSRF-Token": "t" * 43}, 200, "alice"),  # double submit equal to the cookie
+    ("POST", {"X-CSRF-Token": "u" * 43}, 403, "csrf_failed"),
+    # a Basic header authenticates nothing: the cookie still does, so the rule still applies
+    ("POST", {"Authorization": "Basic YTpi"}, 403, "csrf_failed"),
+])
+async def test_a_cookie_token_on_an_unsafe_method_passes_the_csrf_rule(
+        method: str, headers: dict[str, str], status: int, outcome: str) -> None:
+    app = cookie_app(csrf_cookie="csrf")
+    response = await send(app, method, headers=headers, cookies={"access_token": token(), "csrf": "t" * 43})
+    assert response.status_code == status
+    body = response.json()
+    assert (body.get("user") if status == 200 else body["error"]) == outcome
+
+
+async def test_without_a_csrf_cookie_only_same_origin_passes() -> None:
+    app = cookie_app()
+    cookies = {"access_token": token()}
+    assert (await send(app, "POST", cookies=cookies, headers={"X-CSRF-Token": "x"})).status_code == 403
+    assert (await send(app, "POST", cookies=cookies, headers={"Origin": "http://test"})).status_code == 200
+
+
+async def test_a_bearer_header_is_exempt_from_csrf() -> None:
+    response = await send(cookie_app(csrf_cookie="csrf"), "POST", cookies={"csrf": "t" * 43},
+                          headers={"Authorization": f"Bearer {token()}", "Origin": "https://evil.example"})
+    assert response.status_code == 200
 
 
 # --- revocation through a store --------------------------------------------------------------------------
@@ -271,7 +325,13 @@ def test_websocket_accepted_with_token_and_closed_without() -> None:
 ])
 def test_bad_configuration_raises_at_construction(options: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
-        Authenticator(**options)
+        JWTAuthMiddleware(whoami, **options)
+
+
+@pytest.mark.parametrize("options", [{}, {"keys": KEY, "policy": object()}, {"issuer": "x"}])
+def test_exactly_one_source_of_policy(options: dict[str, Any]) -> None:
+    with pytest.raises(TypeError):
+        JWTAuthMiddleware(whoami, **options)
 
 
 def test_bad_mode_raises() -> None:
@@ -280,7 +340,7 @@ def test_bad_mode_raises() -> None:
 
 
 def test_repr_shows_configuration_not_keys() -> None:
-    text = repr(Authenticator(keys=KEY, issuer="me"))
+    text = repr(JWTAuthMiddleware(whoami, keys=KEY, issuer="me"))
     assert "issuer='me'" in text
     assert "mmmm" not in text
 
@@ -301,7 +361,7 @@ async def test_revocation_through_every_store(backend: str, request: pytest.Fixt
         app = make_app(store=opened)
         headers = {"Authorization": f"Bearer {token()}"}
         assert (await get(app, headers=headers)).status_code == 200
-        await opened.revoke_all("alice", now + 1)  # log out everywhere
+        await opened.revoke_all("alice")  # log out everywhere
         response = await get(app, headers=headers)
         assert response.status_code == 401
         assert response.json()["reason"] == "revoked"

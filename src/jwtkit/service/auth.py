@@ -16,8 +16,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from jwtkit import JWTError, decode, decode_unverified, encode
-from jwtkit.jose.errors import ExpiredToken, InvalidHeader
+from jwtkit import encode
+from jwtkit.service._access import ACCESS_CLAIMS, AccessPolicy, Principal, Validator, decode_token
 from jwtkit.service.accounts import User, UserRepository, normalize_email, normalize_username
 from jwtkit.service.config import AuthConfig
 from jwtkit.service.errors import (
@@ -29,7 +29,6 @@ from jwtkit.service.errors import (
     InvalidUsername,
     RefreshReused,
     SessionRevoked,
-    TokenExpired,
     UsernameTaken,
     UserNotFound,
 )
@@ -59,7 +58,6 @@ logger = logging.getLogger("jwtkit.service")
 
 _MAX_USER_AGENT = 512
 _MAX_IP = 64
-_MAX_CACHED_USERS = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,15 +72,6 @@ class TokenPair:
     expires_in: int
     refresh_expires_in: int
     session: Session
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a verified access token speaks for: the user id (``sub``), the session id (``sid``), all claims."""
-
-    user_id: str
-    session_id: str
-    claims: Mapping[str, Any] = dataclasses.field(repr=False)
 
 
 class _State(enum.Enum):
@@ -144,8 +133,17 @@ class AuthService:
         self.hasher = hasher if isinstance(hasher, Argon2Hasher) else Argon2Hasher(hasher)
         self.throttle = LoginThrottle(store, self.config, clock)
         self._state = _State.UNOPENED
-        # user id -> (valid until, disabled): see AuthConfig.user_cache_ttl
-        self._disabled_cache: dict[str, tuple[float, bool]] = {}
+        self.access = self.access_policy()
+
+    def access_policy(self, *, validate: Validator | None = None) -> AccessPolicy:
+        """The access-token policy of this service (typ ``at+jwt``, its issuer, audience, leeway and clock,
+        the session check, the account check and agent binding as configured). ``self.access`` is the one
+        every caller shares; an app that adds its own ``validate`` hook gets a policy of its own."""
+        config = self.config
+        return AccessPolicy(keys=self.keys.keyset, typ=ACCESS_TYP, issuer=config.issuer,
+                            audience=config.audience, require=ACCESS_CLAIMS, leeway=config.leeway,
+                            store=self.store, accounts=self.users, account_cache_ttl=config.user_cache_ttl,
+                            bind_user_agent=config.bind_user_agent, validate=validate, clock=self.clock)
 
     def __repr__(self) -> str:
         return (f"AuthService(store={getattr(self.store, 'url', '?')!r}, users={self.users!r}, "
@@ -230,9 +228,9 @@ class AuthService:
         user = await self._user(user_id)
         updated = dataclasses.replace(user, disabled=disabled)
         await self.users.update(updated)
-        self._disabled_cache.pop(user_id, None)
         if disabled:
             await self._cut_off(user_id)
+        self.access.forget_account(user_id)
         logger.info("user %s %s", user_id, "disabled" if disabled else "enabled")
         return updated
 
@@ -263,7 +261,7 @@ class AuthService:
         user_key, ip_key = self.throttle.keys(name if name is not None else str(username).casefold(), ip)
         async with self.throttle.serialized((user_key, ip_key)):
             await self.throttle.check((user_key, ip_key))
-            user = await self.users.get_by_username(name) if name is not None else None
+            user, epoch = await self._account(name)
             too_long = not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH
             candidate = password[:MAX_PASSWORD_LENGTH] if isinstance(password, str) else ""
             if user is None:
@@ -290,14 +288,31 @@ class AuthService:
             user = dataclasses.replace(user, password_hash=await self.hasher.hash(password))
             await self.users.update(user)
             logger.info("rehashed the password of user %s", user.id)
-        return await self._start_session(user, ip=ip, user_agent=user_agent)
+        return await self._start_session(user, epoch, ip=ip, user_agent=user_agent)
 
-    async def _start_session(self, user: User, *, ip: str, user_agent: str) -> TokenPair:
+    async def _account(self, name: str | None) -> tuple[User | None, int]:
+        """The account a login checks, and the epoch its session will carry.
+
+        The epoch is read *before* the record whose password and flags the login then checks: a password
+        reset, a password change, ``set_disabled`` or "log out everywhere" that completes after this read
+        moves the epoch on (in the store, after writing the account), so the session this login creates is
+        dead on arrival, on every backend and across nodes. Reading the record again after the epoch is what
+        makes the order hold: the first read only finds the id.
+        """
+        if name is None:
+            return None, 0
+        found = await self.users.get_by_username(name)
+        if found is None:
+            return None, 0
+        epoch = await self.store.get_epoch(found.id)
+        return await self.users.get(found.id), epoch
+
+    async def _start_session(self, user: User, epoch: int, *, ip: str, user_agent: str) -> TokenPair:
         now = self.clock()
         session = Session(
             sid=new_id(), user_id=user.id, created=now, last_used=now,
             expires=now + self.config.refresh_ttl, family=new_id(), refresh_jti=new_id(),
-            user_agent=str(user_agent)[:_MAX_USER_AGENT], ip=str(ip)[:_MAX_IP],
+            user_agent=str(user_agent)[:_MAX_USER_AGENT], ip=str(ip)[:_MAX_IP], epoch=epoch,
         )
         await self.store.create_session(session)
         return self._pair(session, now, user_agent)
@@ -321,43 +336,15 @@ class AuthService:
         )
 
     async def authenticate(self, access_token: str, *, user_agent: str | None = None) -> Principal:
-        """Verify an access token: signature and claims, then the session is active and not cut off, then the
-        account is not disabled. One store check, and one user lookup at most every ``user_cache_ttl``.
+        """Verify an access token through the service's one :class:`AccessPolicy` (``self.access``):
+        signature and claims, the session, the account, the client when binding is on.
 
         Raises:
             TokenExpired (``token_expired``), SessionRevoked (``session_revoked``), InvalidToken
-            (``invalid_token``; ``.reason`` is the JWTError code, ``wrong_type``, ``agent`` or ``disabled``).
+            (``invalid_token``; ``.reason`` is the JWTError code, ``wrong_type``, ``claim``, ``agent`` or
+            ``disabled``); jwtkit.store.StoreUnavailable.
         """
-        claims = self._decode(access_token, ACCESS_TYP, audience=self.config.audience,
-                              require=("exp", "iat", "sub", "sid", "jti"))
-        user_id, sid = claims["sub"], claims["sid"]
-        if self.config.bind_user_agent:
-            presented = claims.get("agent")
-            if not isinstance(presented, str) or not hmac.compare_digest(
-                presented, agent_hash(user_agent or "")
-            ):
-                raise InvalidToken("agent", "the token was issued to another client")
-        if not await self.store.check(sid, user_id):
-            raise SessionRevoked()
-        if await self._is_disabled(user_id):
-            raise InvalidToken("disabled", "the account is disabled")
-        return Principal(user_id=user_id, session_id=sid, claims=claims)
-
-    async def _is_disabled(self, user_id: str) -> bool:
-        """The user's disabled flag (a missing user counts as disabled), cached for ``user_cache_ttl``."""
-        ttl = self.config.user_cache_ttl
-        now = self.clock()
-        if ttl > 0:
-            cached = self._disabled_cache.get(user_id)
-            if cached is not None and now < cached[0]:
-                return cached[1]
-        user = await self.users.get(user_id)
-        disabled = user is None or user.disabled
-        if ttl > 0:
-            if len(self._disabled_cache) >= _MAX_CACHED_USERS:
-                self._disabled_cache.clear()  # bounded memory; refilled by the next requests
-            self._disabled_cache[user_id] = (now + ttl, disabled)
-        return disabled
+        return await self.access.authenticate(access_token, user_agent=user_agent)
 
     async def refresh(self, refresh_token: str, *, ip: str = "", user_agent: str = "") -> TokenPair:
         """Rotate a refresh token: a new access token and a new refresh token; the presented one is spent.
@@ -369,12 +356,9 @@ class AuthService:
                 (RFC 9700 §4.14).
             SessionRevoked (``session_revoked``), TokenExpired (``token_expired``), InvalidToken.
         """
-        claims = self._decode(refresh_token, REFRESH_TYP, audience=None,
-                              require=("exp", "iat", "sub", "sid", "jti", "fam"))
+        claims = self._decode(refresh_token, REFRESH_TYP, require=("exp", "iat", "sub", "sid", "jti", "fam"))
         user_id, sid = claims["sub"], claims["sid"]
-        user = await self.users.get(user_id)
-        if user is None or user.disabled:
-            raise InvalidToken("disabled", "the account is disabled")
+        await self.access.check_account(user_id)
         new_jti = new_id()
         outcome = await self.store.rotate_refresh(sid, claims["jti"], new_jti)
         if outcome is Rotation.REUSED:
@@ -402,13 +386,9 @@ class AuthService:
         await self._cut_off(user_id)
 
     async def _cut_off(self, user_id: str) -> None:
-        now = self.clock()
-        await self.store.revoke_all(user_id, now)
-        # The cut-off kills sessions created *before* it; one created in the same clock tick survives it,
-        # so revoke whatever is still listed as well (normally nothing: one extra read).
-        for session in await self.store.list_sessions(user_id):
-            if session.created <= now:
-                await self.store.revoke(session.sid)
+        # One atomic write: the account's epoch moves on, and every session that carries an older one (all of
+        # them, and any a login in flight is about to create) is dead from now on.
+        await self.store.revoke_all(user_id)
         logger.info("ended every session of user %s", user_id)
 
     async def list_sessions(self, user_id: str) -> list[Session]:
@@ -466,7 +446,7 @@ class AuthService:
             InvalidToken (``.reason`` ``used`` for a second click, ``stale`` when the address changed,
             ``wrong_type`` for another kind of token), TokenExpired.
         """
-        claims = self._decode(token, VERIFY_EMAIL_TYP, audience=None, require=("exp", "iat", "sub", "jti"))
+        claims = self._decode(token, VERIFY_EMAIL_TYP, require=("exp", "iat", "sub", "jti"))
         self._check_purpose(claims, PURPOSE_VERIFY_EMAIL)
         user = await self.users.get(claims["sub"])
         binding = claims.get("emh")
@@ -519,7 +499,7 @@ class AuthService:
             WeakPassword (``weak_password``): checked before the token is spent, so the user may try again.
             InvalidToken (``.reason`` ``used``, ``stale``, ``wrong_type``, ...), TokenExpired.
         """
-        claims = self._decode(token, RESET_TYP, audience=None, require=("exp", "iat", "sub", "jti"))
+        claims = self._decode(token, RESET_TYP, require=("exp", "iat", "sub", "jti"))
         self._check_purpose(claims, PURPOSE_RESET)
         user = await self.users.get(claims["sub"])
         binding = claims.get("pwh")
@@ -559,25 +539,11 @@ class AuthService:
 
     # decoding ------------------------------------------------------------------------------------------
 
-    def _decode(
-        self, token: str, typ: str, *, audience: str | None, require: Sequence[str]
-    ) -> dict[str, Any]:
-        """``jwtkit.decode`` with our issuer, keys and clock and the kind's ``typ`` (RFC 8725 §3.11), its
-        errors mapped to InvalidToken; then the string claims we rely on are checked."""
-        try:
-            claims = decode(token, self.keys.keyset, issuer=self.config.issuer, audience=audience, typ=typ,
-                            leeway=self.config.leeway, require=tuple(require), now=self.clock())
-        except ExpiredToken as exc:
-            raise TokenExpired() from exc
-        except InvalidHeader as exc:
-            raise InvalidToken(_header_reason(token, typ), "the token is invalid") from exc
-        except JWTError as exc:
-            raise InvalidToken(exc.code, "the token is invalid") from exc
-        for name in require:
-            if name in ("sub", "sid", "jti", "fam") and (not isinstance(claims.get(name), str)
-                                                         or not claims[name]):
-                raise InvalidToken("claim", f"the token's {name} claim is invalid")
-        return claims
+    def _decode(self, token: str, typ: str, *, require: Sequence[str]) -> dict[str, Any]:
+        """One of the service's own non-access tokens (refresh, verify, reset), through the one decode step
+        (:func:`decode_token`) with our keys, issuer, leeway and clock."""
+        return decode_token(token, self.keys.keyset, typ=typ, issuer=self.config.issuer, audience=None,
+                            require=tuple(require), leeway=self.config.leeway, now=self.clock())
 
     @staticmethod
     def _check_purpose(claims: Mapping[str, Any], purpose: str) -> None:
@@ -588,21 +554,6 @@ class AuthService:
         # Atomic in every store: exactly one caller wins, so a second click (or a race) fails cleanly.
         if not await self.store.consume(claims["jti"], float(claims["exp"])):
             raise InvalidToken("used", "this link was already used")
-
-
-def _header_reason(token: str, expected_typ: str) -> str:
-    """``wrong_type`` when the refused header carries another ``typ`` than the one asked for (a token of
-    another kind), else ``header``. Only on the error path, so the hot path never parses twice."""
-    try:
-        header, _ = decode_unverified(token)
-    except JWTError:
-        return "header"
-    typ = header.get("typ")
-    if isinstance(typ, str) and typ.lower().removeprefix("application/") != expected_typ:
-        return "wrong_type"
-    if typ is None:
-        return "wrong_type"
-    return "header"
 
 
 def _hours(seconds: int) -> str:

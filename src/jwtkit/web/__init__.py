@@ -1,24 +1,32 @@
-"""jwtkit's web layer: the ready-to-run ASGI server and the middleware for users' Starlette/FastAPI apps.
+"""jwtkit's web layer: the middleware for users' Starlette/FastAPI apps, and the ready-to-run server.
 
-- :func:`create_app` / :func:`serve`: the server (pages, JSON API, JWKS, health, OpenAPI).
-- :class:`JWTAuthMiddleware` with :class:`TokenLocation` and :class:`AuthMode`; :class:`Authenticator` for
-  apps that want the three steps without the middleware.
-- :func:`require_principal` / :func:`optional_principal`: FastAPI dependencies (FastAPI stays optional).
-- :class:`AuthError`: what the on_error hook receives.
+- :class:`JWTAuthMiddleware` with :class:`TokenLocation` and :class:`AuthMode`, over the one
+  :class:`~jwtkit.service.AccessPolicy`;
+- :func:`require_principal` / :func:`optional_principal`: FastAPI dependencies (FastAPI stays optional);
+- :class:`AuthError`: what the on_error hook receives;
+- :func:`create_app` / :func:`serve` / :func:`app_from_env`: the server (pages, JSON API, JWKS, health,
+  OpenAPI). They load on first use, so that importing the middleware pulls in no templates, password
+  hashing, mail or server code.
 """
 
 from __future__ import annotations
 
-from jwtkit.web.app import app_from_env, create_app
+from typing import TYPE_CHECKING, Any
+
+from jwtkit.web._errors import AuthError
+from jwtkit.web._extract import TokenLocation
 from jwtkit.web.dependencies import optional_principal, require_principal
-from jwtkit.web.errors import AuthError
-from jwtkit.web.middleware import Authenticator, AuthMode, JWTAuthMiddleware, TokenLocation, default_on_error
-from jwtkit.web.server import serve
+from jwtkit.web.middleware import AuthMode, JWTAuthMiddleware, default_on_error
+
+if TYPE_CHECKING:
+    from jwtkit.web._app import create_app
+    from jwtkit.web.server import app_from_env, serve
+
+_LAZY = {"create_app": "jwtkit.web._app", "app_from_env": "jwtkit.web.server", "serve": "jwtkit.web.server"}
 
 __all__ = [
     "AuthError",
     "AuthMode",
-    "Authenticator",
     "JWTAuthMiddleware",
     "TokenLocation",
     "app_from_env",
@@ -28,3 +36,14 @@ __all__ = [
     "require_principal",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jwtkit.web' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

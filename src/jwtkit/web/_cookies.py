@@ -11,24 +11,23 @@ Names and flags are fixed once per app by :class:`CookiePolicy`:
 Token cookies are ``HttpOnly; SameSite=Lax``. The CSRF cookie is readable by the page (double submit: the
 form field or ``X-CSRF-Token`` header must equal it) and ``SameSite=Strict``.
 
-CSRF rule (OWASP CSRF cheat sheet): an unsafe request is refused with 403 ``csrf_failed`` when its ``Origin``
-is another origin, or when it carries our cookies, has no same-origin ``Origin``, and does not echo the CSRF
-token. Requests authenticated by an ``Authorization`` header are not subject to it: a browser never adds that
-header across origins on its own.
+CSRF: the one rule of :func:`jwtkit.web._extract.csrf_refused` (shared with the middleware), with the form
+field ``csrf_token`` as a second place for the double submit. Only requests that the authentication step
+authenticated by their Bearer ``Authorization`` header are exempt.
 """
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jwtkit.web._http import HTTPError
+from jwtkit.web._errors import HTTPError
+from jwtkit.web._extract import TokenLocation, csrf_refused
 
-__all__ = ["CookiePolicy", "check_csrf"]
+__all__ = ["CookiePolicy", "bearer_authenticated", "check_csrf"]
 
 _CSRF_LENGTH = 43  # secrets.token_urlsafe(32)
 
@@ -92,38 +91,29 @@ class CookiePolicy:
         response.headers.append("set-cookie", self._cookie(self.csrf, token, path="/", max_age=14 * 86400,
                                                            httponly=False, samesite="Strict"))
 
-    def has_credentials(self, request: Request) -> bool:
-        cookies = request.cookies
-        return self.access in cookies or self.refresh in cookies
+    @property
+    def ambient(self) -> tuple[bytes, bytes]:
+        """The cookies that carry credentials: their presence puts a request under the CSRF rule."""
+        return self.access.encode(), self.refresh.encode()
 
 
-def _same_origin(request: Request, origin: str) -> bool:
-    # Compare the authority only: behind a TLS-terminating proxy the scheme the app sees may differ.
-    host = request.headers.get("host", "")
-    _, sep, authority = origin.partition("://")
-    return bool(sep) and bool(host) and authority.lower() == host.lower()
+def bearer_authenticated(request: Request) -> bool:
+    """The request was authenticated by its ``Authorization`` header (the one authentication step said so)."""
+    state = request.scope.get("state") or {}
+    return state.get("principal") is not None and state.get("auth_location") is TokenLocation.HEADER
 
 
 def check_csrf(request: Request, policy: CookiePolicy, fields: dict[str, str] | None = None) -> None:
-    """Refuse a cross-site unsafe request (see the module docstring).
+    """Refuse a cross-site unsafe request (the rule of :func:`jwtkit.web._extract.csrf_refused`, with the
+    form's ``csrf_token`` field as the double submit). Marks the request as passed, so that a cookie token
+    the middleware could not clear (it cannot read the form) may now be used.
 
     Raises:
         HTTPError: ``csrf_failed`` (403).
     """
-    if request.method in ("GET", "HEAD", "OPTIONS"):
-        return
-    headers = request.headers
-    if "authorization" in headers:
-        return
-    origin = headers.get("origin")
-    if origin is not None:
-        if _same_origin(request, origin):
-            return
-        raise HTTPError("csrf_failed", "Cross-site request refused")
-    if not policy.has_credentials(request):
-        return  # no ambient credentials to abuse (a curl or app client)
-    expected = request.cookies.get(policy.csrf, "")
-    sent = headers.get("x-csrf-token") or (fields or {}).get("csrf_token", "")
-    if expected and sent and hmac.compare_digest(expected.encode(), sent.encode()):
-        return
-    raise HTTPError("csrf_failed", "The CSRF token is missing or wrong; reload the page and try again")
+    if csrf_refused(request.scope, ambient_cookies=policy.ambient, csrf_cookie=policy.csrf.encode(),
+                    sent_token=(fields or {}).get("csrf_token") or None,
+                    bearer_authenticated=bearer_authenticated(request)):
+        raise HTTPError("csrf_failed", "The CSRF token is missing or wrong, or the request came from "
+                        "another site; reload the page and try again")
+    request.scope["jwtkit.csrf_passed"] = True

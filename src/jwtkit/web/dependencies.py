@@ -1,8 +1,10 @@
 """FastAPI dependencies that hand the principal verified by :class:`JWTAuthMiddleware` to an endpoint.
 
 They are plain callables taking a Starlette ``Request``, so FastAPI stays an optional extra: jwtkit never
-imports it. FastAPI answers a Starlette ``HTTPException`` itself, so a missing principal becomes a 401 with
-``WWW-Authenticate: Bearer`` (RFC 6750 §3).
+imports it. They read what the middleware's one authentication step decided (the access policy is not asked
+again) and answer a refusal with the same status, headers and reason as the middleware and the server:
+FastAPI renders the ``HTTPException`` as ``{"detail": {"error": ..., "reason": ..., ...}}`` with
+``WWW-Authenticate: Bearer`` on 401 (RFC 6750 §3) and ``Retry-After`` on 503.
 
 Example:
     from typing import Annotated
@@ -11,7 +13,7 @@ Example:
     from jwtkit.web import AuthMode, JWTAuthMiddleware, require_principal
 
     app = FastAPI()
-    app.add_middleware(JWTAuthMiddleware, keys=keyset, mode=AuthMode.TRY)
+    app.add_middleware(JWTAuthMiddleware, service=service, mode=AuthMode.TRY)
 
     @app.get("/me")
     def me(principal: Annotated[Principal, Depends(require_principal)]) -> dict[str, str]:
@@ -23,8 +25,8 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from jwtkit.service import Principal
-from jwtkit.web.errors import AuthError, www_authenticate
+from jwtkit.service._access import Principal
+from jwtkit.web._errors import AuthError, problem_of
 
 __all__ = ["optional_principal", "require_principal"]
 
@@ -44,17 +46,14 @@ def require_principal(request: Request) -> Principal:
     """The verified principal; a 401 (or 503 when the store is down) when there is none.
 
     Raises:
-        starlette.exceptions.HTTPException: 401 with ``WWW-Authenticate``, or 503.
+        starlette.exceptions.HTTPException: 401 with ``WWW-Authenticate``, 403 (``csrf_failed``), or 503.
         RuntimeError: when the middleware is not installed.
     """
     principal, error = _state(request)
     if principal is not None:
         return principal
-    error = error or AuthError("missing_token")
-    if error.status == 503:
-        raise HTTPException(503, detail=error.code, headers={"Retry-After": "1"})
-    raise HTTPException(error.status, detail=error.code,
-                        headers={"WWW-Authenticate": www_authenticate(error)})
+    problem = problem_of(error or AuthError("missing_token"))
+    raise HTTPException(problem.status, detail=problem.body(), headers=problem.headers)  # type: ignore[arg-type]
 
 
 def optional_principal(request: Request) -> Principal | None:

@@ -1,0 +1,256 @@
+"""The one access-token policy: is this token, from this client, allowed in now?
+
+:class:`AccessPolicy` owns the whole order, and every caller asks it (the service's ``authenticate``,
+jwtkit's server, :class:`jwtkit.web.JWTAuthMiddleware` and the FastAPI dependencies):
+
+1. decode: signature, ``typ`` (``at+jwt`` for the service's tokens, RFC 9068 §2.1; built from bare keys,
+   jwtkit's refresh and single-use types are refused), issuer, audience, required claims, leeway;
+2. the session: ``store.check(sid, sub)`` (revoked, expired, or older than the account's epoch);
+3. the account: disabled or deleted accounts are refused (the flag is cached for ``user_cache_ttl``);
+4. the client: the ``agent`` claim must match the User-Agent, when binding is on;
+5. the app's own ``validate`` hook, when one is given.
+
+Each rule is written once, here. :func:`decode_token` is the one decode-and-map step for every kind of
+token the service reads (access, refresh, single-use), so the "wrong token type" rule has one home too.
+
+This module is light on purpose (no argon2, sqlite3, jinja2 or smtplib): users' apps import it through the
+middleware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from jwtkit import ExpiredToken, InvalidHeader, JWTError, Key, KeySet, decode, decode_unverified
+from jwtkit.service.errors import InvalidToken, SessionRevoked, TokenExpired
+from jwtkit.service.tokens import ACCESS_TYP, REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP, agent_hash
+from jwtkit.store.base import Store
+
+__all__ = ["ACCESS_CLAIMS", "AccessPolicy", "AccountLookup", "Principal", "Validator", "decode_token"]
+
+# What every jwtkit access token carries (RFC 9068 §2.2 plus our sid).
+ACCESS_CLAIMS = ("exp", "iat", "sub", "sid", "jti")
+# Claims the service relies on as non-empty strings when they are required.
+_ID_CLAIMS = frozenset({"sub", "sid", "jti", "fam"})
+# jwtkit's own token kinds that are never access tokens, refused even by a policy built from bare keys.
+_NOT_ACCESS_TYPS = frozenset({REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP})
+_MAX_CACHED_ACCOUNTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified access token speaks for: the user id (``sub``), the session id (``sid``), all claims
+    (a read-only mapping)."""
+
+    user_id: str
+    session_id: str
+    claims: Mapping[str, Any] = dataclasses.field(repr=False)
+
+
+Validator = Callable[[Principal], "bool | Awaitable[bool]"]
+
+
+class AccountLookup(Protocol):
+    """What the policy needs of a user repository: the account by id (None when it does not exist)."""
+
+    async def get(self, user_id: str) -> Any: ...
+
+
+def _typ_of(token: str) -> str | None:
+    """The ``typ`` header of a token that failed or passed verification, normalised; error paths only."""
+    try:
+        header, _ = decode_unverified(token)
+    except JWTError:
+        return None
+    typ = header.get("typ")
+    return typ.lower().removeprefix("application/") if isinstance(typ, str) else None
+
+
+def decode_token(
+    token: str,
+    keys: Key | KeySet,
+    *,
+    typ: str | None,
+    issuer: str | None,
+    audience: str | None,
+    require: Sequence[str],
+    leeway: float,
+    now: float | None,
+) -> dict[str, Any]:
+    """:func:`jwtkit.decode` for one kind of token, its errors mapped to :class:`InvalidToken` reasons.
+
+    Raises:
+        TokenExpired (reason ``expired``); InvalidToken with reason ``wrong_type`` (a token of another kind:
+        its ``typ`` is another or missing, RFC 8725 §3.11), ``claim`` (a required id claim is not a
+        non-empty string) or the JWTError code.
+    """
+    try:
+        claims = decode(token, keys, issuer=issuer, audience=audience, typ=typ, leeway=leeway,
+                        require=require, now=now)
+    except ExpiredToken:
+        raise TokenExpired() from None
+    except InvalidHeader:
+        reason = "header"
+        if typ is not None and _typ_of(token) != typ.lower().removeprefix("application/"):
+            reason = "wrong_type"
+        raise InvalidToken(reason, "the token is invalid") from None
+    except JWTError as exc:
+        raise InvalidToken(exc.code, "the token is invalid") from None
+    for name in require:
+        if name in _ID_CLAIMS:
+            value = claims.get(name)
+            if type(value) is not str or not value:
+                raise InvalidToken("claim", f"the token's {name} claim is invalid")
+    return claims
+
+
+class AccessPolicy:
+    """The access-token policy (see the module docstring). Built once, asked on every request.
+
+    Args:
+        keys: the ``Key`` or ``KeySet`` that verifies tokens (its algorithms are the allow-list).
+        typ: the ``typ`` header required; None accepts any type except jwtkit's refresh and single-use ones.
+        issuer: the exact ``iss`` required, or None.
+        audience: the ``aud`` required, or None (then tokens carrying ``aud`` are refused, RFC 7519 §4.1.3).
+        require: the claims every token must carry; ``sub``/``sid``/``jti`` must be non-empty strings.
+        leeway: seconds of clock skew allowed on ``exp``/``nbf``/``iat``.
+        store: when given, tokens need ``sub`` and ``sid`` and their session must pass ``store.check``.
+        accounts: when given, the account ``sub`` must exist and not be disabled.
+        account_cache_ttl: seconds an account's state may be reused (0: looked up on every request).
+        bind_user_agent: the ``agent`` claim must be the hash of the request's User-Agent.
+        validate: the app's own last check (sync or async); False refuses with reason ``rejected``.
+        clock: the time source (tests pin it); the wall clock when None.
+
+    Raises:
+        TypeError, ValueError: on a wrong configuration, here and never per request.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: Key | KeySet,
+        typ: str | None = ACCESS_TYP,
+        issuer: str | None = None,
+        audience: str | None = None,
+        require: Sequence[str] = ("exp",),
+        leeway: float = 0,
+        store: Store | None = None,
+        accounts: AccountLookup | None = None,
+        account_cache_ttl: float = 0.0,
+        bind_user_agent: bool = False,
+        validate: Validator | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(keys, Key | KeySet):
+            raise TypeError("keys must be a jwtkit Key or KeySet")
+        if typ is not None and (not isinstance(typ, str) or not typ):
+            raise TypeError("typ must be a non-empty string or None")
+        if isinstance(require, str):
+            raise TypeError("require must be a sequence of claim names, not a string")
+        if isinstance(leeway, bool) or not isinstance(leeway, int | float) or leeway < 0:
+            raise ValueError("leeway must be a non-negative number")
+        if account_cache_ttl < 0:
+            raise ValueError("account_cache_ttl must not be negative")
+        if validate is not None and not callable(validate):
+            raise TypeError("validate must be callable")
+        require = tuple(require)
+        if store is not None or accounts is not None:
+            # the session and the account are named by these claims: a token without them cannot pass
+            require += tuple(name for name in ("sub", "sid") if name not in require)
+        if bind_user_agent and "agent" not in require:
+            require += ("agent",)
+        self.keys = keys
+        self.typ = typ
+        self.issuer = issuer
+        self.audience = audience
+        self.require = require
+        self.leeway = leeway
+        self.store = store
+        self.accounts = accounts
+        self.account_cache_ttl = float(account_cache_ttl)
+        self.bind_user_agent = bind_user_agent
+        self.validate = validate
+        self.clock = clock
+        # user id -> (valid until, refused); bounded, see _account_refused
+        self._accounts: dict[str, tuple[float, bool]] = {}
+
+    def __repr__(self) -> str:
+        return (f"AccessPolicy(typ={self.typ!r}, issuer={self.issuer!r}, audience={self.audience!r}, "
+                f"store={type(self.store).__name__ if self.store else None}, "
+                f"accounts={self.accounts is not None}, bind_user_agent={self.bind_user_agent})")
+
+    async def authenticate(self, token: str, *, user_agent: str | None = None) -> Principal:
+        """The principal of an access token, or the reason it is refused.
+
+        Args:
+            token: the compact JWT the request carried.
+            user_agent: the request's User-Agent (used only when ``bind_user_agent`` is on).
+
+        Raises:
+            TokenExpired (reason ``expired``), SessionRevoked (reason ``revoked``), InvalidToken (reason: a
+            JWTError code, ``wrong_type``, ``claim``, ``disabled``, ``agent`` or ``rejected``);
+            jwtkit.store.StoreUnavailable when the session cannot be checked (callers answer 503).
+        """
+        now = None if self.clock is None else self.clock()
+        claims = decode_token(token, self.keys, typ=self.typ, issuer=self.issuer, audience=self.audience,
+                              require=self.require, leeway=self.leeway, now=now)
+        if self.typ is None and _typ_of(token) in _NOT_ACCESS_TYPS:
+            raise InvalidToken("wrong_type", "this token is not an access token")
+        sub = claims.get("sub")
+        sid = claims.get("sid")
+        if self.store is not None and not await self.store.check(sid, sub):  # type: ignore[arg-type]
+            raise SessionRevoked()
+        if self.accounts is not None:
+            await self.check_account(sub)  # type: ignore[arg-type]
+        if self.bind_user_agent:
+            presented = claims["agent"]
+            if type(presented) is not str or not hmac.compare_digest(presented, agent_hash(user_agent or "")):
+                raise InvalidToken("agent", "the token was issued to another client")
+        principal = Principal(user_id=sub if type(sub) is str else "",
+                              session_id=sid if type(sid) is str else "", claims=MappingProxyType(claims))
+        if self.validate is not None:
+            verdict = self.validate(principal)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if not verdict:
+                raise InvalidToken("rejected", "the token was rejected")
+        return principal
+
+    async def check_account(self, user_id: str) -> None:
+        """The account rule on its own (the service applies it to refresh tokens too): the account must
+        exist and not be disabled. Its state is reused for ``account_cache_ttl`` seconds.
+
+        Raises:
+            InvalidToken: reason ``disabled``.
+        """
+        if await self._account_refused(user_id):
+            raise InvalidToken("disabled", "the account is disabled")
+
+    async def _account_refused(self, user_id: str) -> bool:
+        ttl = self.account_cache_ttl
+        now = time.monotonic() if self.clock is None else self.clock()
+        if ttl > 0:
+            cached = self._accounts.get(user_id)
+            if cached is not None and now < cached[0]:
+                return cached[1]
+        accounts = self.accounts
+        if accounts is None:
+            return False
+        user = await accounts.get(user_id)
+        refused = user is None or bool(getattr(user, "disabled", True))
+        if ttl > 0:
+            if len(self._accounts) >= _MAX_CACHED_ACCOUNTS:
+                self._accounts.clear()  # bounded memory; refilled by the next requests
+            self._accounts[user_id] = (now + ttl, refused)
+        return refused
+
+    def forget_account(self, user_id: str) -> None:
+        """Drop the cached state of one account (the service calls it when it disables or enables one)."""
+        self._accounts.pop(user_id, None)

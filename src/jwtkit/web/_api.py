@@ -1,0 +1,82 @@
+"""The server's machine endpoints: JWKS, health, OpenAPI, and ``GET /private`` for JSON clients.
+
+:class:`PrivateJSON` is a pure-ASGI endpoint listed in the route table like any other: it runs behind the
+same edge limits, readiness guard and authentication step as every route, and only skips Starlette's
+``Request``/``Response`` objects for the one answer it sends itself (a principal, a JSON client, no token in
+the URL). Everything else, every refusal included, goes to the ordinary handler, which raises into the
+app's one error handler.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from jwtkit.service.auth import AuthService
+from jwtkit.store import StoreUnavailable
+from jwtkit.web._handlers import Handlers, private_body
+from jwtkit.web._http import wants_json
+from jwtkit.web.openapi import openapi_document
+
+__all__ = ["Machine", "PrivateJSON", "Readiness", "json_ok"]
+
+_JSON_START = [(b"content-type", b"application/json")]
+
+
+class PrivateJSON:
+    """``GET /private``: the JSON answer straight from the scope; browsers and refusals go to the handler."""
+
+    def __init__(self, handlers: Handlers) -> None:
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = scope["state"]["principal"]
+        if principal is None or not wants_json(scope) or b"token=" in scope["query_string"]:
+            response = await self.handlers.private(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        body = private_body(principal)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*_JSON_START, (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class Machine:
+    """JWKS, health and the OpenAPI document."""
+
+    def __init__(self, service: AuthService, readiness: Readiness) -> None:
+        self.service = service
+        self.readiness = readiness
+        self._openapi = openapi_document()
+
+    async def jwks(self, request: Request) -> Response:
+        return json_ok(self.service.jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await self.service.store.ping()
+        except StoreUnavailable:
+            return json_ok({"status": "unavailable", "store": "unavailable"}, status=503,
+                           headers={"Retry-After": "1"})
+        if not self.readiness.ready:
+            # The store answers again but the service is not open yet: every other route still says 503,
+            # so a load balancer must not send traffic here either.
+            return json_ok({"status": "starting", "store": "ok"}, status=503, headers={"Retry-After": "1"})
+        return json_ok({"status": "ok", "store": "ok"})
+
+    async def openapi(self, request: Request) -> Response:
+        return json_ok(self._openapi, headers={"Cache-Control": "no-cache"})
+
+
+class Readiness:
+    """Whether the service is open: False only while the lifespan could not open it (store down at
+    startup); a service handed in already open, as tests do, is ready."""
+
+    def __init__(self) -> None:
+        self.ready = True
+
+
+def json_ok(data: object, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type="application/json")

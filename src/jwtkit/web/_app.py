@@ -1,0 +1,204 @@
+"""The ready-to-run jwtkit server: routes, the middleware order, the one error handler, and the lifespan.
+
+A request's path, the same for every route::
+
+    EdgeMiddleware      size limits (431, 413) and the security headers of every response
+    NotReadyGuard       503 while the service could not be opened (store down at startup)
+    JWTAuthMiddleware   the one authentication step: the service's AccessPolicy, result on scope["state"]
+    Router              pages and JSON handlers (._handlers), machine endpoints (._api)
+    on_error            every failure: problem_of(exc) -> the JSON body or the page, status from STATUS
+
+Browsers get pages; clients that send ``Accept: application/json`` or a JSON body get JSON
+(:func:`._http.wants_json`). A last-resort handler logs anything unexpected and answers a clean 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jwtkit.service import ServiceError, Settings
+from jwtkit.service.auth import AuthService
+from jwtkit.service.build import build_service
+from jwtkit.store import StoreUnavailable
+from jwtkit.web._api import Machine, PrivateJSON, Readiness
+from jwtkit.web._cookies import CookiePolicy
+from jwtkit.web._edge import EdgeMiddleware
+from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
+from jwtkit.web._extract import TokenLocation
+from jwtkit.web._handlers import Handlers
+from jwtkit.web._http import wants_json
+from jwtkit.web._pages import STATIC, Pages
+from jwtkit.web.middleware import AuthMode, JWTAuthMiddleware
+
+__all__ = ["OPEN_RETRY", "create_app"]
+
+logger = logging.getLogger("jwtkit.web")
+
+OPEN_RETRY = 1.0  # seconds between attempts to open the service when the store was down at startup
+# what still answers before the service is open: nothing here reads the user repository
+_ALWAYS_OPEN = frozenset({"/healthz", "/openapi.json", "/.well-known/jwks.json", "/debugger"})
+# what never reads a principal: no token check for these (a browser sends its cookie with each of them)
+_UNAUTHENTICATED = (*_ALWAYS_OPEN, "/static/")
+
+
+class ErrorHandler:
+    """The one exception handler: every failure becomes a Problem, answered as JSON or as a page."""
+
+    def __init__(self, pages: Pages) -> None:
+        self.pages = pages
+        self._store_down_logged = -math.inf
+
+    async def __call__(self, request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StoreUnavailable):
+            now = time.monotonic()
+            if now - self._store_down_logged >= 10.0:  # one line per 10 s, not one per refused request
+                self._store_down_logged = now
+                logger.warning("store unavailable (answering 503): %s", exc)
+        elif not isinstance(exc, AuthError | HTTPError | ServiceError | HTTPException):
+            # last resort: a bug. Log it with the traceback, answer without details (OWASP error handling).
+            logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        problem = problem_of(exc)
+        if problem.status == 500 or wants_json(request):
+            return json_response(problem)
+        return self.pages.problem(request, problem)
+
+
+class NotReadyGuard:
+    """Answers 503 (``store_unavailable``) while the service could not be opened yet, so that no handler
+    touches an unopened user repository; health, static files and machine documents still answer."""
+
+    def __init__(self, app: ASGIApp, *, readiness: Readiness, on_error: ErrorHandler) -> None:
+        self.app = app
+        self.readiness = readiness
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.readiness.ready or scope["type"] != "http" or scope["path"] in _ALWAYS_OPEN
+                or scope["path"].startswith("/static/")):
+            await self.app(scope, receive, send)
+            return
+        response = await self.on_error(Request(scope, receive), StoreUnavailable("the service is not open yet"))
+        await response(scope, receive, send)
+
+
+async def _open_when_reachable(service: AuthService, readiness: Readiness) -> None:
+    while True:
+        await asyncio.sleep(OPEN_RETRY)
+        try:
+            await service.open()
+        except StoreUnavailable as exc:
+            logger.debug("store still unavailable: %s", exc)
+            continue
+        readiness.ready = True
+        logger.warning("store reachable again: service open")
+        return
+
+
+def _routes(handlers: Handlers, machine: Machine) -> list[BaseRoute]:
+    return [
+        # the hot route first: the router tries routes in order
+        Route("/private", PrivateJSON(handlers), methods=["GET"]),
+        Route("/", handlers.home, methods=["GET"]),
+        Route("/home", handlers.home, methods=["GET"]),
+        Route("/auth", handlers.auth, methods=["POST"]),
+        Route("/logout", handlers.logout, methods=["POST"]),
+        Route("/logout/all", handlers.logout_all, methods=["POST"]),
+        Route("/sessions", handlers.sessions, methods=["GET"]),
+        Route("/sessions/{sid}", handlers.delete_session, methods=["DELETE"]),
+        Route("/sessions/{sid}/revoke", handlers.revoke_session_form, methods=["POST"]),
+        Route("/refresh", handlers.refresh, methods=["POST"]),
+        Route("/register", handlers.register_form, methods=["GET"]),
+        Route("/register", handlers.register, methods=["POST"]),
+        Route("/verify", handlers.verify, methods=["GET"]),
+        Route("/password/forgot", handlers.forgot_form, methods=["GET"]),
+        Route("/password/forgot", handlers.forgot, methods=["POST"]),
+        Route("/password/reset", handlers.reset_form, methods=["GET"]),
+        Route("/password/reset", handlers.reset, methods=["POST"]),
+        Route("/debugger", handlers.debugger, methods=["GET"]),
+        Route("/.well-known/jwks.json", machine.jwks, methods=["GET"]),
+        Route("/healthz", machine.healthz, methods=["GET"]),
+        Route("/openapi.json", machine.openapi, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+
+
+def create_app(service: AuthService | None = None, *, settings: Settings | None = None,
+               secure_cookies: bool = True, allow_query_token: bool = False) -> Starlette:
+    """The jwtkit server as a Starlette app; its lifespan opens and closes the service.
+
+    Args:
+        service: an unopened :class:`AuthService`; built from ``settings`` (or ``Settings.from_env()``)
+            when None.
+        settings: used only when ``service`` is None.
+        secure_cookies: ``Secure`` cookies with ``__Host-``/``__Secure-`` names (default). False only for
+            plain-http localhost.
+        allow_query_token: accept ``GET /private?token=<jwt>`` (RFC 6750 §2.3; off by default because URLs
+            are logged).
+
+    Example:
+        >>> from jwtkit.web import create_app
+        >>> app = create_app(settings=Settings(store_url="memory://", secret=b"s" * 32))  # doctest: +SKIP
+    """
+    if service is None:
+        service = build_service(settings if settings is not None else Settings.from_env())
+    elif settings is not None:
+        raise TypeError("pass either service or settings, not both")
+    cookies = CookiePolicy(secure=secure_cookies)
+    pages = Pages(cookies)
+    handlers = Handlers(service, pages, cookies)
+    readiness = Readiness()
+    machine = Machine(service, readiness)
+    on_error = ErrorHandler(pages)
+    locations = [TokenLocation.HEADER, TokenLocation.COOKIE]
+    if allow_query_token:
+        locations.append(TokenLocation.QUERY)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        opener: asyncio.Task[None] | None = None
+        try:
+            await service.open()
+        except StoreUnavailable as exc:
+            readiness.ready = False
+            # Start anyway and keep trying: requests answer 503 (fail closed) until the store is reachable.
+            logger.warning("store unavailable at startup, retrying every %.0f s: %s", OPEN_RETRY, exc)
+            opener = asyncio.create_task(_open_when_reachable(service, readiness), name="jwtkit open service")
+        try:
+            yield
+        finally:
+            if opener is not None:
+                opener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await opener
+            await service.close()
+
+    app = Starlette(
+        routes=_routes(handlers, machine),
+        middleware=[
+            Middleware(EdgeMiddleware),
+            Middleware(NotReadyGuard, readiness=readiness, on_error=on_error),
+            Middleware(JWTAuthMiddleware, service=service, mode=AuthMode.TRY, locations=locations,
+                       cookie_name=cookies.access, csrf_cookie=cookies.csrf, query_param="token",
+                       exclude_paths=_UNAUTHENTICATED),
+        ],
+        exception_handlers={kind: on_error for kind in (AuthError, HTTPError, ServiceError, StoreUnavailable,
+                                                        HTTPException, Exception)},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.readiness = readiness
+    return app

@@ -1,0 +1,385 @@
+"""The server's route handlers: sign-in, logout, sessions, refresh, accounts and password reset, for
+browsers (pages) and JSON clients alike, chosen by :func:`._http.wants_json`.
+
+Handlers read the request's principal from the one authentication step in front of the router; failures
+are raised and leave through the app's one error handler (:mod:`._app`), except where a form must be shown
+again with its error (then :meth:`Pages.problem` renders the same Problem).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+import orjson
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from jwtkit import JWTError, decode
+from jwtkit.service import AuthConfig, InvalidToken, Principal, ServiceError, Throttled
+from jwtkit.service.auth import AuthService, TokenPair
+from jwtkit.store import StoreUnavailable
+from jwtkit.web._cookies import CookiePolicy, check_csrf
+from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
+from jwtkit.web._http import read_input, require_fields, wants_json
+from jwtkit.web._pages import Pages
+
+__all__ = ["Handlers", "private_body"]
+
+logger = logging.getLogger("jwtkit.web")
+
+_JSON = "application/json"
+_NO_REFERRER = {"Referrer-Policy": "no-referrer"}  # pages whose URL carries a token
+
+
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type=_JSON)
+
+
+def _pair_json(pair: TokenPair) -> dict[str, Any]:
+    return {"access_token": pair.access_token, "token_type": pair.token_type, "expires_in": pair.expires_in,
+            "refresh_token": pair.refresh_token, "refresh_expires_in": pair.refresh_expires_in}
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _user_agent(request: Request) -> str:
+    return request.headers.get("user-agent", "")[:512]
+
+
+def private_body(principal: Principal) -> bytes:
+    """The JSON body of a successful ``GET /private`` (one function for the JSON endpoint and this one)."""
+    return orjson.dumps({"message": "This is private", "user_id": principal.user_id,
+                         "session_id": principal.session_id, "expires": principal.claims.get("exp")})
+
+
+class Handlers:
+    """The server's route handlers, sharing the service, the pages and the cookie policy. They read the
+    request's principal from the one authentication step (:class:`~jwtkit.web.JWTAuthMiddleware` in front of
+    the router) and never verify an access token themselves."""
+
+    def __init__(self, service: AuthService, pages: Pages, cookies: CookiePolicy) -> None:
+        self.service = service
+        self.config: AuthConfig = service.config
+        self.pages = pages
+        self.cookies = cookies
+
+    # --- the authentication step's result ---------------------------------------------------------------
+
+    async def principal(self, request: Request, *, required: bool = True) -> Principal | None:
+        """The caller's principal, as the authentication step decided; None when there is no token and
+        ``required`` is false.
+
+        Raises:
+            AuthError: ``missing_token`` (when required), ``invalid_token``, ``csrf_failed``,
+                ``store_unavailable``.
+        """
+        state = request.scope["state"]
+        principal: Principal | None = state["principal"]
+        if principal is not None:
+            return principal
+        error: AuthError | None = state["auth_error"]
+        if error is None:
+            if required:
+                raise AuthError("missing_token")
+            return None
+        if error.code == "csrf_failed" and request.scope.get("jwtkit.csrf_passed"):
+            # The cookie token was held back only because the middleware cannot read the form's CSRF
+            # field; the handler's check_csrf has now seen it echoed, so the token gets its one check.
+            principal, error = await self._check_held_back(request)
+            if principal is not None:
+                return principal
+            assert error is not None
+        raise error
+
+    async def _check_held_back(self, request: Request) -> tuple[Principal | None, AuthError | None]:
+        from jwtkit.web.middleware import authenticate_found
+
+        principal, error = await authenticate_found(self.service.access, request.scope["state"]["auth_token"],
+                                                    request.scope)
+        state = request.scope["state"]
+        state["principal"], state["auth_error"] = principal, error
+        return principal, error
+
+    async def require(self, request: Request) -> Principal:
+        """The caller's principal.
+
+        Raises:
+            AuthError: ``missing_token``, ``invalid_token``, ``csrf_failed``, ``store_unavailable``.
+        """
+        principal = await self.principal(request, required=True)
+        assert principal is not None
+        return principal
+
+    def page(self, request: Request, name: str, context: dict[str, Any] | None = None, *,
+             status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        return self.pages.render(request, name, context, status=status, headers=headers)
+
+    async def username(self, principal: Principal) -> str:
+        user = await self.service.get_user(principal.user_id)
+        return user.username if user else principal.user_id
+
+    # --- pages ------------------------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        try:
+            principal = await self.principal(request, required=False)
+        except AuthError as error:
+            if error.status == 503:
+                raise
+            principal = None
+        if wants_json(request):
+            return _json({"authenticated": principal is not None,
+                          "user_id": principal.user_id if principal else None,
+                          "links": {"login": "/auth", "private": "/private", "register": "/register"}})
+        user = await self.username(principal) if principal else None
+        return self.page(request, "home.html", {"user": user})
+
+    async def auth(self, request: Request) -> Response:
+        as_json = wants_json(request)
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        try:
+            username, password = require_fields(fields, "username", "password")
+        except HTTPError:
+            if as_json:
+                raise
+            return self.pages.problem(request, problem_of(HTTPError(
+                "missing_field", "Enter your username and password.")), template="home.html")
+        try:
+            pair = await self.service.login(username, password, ip=_client_ip(request),
+                                            user_agent=_user_agent(request))
+        except ServiceError as error:
+            if as_json or isinstance(error, Throttled):
+                raise
+            # one neutral message whichever of the two was wrong (no account enumeration)
+            message = ("Those credentials are not valid." if error.code == "invalid_credentials"
+                       else str(error))
+            return self.pages.problem(request, dataclasses.replace(problem_of(error), description=message),
+                                      template="home.html", context={"username": username})
+        if as_json:
+            return _json(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
+        response = RedirectResponse("/private", status_code=303)
+        self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
+                                pair.refresh_expires_in)
+        return response
+
+    async def private(self, request: Request) -> Response:
+        """``GET /private`` for browsers (JSON clients are answered by :class:`._api.PrivateJSON`)."""
+        principal = await self.require(request)
+        headers = _NO_REFERRER if "token=" in request.url.query else None
+        if wants_json(request):
+            return Response(private_body(principal), headers=headers, media_type=_JSON)
+        context = {"user": await self.username(principal), "claims": sorted(principal.claims.items())}
+        return self.page(request, "private.html", context, headers=headers)
+
+    async def logout(self, request: Request) -> Response:
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        try:
+            principal = await self.principal(request, required=False)
+        except AuthError as error:
+            if error.status == 503:
+                raise
+            principal = None  # already logged out, expired or bogus: logging out again is harmless
+            if error.reason == "expired":
+                await self._end_expired_session(request.scope["state"]["auth_token"])
+        if principal is not None:
+            await self.service.logout(principal.session_id)
+        return self._signed_out(request)
+
+    async def _end_expired_session(self, token: str) -> None:
+        """Logout with an expired access token (a browser back after 15 idle minutes) still ends its session:
+        the token is ours (signature, issuer, type all checked), only its ``exp`` passed, and the session it
+        names is revoked only if it belongs to the token's subject. Otherwise the refresh token, which the
+        browser sends to /refresh only, would outlive the logout."""
+        try:
+            claims = decode(token, self.service.keys.keyset, issuer=self.config.issuer,
+                            audience=self.config.audience, typ="at+jwt", require=("exp", "sub", "sid"),
+                            leeway=self.config.refresh_ttl, now=self.service.clock())
+        except JWTError:
+            return
+        sub, sid = claims.get("sub"), claims.get("sid")
+        if isinstance(sub, str) and isinstance(sid, str):
+            await self.service.revoke_session(sub, sid)
+
+    async def logout_all(self, request: Request) -> Response:
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        principal = await self.require(request)
+        await self.service.logout_all(principal.user_id)
+        return self._signed_out(request)
+
+    def _signed_out(self, request: Request) -> Response:
+        response: Response = Response(status_code=204) if wants_json(request) else RedirectResponse(
+            "/", status_code=303)
+        self.cookies.clear_tokens(response)
+        # RFC 9110 §7.8 / W3C Clear-Site-Data: drop any cached copy of private pages in the browser
+        response.headers["Clear-Site-Data"] = '"cache"'
+        return response
+
+    async def sessions(self, request: Request) -> Response:
+        principal = await self.require(request)
+        sessions = await self.service.list_sessions(principal.user_id)
+        rows = [{"sid": s.sid, "created": s.created, "last_used": s.last_used, "expires": s.expires,
+                 "user_agent": s.user_agent, "ip": s.ip, "current": s.sid == principal.session_id}
+                for s in sessions]
+        if wants_json(request):
+            return _json({"sessions": rows})
+        return self.page(request, "sessions.html", {"user": await self.username(principal), "sessions": rows})
+
+    async def delete_session(self, request: Request) -> Response:
+        check_csrf(request, self.cookies)
+        return await self._revoke(request, as_form=False)
+
+    async def revoke_session_form(self, request: Request) -> Response:
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        return await self._revoke(request, as_form=not wants_json(request))
+
+    async def _revoke(self, request: Request, *, as_form: bool) -> Response:
+        principal = await self.require(request)
+        sid = request.path_params["sid"]
+        if not await self.service.revoke_session(principal.user_id, sid):
+            raise HTTPError("not_found", "No such active session")
+        if sid == principal.session_id:
+            return self._signed_out(request)
+        if as_form:
+            return RedirectResponse("/sessions", status_code=303)
+        return Response(status_code=204)
+
+    async def refresh(self, request: Request) -> Response:
+        as_json = wants_json(request)
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        token = fields.get("refresh_token") or request.cookies.get(self.cookies.refresh, "")
+        try:
+            if not token:
+                raise HTTPError("missing_field", "The field 'refresh_token' is required",
+                                field="refresh_token")
+            pair = await self.service.refresh(token, ip=_client_ip(request), user_agent=_user_agent(request))
+        except (HTTPError, ServiceError) as error:
+            if as_json:
+                raise
+            # a browser without a live refresh cookie: back to the login form
+            ended = problem_of(error if isinstance(error, ServiceError) else AuthError("missing_token"))
+            response = self.page(request, "home.html", {"error": "Your session has ended; sign in again."},
+                                 status=ended.status)
+            self.cookies.clear_tokens(response)
+            return response
+        if as_json:
+            return _json(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
+        response = RedirectResponse("/private", status_code=303)
+        self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
+                                pair.refresh_expires_in)
+        return response
+
+    async def register_form(self, request: Request) -> Response:
+        return self.page(request, "register.html")
+
+    async def register(self, request: Request) -> Response:
+        as_json = wants_json(request)
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        try:
+            username, password = require_fields(fields, "username", "password")
+            email = fields.get("email") or None
+            user = await self.service.register(username, password, email=email)
+        except (HTTPError, ServiceError) as error:
+            if as_json:
+                raise
+            return self.pages.problem(request, problem_of(error), template="register.html",
+                                      context={"username": fields.get("username", ""),
+                                               "email": fields.get("email", "")})
+        if user.email and not user.verified:
+            try:
+                await self.service.send_verification(user.id)
+            except OSError as exc:  # the account exists; the link can be sent again later
+                logger.warning("verification mail for user %s not sent: %s", user.id, exc)
+        if as_json:
+            return _json({"id": user.id, "username": user.username, "email": user.email,
+                          "verified": user.verified}, status=201, headers={"Location": "/home"})
+        return self.page(request, "home.html", {"notice": f"Account {user.username} created. Sign in below."},
+                         status=201)
+
+    async def verify(self, request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        if not token:
+            raise HTTPError("missing_field", "The query parameter 'token' is required", field="token",
+                            headers=_NO_REFERRER)
+        try:
+            user = await self.service.verify_email(token)
+        except ServiceError as error:
+            raise HTTPError("invalid_link", "This link is not valid any more",
+                            reason=getattr(error, "reason", error.code), headers=_NO_REFERRER) from None
+        if wants_json(request):
+            return _json({"verified": True, "username": user.username}, headers=_NO_REFERRER)
+        text = f"Thank you, {user.username}: your email is confirmed."
+        return self.page(request, "message.html", {"title": "Email confirmed", "text": text},
+                         headers=_NO_REFERRER)
+
+    async def forgot_form(self, request: Request) -> Response:
+        return self.page(request, "forgot.html")
+
+    async def forgot(self, request: Request) -> Response:
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        who = fields.get("username") or fields.get("email") or ""
+        if not who:
+            raise HTTPError("missing_field", "The field 'username' is required", field="username")
+        # The same answer, at the same time, whether or not the account exists: the lookup and the mail run
+        # after the response is sent, so neither their duration nor their failure can tell (OWASP ASVS 2.5).
+        text = "If that account exists, we sent it a link to reset the password."
+        response = (_json({"status": "sent", "message": text}, status=202) if wants_json(request)
+                    else self.page(request, "message.html", {"title": "Check your email", "text": text},
+                                   status=202))
+        response.background = BackgroundTask(self._forgot_password, who)
+        return response
+
+    async def _forgot_password(self, who: str) -> None:
+        try:
+            await self.service.forgot_password(who)
+        except (ServiceError, StoreUnavailable, OSError) as exc:
+            logger.warning("password reset mail not sent: %s: %s", type(exc).__name__, exc)
+
+    async def reset_form(self, request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        return self.page(request, "reset.html", {"token": token}, headers=_NO_REFERRER)
+
+    async def reset(self, request: Request) -> Response:
+        as_json = wants_json(request)
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        token = fields.get("token") or request.query_params.get("token", "")
+        try:
+            if not token:
+                raise HTTPError("missing_field", "The field 'token' is required", field="token")
+            (password,) = require_fields(fields, "password")
+            await self.service.reset_password(token, password)
+        except (HTTPError, ServiceError) as error:
+            if isinstance(error, InvalidToken):
+                # a refused link is a bad request parameter, not a failed authentication
+                error = HTTPError("invalid_link", str(error), reason=error.reason)
+            problem = problem_of(error)
+            if as_json:
+                return json_response(problem, extra_headers=_NO_REFERRER)
+            return self.pages.problem(request, problem, template="reset.html", context={"token": token},
+                                      extra_headers=_NO_REFERRER)
+        if as_json:
+            return _json({"status": "password_reset"}, headers=_NO_REFERRER)
+        return self.page(request, "home.html", {"notice": "Your password was changed. Sign in below."},
+                         headers=_NO_REFERRER)
+
+    async def debugger(self, request: Request) -> Response:
+        try:
+            return self.page(request, "debugger.html", headers=_NO_REFERRER)
+        except jinja2.TemplateNotFound:
+            raise HTTPException(404) from None
+
