@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +146,47 @@ def _is_env_call(func: ast.expr) -> bool:
     if isinstance(func, ast.Attribute):
         return _is_environ(func.value) or func.attr in ("getenv", "getenvb")
     return isinstance(func, ast.Name) and func.id in ("getenv", "getenvb")
+
+
+# --- docs/cli.md -------------------------------------------------------------------------------------------
+
+DOCS = Path(__file__).parents[2] / "docs" / "cli.md"
+
+
+def _variables_table() -> list[tuple[str, str, str]]:
+    rows = []
+    for line in DOCS.read_text("utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| `JWT") and len(cells) == 3:
+            rows.append((cells[0].strip("`"), cells[1], cells[2]))
+    return rows
+
+
+def _options(command: Any) -> set[str]:
+    names = {opt for param in getattr(command, "params", []) for opt in (*param.opts, *param.secondary_opts)}
+    for sub in getattr(command, "commands", {}).values():
+        names |= _options(sub)
+    return names
+
+
+def test_the_docs_table_lists_every_variable_with_its_option_and_default() -> None:
+    import typer.main
+
+    from jwtkit.service.config import _ENVIRONMENT
+
+    rows = _variables_table()
+    assert [name for name, _, _ in rows] == [var.name for var in _ENVIRONMENT]
+    defaults = ServerSettings().to_env()
+    every_option = _options(typer.main.get_command(jwtkit.cli.app))
+    serve_options = _options(typer.main.get_command(jwtkit.cli.app).commands["serve"])  # type: ignore[attr-defined]
+    documented = set()
+    for name, option, default in rows:
+        code = re.match(r"`([^`]*)`", default)
+        if defaults[name]:
+            assert code is not None and code.group(1) == defaults[name], (name, default, defaults[name])
+        else:
+            assert default.startswith("none"), (name, default)
+        for flag in re.findall(r"--[a-z-]+", option):
+            assert flag in every_option, (name, flag)
+            documented.add(flag)
+    assert serve_options - {"--json", "--help"} <= documented
