@@ -7,7 +7,7 @@ the keyspace follows live records and the accounts that ever used ``revoke_all``
 - ``{prefix}s:{sid}``: hash, one session (``revoked`` is ``"0"``/``"1"``), until the session expires;
 - ``{prefix}u:{user_id}``: sorted set of the user's sids scored by ``created`` (listing), pruned of dead ones;
 - ``{prefix}f:{family}``: set of the sids of one refresh family (reuse detection revokes all of them);
-- ``{prefix}e:{user_id}``: the user's epoch (a decimal string; ``INCR``), with **no** TTL: it must never
+- ``{prefix}e:{user_id}``: the user's epoch (a decimal string), with **no** TTL: it must never
   vanish (see base.py). Use a ``maxmemory-policy`` that never evicts keys without a TTL (``noeviction`` or a
   ``volatile-*`` one), as an ``allkeys-*`` policy could drop an epoch;
 - ``{prefix}schema``: the key layout version (``2``), no TTL;
@@ -234,13 +234,18 @@ return 0
 # ARGV[3] = family
 _REVOKE_FAMILY = _PRELUDE + "return revoke_family(ARGV[3])"
 
-# ARGV[3] = user_id. INCR is the atomic increment; the key has no TTL (never expires). An unreadable record
-# is replaced by one more than the largest epoch of the user's stored sessions (every session that can be
-# active is in the user's index: listing prunes only sessions that are gone or revoked for good).
+# ARGV[3] = user_id. The script is the atomic increment (not INCR, which refuses texts epoch_of accepts, such
+# as leading zeros); SET leaves the key without a TTL (it never expires). An unreadable record is replaced by
+# one more than the largest epoch of the user's stored sessions (every session that can be active is in the
+# user's index: listing prunes only sessions that are gone or revoked for good).
 _REVOKE_ALL = _PRELUDE + """
 local user_id = ARGV[3]
 local ekey = P .. 'e:' .. user_id
-if user_epoch(redis.pcall('GET', ekey)) then return redis.call('INCR', ekey) end
+local current = user_epoch(redis.pcall('GET', ekey))
+if current then
+  redis.call('SET', ekey, string.format('%d', current + 1))
+  return current + 1
+end
 local sids = redis.pcall('ZRANGE', P .. 'u:' .. user_id, 0, -1)
 if sids.err then return redis.error_reply('ERR unreadable epoch record and session index of one user') end
 local top = 0
