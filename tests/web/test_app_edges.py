@@ -324,18 +324,6 @@ async def test_head_requests_work(server: Server) -> None:
     assert response.content == b""
 
 
-def test_worker_settings_survive_the_environment_round_trip() -> None:
-    from jwtkit.service import AuthConfig, Settings
-    from jwtkit.web.app import settings_from_env, settings_to_env
-
-    original = Settings(store_url="redis://127.0.0.1:1/0", secret=b"\x00\xff" * 20, key_path="k.key",
-                        config=AuthConfig(issuer="iss", audience="aud", access_ttl=60))
-    env = settings_to_env(original, secure_cookies=False, allow_query_token=True)
-    rebuilt, options = settings_from_env(env)
-    assert rebuilt == original
-    assert options == {"secure_cookies": False, "allow_query_token": True}
-
-
 def test_healthz_says_starting_until_the_service_is_open(redis_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Store down at start-up, then back: until the retry opens the service, every route still answers 503,
     so /healthz must too (a load balancer reads it)."""

@@ -39,8 +39,9 @@ class World:
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     mailer = MemoryMailer()
-    service = AuthService(store=open_store("memory://"), users=MemoryUserRepository(), keys=KeyRing.generate(),
-                          mailer=mailer, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    service = AuthService(store=open_store("memory://"), users=MemoryUserRepository(),
+                          keys=KeyRing.generate(), mailer=mailer,
+                          hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
     async def me(request: Request) -> Response:
         principal = request.state.principal
@@ -92,7 +93,8 @@ def _access(world: World, pair: Any, **changes: Any) -> str:
     claims = access_claims(issuer=world.service.config.issuer, audience=None, user_id=pair.session.user_id,
                            sid=pair.session.sid, now=now, expires=now + 60, agent=None)
     claims.update(changes)
-    return encode({k: v for k, v in claims.items() if v is not None}, world.service.keys.active, typ=ACCESS_TYP)
+    kept = {k: v for k, v in claims.items() if v is not None}
+    return encode(kept, world.service.keys.active, typ=ACCESS_TYP)
 
 
 async def valid(world: World) -> str:
@@ -192,8 +194,9 @@ CASES: list[tuple[Callable[[World], Awaitable[str | None]], tuple[int, str | Non
 
 
 @pytest.mark.parametrize(("make_token", "expected"), CASES, ids=[case[0].__name__ for case in CASES])
-async def test_every_caller_gives_the_same_answer(world: World, make_token: Callable[[World], Awaitable[str | None]],
-                                                  expected: tuple[int, str | None, str | None]) -> None:
+async def test_every_caller_gives_the_same_answer(
+        world: World, make_token: Callable[[World], Awaitable[str | None]],
+        expected: tuple[int, str | None, str | None]) -> None:
     token = await make_token(world)
     answers = {name: await outcome(app, token) for name, app in world.apps.items()}
     assert answers == {name: expected for name in world.apps}

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 # Light names load at once: apps embed the middleware, which needs the access policy and the errors, and
-# must not pay for password hashing (argon2), SQLite, mail (smtplib) or templates. The rest loads on first use.
+# must not pay for password hashing (argon2), SQLite, mail (smtplib) or templates. The rest loads on first
+# use.
 from jwtkit.service._access import AccessPolicy, Principal
-from jwtkit.service.config import AuthConfig, Settings
+from jwtkit.service.config import AuthConfig, ServerSettings, Settings
 from jwtkit.service.errors import (
     AccountDisabled,
     AccountUnverified,
@@ -89,6 +90,7 @@ __all__ = [
     "RefreshReused",
     "SMTPMailer",
     "SQLiteUserRepository",
+    "ServerSettings",
     "ServiceConfigError",
     "ServiceError",
     "SessionRevoked",

@@ -91,7 +91,8 @@ class NotReadyGuard:
                 or scope["path"].startswith("/static/")):
             await self.app(scope, receive, send)
             return
-        response = await self.on_error(Request(scope, receive), StoreUnavailable("the service is not open yet"))
+        refusal = StoreUnavailable("the service is not open yet")
+        response = await self.on_error(Request(scope, receive), refusal)
         await response(scope, receive, send)
 
 

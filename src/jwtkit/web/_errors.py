@@ -18,9 +18,10 @@ RFC 6750 §3; ``Retry-After`` on 429 and 503). The server's HTML pages render th
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass
+
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response

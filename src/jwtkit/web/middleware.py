@@ -108,8 +108,8 @@ class JWTAuthMiddleware:
 
     The verified :class:`~jwtkit.service.Principal` (or None) is put on ``scope["state"]["principal"]``
     (``request.state.principal`` in Starlette and FastAPI), the error (or None) on ``auth_error``, where
-    the token came from on ``auth_location`` and the token itself on ``auth_token``. Errors go through one ``on_error(conn, error) -> Response``
-    hook (sync or async), by default :func:`default_on_error`.
+    the token came from on ``auth_location`` and the token itself on ``auth_token``. Errors go through one
+    ``on_error(conn, error) -> Response`` hook (sync or async), by default :func:`default_on_error`.
 
     Give exactly one of ``service``, ``policy`` or ``keys``.
 
@@ -203,7 +203,8 @@ class JWTAuthMiddleware:
             return
         path = scope["path"]
         state: dict[str, Any] = scope.setdefault("state", {})
-        if path in self._exclude_exact or (self._exclude_prefixes and path.startswith(self._exclude_prefixes)):
+        if path in self._exclude_exact or (
+                self._exclude_prefixes and path.startswith(self._exclude_prefixes)):
             state["principal"] = state["auth_error"] = state["auth_location"] = state["auth_token"] = None
             await self.app(scope, receive, send)
             return
