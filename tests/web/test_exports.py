@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import jwtkit.web
 
 PUBLIC = ["AuthError", "AuthMode", "JWTAuthMiddleware", "TokenLocation", "app_from_env",
@@ -24,3 +26,28 @@ def test_importing_the_web_layer_loads_neither_fastapi_nor_uvicorn() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+HEAVY = ("jinja2", "argon2", "smtplib", "sqlite3", "uvicorn", "jwtkit.web._app", "jwtkit.service.auth")
+
+
+@pytest.mark.parametrize("statement", [
+    "from jwtkit.web import JWTAuthMiddleware",
+    "from jwtkit.web import require_principal, optional_principal",
+    "from jwtkit.service import AccessPolicy, Principal",
+])
+def test_what_apps_embed_loads_no_templates_hashing_mail_or_server(statement: str) -> None:
+    code = (f"import sys; {statement}; "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), len(sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            check=True)
+    loaded, count = result.stdout.rsplit(" ", 1)
+    assert loaded == "[]"
+    assert int(count) < 330  # 341 before the split; starlette and cryptography are most of what is left
+
+
+def test_the_server_still_loads_on_first_use() -> None:
+    code = "import sys, jwtkit.web; jwtkit.web.create_app; print('jinja2' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert result.stdout.strip() == "True"

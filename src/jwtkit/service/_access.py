@@ -33,7 +33,16 @@ from jwtkit.service.errors import InvalidToken, SessionRevoked, TokenExpired
 from jwtkit.service.tokens import ACCESS_TYP, REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP, agent_hash
 from jwtkit.store.base import Store
 
-__all__ = ["ACCESS_CLAIMS", "AccessPolicy", "AccountLookup", "Principal", "Validator", "decode_token"]
+__all__ = [
+    "ACCESS_CLAIMS",
+    "AccessPolicy",
+    "AccountLookup",
+    "Principal",
+    "Validator",
+    "check_ids",
+    "decode_token",
+    "refusal",
+]
 
 # What every jwtkit access token carries (RFC 9068 §2.2 plus our sid).
 ACCESS_CLAIMS = ("exp", "iat", "sub", "sid", "jti")
@@ -94,21 +103,29 @@ def decode_token(
     try:
         claims = decode(token, keys, issuer=issuer, audience=audience, typ=typ, leeway=leeway,
                         require=require, now=now)
-    except ExpiredToken:
-        raise TokenExpired() from None
-    except InvalidHeader:
-        reason = "header"
-        if typ is not None and _typ_of(token) != typ.lower().removeprefix("application/"):
-            reason = "wrong_type"
-        raise InvalidToken(reason, "the token is invalid") from None
     except JWTError as exc:
-        raise InvalidToken(exc.code, "the token is invalid") from None
-    for name in require:
-        if name in _ID_CLAIMS:
-            value = claims.get(name)
-            if type(value) is not str or not value:
-                raise InvalidToken("claim", f"the token's {name} claim is invalid")
+        raise refusal(exc, token, typ) from None
+    check_ids(claims, tuple(name for name in require if name in _ID_CLAIMS))
     return claims
+
+
+def refusal(error: JWTError, token: str, typ: str | None) -> InvalidToken:
+    """The InvalidToken for a token :func:`jwtkit.decode` refused (the one mapping; see decode_token)."""
+    if isinstance(error, ExpiredToken):
+        return TokenExpired()
+    if isinstance(error, InvalidHeader):
+        if typ is not None and _typ_of(token) != typ.lower().removeprefix("application/"):
+            return InvalidToken("wrong_type", "the token is of another kind")
+        return InvalidToken("header", "the token is invalid")
+    return InvalidToken(error.code, "the token is invalid")
+
+
+def check_ids(claims: Mapping[str, Any], names: tuple[str, ...]) -> None:
+    """The id claims the service relies on (``sub``, ``sid``, ``jti``, ``fam``) are non-empty strings."""
+    for name in names:
+        value = claims.get(name)
+        if type(value) is not str or not value:
+            raise InvalidToken("claim", f"the token's {name} claim is invalid")
 
 
 class AccessPolicy:
@@ -178,6 +195,7 @@ class AccessPolicy:
         self.bind_user_agent = bind_user_agent
         self.validate = validate
         self.clock = clock
+        self._ids = tuple(name for name in require if name in _ID_CLAIMS)
         # user id -> (valid until, refused); bounded, see _account_refused
         self._accounts: dict[str, tuple[float, bool]] = {}
 
@@ -198,9 +216,14 @@ class AccessPolicy:
             JWTError code, ``wrong_type``, ``claim``, ``disabled``, ``agent`` or ``rejected``);
             jwtkit.store.StoreUnavailable when the session cannot be checked (callers answer 503).
         """
-        now = None if self.clock is None else self.clock()
-        claims = decode_token(token, self.keys, typ=self.typ, issuer=self.issuer, audience=self.audience,
-                              require=self.require, leeway=self.leeway, now=now)
+        # decode_token's two steps, inlined: this runs on every request
+        try:
+            claims = decode(token, self.keys, issuer=self.issuer, audience=self.audience, typ=self.typ,
+                            leeway=self.leeway, require=self.require,
+                            now=None if self.clock is None else self.clock())
+        except JWTError as exc:
+            raise refusal(exc, token, self.typ) from None
+        check_ids(claims, self._ids)
         if self.typ is None and _typ_of(token) in _NOT_ACCESS_TYPS:
             raise InvalidToken("wrong_type", "this token is not an access token")
         sub = claims.get("sub")

@@ -3,9 +3,10 @@
 A request's path, the same for every route::
 
     EdgeMiddleware      size limits (431, 413) and the security headers of every response
+    ErrorBoundary       any exception below becomes the one error answer (ErrorHandler)
     NotReadyGuard       503 while the service could not be opened (store down at startup)
     JWTAuthMiddleware   the one authentication step: the service's AccessPolicy, result on scope["state"]
-    Router              pages and JSON handlers (._handlers), machine endpoints (._api)
+    ExactRoutes, Router pages and JSON handlers (._handlers), machine endpoints (._api): one route table
     on_error            every failure: problem_of(exc) -> the JSON body or the page, status from STATUS
 
 Browsers get pages; clients that send ``Accept: application/json`` or a JSON body get JSON
@@ -20,13 +21,14 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,7 +38,7 @@ from jwtkit.service.build import build_service
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._api import Machine, PrivateJSON, Readiness
 from jwtkit.web._cookies import CookiePolicy
-from jwtkit.web._edge import EdgeMiddleware
+from jwtkit.web._edge import RESPONSE_STARTED, EdgeMiddleware
 from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
 from jwtkit.web._extract import TokenLocation
 from jwtkit.web._handlers import Handlers
@@ -75,6 +77,76 @@ class ErrorHandler:
         if problem.status == 500 or wants_json(request):
             return json_response(problem)
         return self.pages.problem(request, problem)
+
+
+class ErrorBoundary:
+    """Pure ASGI: any exception a layer or handler raises becomes the one error answer (ErrorHandler).
+
+    It replaces Starlette's two exception layers (ServerErrorMiddleware, ExceptionMiddleware), each of which
+    wraps ``send`` on every request; here nothing is wrapped: the edge layer, which already sees every
+    response start, marks it on the scope, and an exception after that point is re-raised for the server to
+    log and close the connection.
+    """
+
+    def __init__(self, app: ASGIApp, *, on_error: ErrorHandler) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            if scope["type"] != "http" or scope.get(RESPONSE_STARTED):
+                raise
+            response = await self.on_error(Request(scope, receive), exc)
+            await response(scope, receive, send)
+
+
+class ExactRoutes:
+    """The route table's routes without path parameters, found by one dict lookup rather than a walk over
+    every route's regex; what it does not find (path parameters, mounts, 404, 405) goes to the router, which
+    holds the same table. It sets on the scope what the router would (``router``, ``route``, ``endpoint``,
+    ``path_params``)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.table: dict[str, list[Route]] = {}
+        for route in router.routes:
+            if isinstance(route, Route) and not route.param_convertors:
+                self.table.setdefault(route.path, []).append(route)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            candidates = self.table.get(scope["path"])
+            if candidates is not None:
+                method = scope["method"]
+                for route in candidates:
+                    if route.methods is None or method in route.methods:
+                        scope.setdefault("router", self.router)
+                        scope["route"] = route
+                        scope["endpoint"] = route.endpoint
+                        scope["path_params"] = {}
+                        await route.app(scope, receive, send)
+                        return
+        await self.router(scope, receive, send)
+
+
+class _Server(Starlette):
+    """Starlette, with the one request path built by hand (see the module docstring): Starlette's lifespan,
+    router, ``app.state`` and test client, without its two per-request exception layers."""
+
+    def __init__(self, *, layers: list[Middleware], on_error: ErrorHandler, **options: Any) -> None:
+        super().__init__(**options)
+        self._layers = layers
+        self._on_error = on_error
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = ExactRoutes(self.router)
+        for cls, args, kwargs in reversed(self._layers):
+            app = cls(app, *args, **kwargs)
+            if cls is NotReadyGuard:
+                app = ErrorBoundary(app, on_error=self._on_error)  # inside the edge, so 500s get its headers
+        return app
 
 
 class NotReadyGuard:
@@ -187,17 +259,16 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
                     await opener
             await service.close()
 
-    app = Starlette(
+    app = _Server(
         routes=_routes(handlers, machine),
-        middleware=[
+        layers=[
             Middleware(EdgeMiddleware),
             Middleware(NotReadyGuard, readiness=readiness, on_error=on_error),
             Middleware(JWTAuthMiddleware, service=service, mode=AuthMode.TRY, locations=locations,
                        cookie_name=cookies.access, csrf_cookie=cookies.csrf, query_param="token",
                        exclude_paths=_UNAUTHENTICATED),
         ],
-        exception_handlers={kind: on_error for kind in (AuthError, HTTPError, ServiceError, StoreUnavailable,
-                                                        HTTPException, Exception)},
+        on_error=on_error,
         lifespan=lifespan,
     )
     app.state.service = service

@@ -9,11 +9,13 @@ policy. The header lists are built once here; per response the layer only append
 
 from __future__ import annotations
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from jwtkit.web._errors import HTTPError, problem_of
 from jwtkit.web._http import MAX_BODY, MAX_HEADERS
 
-__all__ = ["CSP", "SECURITY_HEADERS", "EdgeMiddleware"]
+__all__ = ["CSP", "RESPONSE_STARTED", "SECURITY_HEADERS", "EdgeMiddleware"]
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -29,17 +31,33 @@ _NO_STORE = (b"cache-control", b"no-store")
 _STATIC_CACHE = (b"cache-control", b"no-cache")
 
 
-def _error(status: int, code: str, text: str) -> tuple[Message, Message]:
-    body = b'{"error":"' + code.encode() + b'","error_description":"' + text.encode() + b'"}'
-    start = {"type": "http.response.start", "status": status,
+RESPONSE_STARTED = "jwtkit.response_started"  # set on the scope once the response has begun (see _app)
+
+# The blocks appended to a response's headers, by what the handler already chose (built once).
+_BLOCKS = {
+    (False, False, False): [*SECURITY_HEADERS, _DEFAULT_REFERRER, _NO_STORE],
+    (False, False, True): [*SECURITY_HEADERS, _DEFAULT_REFERRER, _STATIC_CACHE],
+    (True, False, False): [*SECURITY_HEADERS, _NO_STORE],
+    (True, False, True): [*SECURITY_HEADERS, _STATIC_CACHE],
+    (False, True, False): [*SECURITY_HEADERS, _DEFAULT_REFERRER],
+    (False, True, True): [*SECURITY_HEADERS, _DEFAULT_REFERRER],
+    (True, True, False): list(SECURITY_HEADERS),
+    (True, True, True): list(SECURITY_HEADERS),
+}
+
+
+def _refusal(error: HTTPError) -> tuple[Message, Message]:
+    problem = problem_of(error)
+    body = orjson.dumps(problem.body())
+    start = {"type": "http.response.start", "status": problem.status,
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                         (b"connection", b"close"), *SECURITY_HEADERS, _DEFAULT_REFERRER, _NO_STORE]}
+                         (b"connection", b"close"), *_BLOCKS[(False, False, False)]]}
     return start, {"type": "http.response.body", "body": body}
 
 
-_HEADERS_TOO_LARGE = _error(431, "headers_too_large", f"Request headers exceed {MAX_HEADERS} bytes")
-_BODY_TOO_LARGE = _error(413, "body_too_large", f"The body is larger than {MAX_BODY} bytes")
-_BAD_LENGTH = _error(400, "bad_request", "Content-Length is not a number")
+_HEADERS_TOO_LARGE = _refusal(HTTPError("headers_too_large", f"Request headers exceed {MAX_HEADERS} bytes"))
+_BODY_TOO_LARGE = _refusal(HTTPError("body_too_large", f"The body is larger than {MAX_BODY} bytes"))
+_BAD_LENGTH = _refusal(HTTPError("bad_request", "Content-Length is not a number"))
 
 
 class EdgeMiddleware:
@@ -75,14 +93,16 @@ class EdgeMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers.extend(SECURITY_HEADERS)
-                if b"referrer-policy" not in present:
-                    headers.append(_DEFAULT_REFERRER)
-                if b"cache-control" not in present:
-                    headers.append(_STATIC_CACHE if static else _NO_STORE)
-                message = {**message, "headers": headers}
+                scope[RESPONSE_STARTED] = True
+                headers = message.get("headers") or []
+                referrer = cache = False
+                for name, _ in headers:
+                    name = name.lower()
+                    if name == b"referrer-policy":
+                        referrer = True
+                    elif name == b"cache-control":
+                        cache = True
+                message["headers"] = [*headers, *_BLOCKS[(referrer, cache, static)]]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -81,7 +81,8 @@ async def authenticate_found(policy: AccessPolicy, token: str, scope: Scope
                              ) -> tuple[Principal | None, AuthError | None]:
     """Ask the policy about one token: the principal, or the refusal as an :class:`AuthError`."""
     try:
-        return await policy.authenticate(token, user_agent=_user_agent(scope)), None
+        user_agent = _user_agent(scope) if policy.bind_user_agent else None
+        return await policy.authenticate(token, user_agent=user_agent), None
     except InvalidToken as error:
         return None, AuthError.from_invalid_token(error)
     except StoreUnavailable:
