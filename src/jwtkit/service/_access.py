@@ -246,6 +246,22 @@ class AccessPolicy:
                 raise InvalidToken("rejected", "the token was rejected")
         return principal
 
+    def expired_session(self, token: str, *, grace: float) -> tuple[str, str] | None:
+        """``(sub, sid)`` of a token that passes every decode rule of this policy except that its ``exp``
+        may have passed up to ``grace`` seconds ago; None otherwise. For ending the session of an expired
+        token at logout (its refresh token would outlive the logout otherwise); it grants no access.
+        """
+        try:
+            claims = decode_token(token, self.keys, typ=self.typ, issuer=self.issuer, audience=self.audience,
+                                  require=self.require, leeway=max(self.leeway, grace),
+                                  now=None if self.clock is None else self.clock())
+        except InvalidToken:
+            return None
+        sub, sid = claims.get("sub"), claims.get("sid")
+        if type(sub) is not str or type(sid) is not str or not sub or not sid:
+            return None
+        return sub, sid
+
     async def check_account(self, user_id: str) -> None:
         """The account rule on its own (the service applies it to refresh tokens too): the account must
         exist and not be disabled. Its state is reused for ``account_cache_ttl`` seconds.

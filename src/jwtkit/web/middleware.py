@@ -179,10 +179,11 @@ class JWTAuthMiddleware:
                 raise TypeError("policy must be an AccessPolicy")
             if validate is not None:
                 raise TypeError("validate goes with keys= or service=; a policy carries its own")
-        else:
-            assert keys is not None
+        elif keys is not None:
             policy = AccessPolicy(keys=keys, typ=typ, issuer=issuer, audience=audience, leeway=leeway,
                                   require=require, store=store, validate=validate, clock=clock)
+        if policy is None:  # unreachable: exactly one source was given
+            raise TypeError("give exactly one of service=, policy= or keys=")
         self.app = app
         self.policy = policy
         self.extractor = Extractor(locations, cookie_name=cookie_name, query_param=query_param)
