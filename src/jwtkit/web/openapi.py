@@ -16,7 +16,9 @@ _ERROR = {
     "required": ["error"],
     "properties": {
         "error": {"type": "string", "description": "A stable code, e.g. invalid_token, missing_field"},
-        "reason": {"type": "string", "description": "For invalid_token: expired, revoked, signature, ..."},
+        "reason": {"type": "string", "description": "For invalid_token: expired, revoked, signature, "
+                                                    "wrong_type, claim, disabled, agent, ...; for "
+                                                    "invalid_link: used, stale, expired, ..."},
         "error_description": {"type": "string"},
         "field": {"type": "string", "description": "The input field at fault"},
     },
@@ -67,9 +69,11 @@ def _answer(description: str, schema: dict[str, Any] | None = None,
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "Bad input (missing_field, invalid_json, weak_password, ...)",
+    text = {400: "Bad input (missing_field, invalid_json, weak_password, invalid_link with a reason: "
+                 "used, stale, expired, wrong_type, ...)",
             401: "Not authenticated (missing_token, invalid_token with a reason, invalid_credentials)",
-            403: "Refused (csrf_failed, account_disabled)", 404: "Not found",
+            403: "Refused (csrf_failed: a cookie-authenticated request from another origin or without the "
+                 "CSRF token; account_disabled)", 404: "Not found",
             409: "Conflict (username_taken)",
             413: "Body over 16 KiB", 415: "Not JSON or a form", 429: "Throttled; see Retry-After",
             503: "The session store is unavailable (fail closed); see Retry-After"}
