@@ -18,7 +18,7 @@ import pytest
 import jwtkit.cli
 import jwtkit.web
 from jwtkit.cli import main
-from jwtkit.service.config import ServerSettings
+from jwtkit.service._config import ServerSettings
 
 CLI_SOURCES = [Path(jwtkit.cli.__file__), *sorted(Path(jwtkit.cli.__file__).with_name("_cli").glob("*.py"))]
 
@@ -100,7 +100,7 @@ def test_a_bad_variable_is_refused_by_name(served: list[ServerSettings], monkeyp
 
 def test_the_cli_reads_no_jwtkit_variable_itself() -> None:
     """No ``JWTKIT_`` name, no typer ``envvar=``, and no ``os.environ``/``os.getenv`` read of a literal name
-    in the CLI: the one codec in ``jwtkit.service.config`` reads the environment."""
+    in the CLI: the one codec in ``jwtkit.service._config`` reads the environment."""
     assert len(CLI_SOURCES) > 3  # cli.py and the _cli package were found
     found = [offence for path in CLI_SOURCES for offence in _offences(path.name, path.read_text("utf-8"))]
     assert found == []
@@ -172,7 +172,7 @@ def _options(command: Any) -> set[str]:
 def test_the_docs_table_lists_every_variable_with_its_option_and_default() -> None:
     import typer.main
 
-    from jwtkit.service.config import _ENVIRONMENT
+    from jwtkit.service._config import _ENVIRONMENT
 
     rows = _variables_table()
     assert [name for name, _, _ in rows] == [var.name for var in _ENVIRONMENT]

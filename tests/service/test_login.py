@@ -16,7 +16,7 @@ from jwtkit.service import (
     Throttled,
     User,
 )
-from jwtkit.service.throttle import throttle_delay
+from jwtkit.service._throttle import throttle_delay
 
 from .conftest import PASSWORD, CountingHasher, FakeClock, ServiceFactory
 

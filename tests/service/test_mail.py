@@ -26,7 +26,7 @@ from .conftest import PASSWORD, ServiceFactory
 async def test_outbox_writes_eml_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     box = OutboxMailer(tmp_path / "outbox", sender="auth@example.org")
     assert isinstance(box, Mailer)
-    caplog.set_level(logging.INFO, logger="jwtkit.service.mail")
+    caplog.set_level(logging.INFO, logger="jwtkit.service._mail")
     await box.send(Message("bob@example.org", "Reset your password", "open https://x/?token=SECRET-TOKEN"))
     await box.send(Message("bob@example.org", "Second", "body two"))
     files = sorted((tmp_path / "outbox").iterdir())

@@ -9,7 +9,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from jwtkit.service import Argon2Hasher, WeakPassword, check_password, owasp_hasher
-from jwtkit.service.passwords import common_passwords
+from jwtkit.service._passwords import common_passwords
 
 from .conftest import CountingHasher
 

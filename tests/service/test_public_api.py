@@ -7,7 +7,7 @@ import inspect
 from pathlib import Path
 
 import jwtkit.service as service
-from jwtkit.service import errors
+from jwtkit.service import _errors as errors
 
 ARCHITECTURE_NAMES = {
     "AuthService", "AuthConfig", "Settings", "build_service",

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jwtkit.service import AuthConfig, ServiceConfigError, Settings
-from jwtkit.service.config import _ENVIRONMENT, ServerSettings
+from jwtkit.service._config import _ENVIRONMENT, ServerSettings
 
 SECRET = "0123456789abcdef0123456789abcdef"
 
@@ -96,7 +96,7 @@ def test_a_real_child_environment_carries_a_binary_secret_and_none_fields() -> N
                             port=0, workers=3, secure_cookies=False)
     env = server.to_env()
     assert env["JWT_SECRET"] == "" and env["JWTKIT_SECRET_HEX"] == "00ff" * 20
-    code = ("import sys; from jwtkit.service.config import ServerSettings; "
+    code = ("import sys; from jwtkit.service._config import ServerSettings; "
             "sys.stdout.write(repr(sorted(ServerSettings.from_env().to_env().items())))")
     parent = {k: v for k, v in os.environ.items() if not k.startswith(("JWTKIT_", "JWT_SECRET"))}
     child = subprocess.run([sys.executable, "-c", code], env={**parent, "JWT_SECRET": "leak", **env},

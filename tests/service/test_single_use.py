@@ -22,7 +22,7 @@ from jwtkit.service import (
     UserNotFound,
     WeakPassword,
 )
-from jwtkit.service.tokens import email_binding
+from jwtkit.service._tokens import email_binding
 
 from .conftest import PASSWORD, FakeClock
 

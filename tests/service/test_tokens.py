@@ -22,7 +22,7 @@ from jwtkit.service import (
     TokenExpired,
     User,
 )
-from jwtkit.service.tokens import ACCESS_TYP, REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP
+from jwtkit.service._tokens import ACCESS_TYP, REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP
 
 from .conftest import PASSWORD, FakeClock, ServiceFactory
 

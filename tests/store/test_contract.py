@@ -1,4 +1,4 @@
-"""The store contract (store/base.py), run against every backend: memory, sqlite, leveldb and redis."""
+"""The store contract (store/_base.py), run against every backend: memory, sqlite, leveldb and redis."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jwtkit.store import StoreUnavailable, open_store
-from jwtkit.store.redis import RedisStore
-from jwtkit.store.sqlite import _mapped
+from jwtkit.store._redis import RedisStore
+from jwtkit.store._sqlite import _mapped
 
 
 @pytest.mark.parametrize("error", [sqlite3.OperationalError("database is locked"),

@@ -15,10 +15,10 @@ from jwtkit.store import (
     StoreUnavailable,
     open_store,
 )
-from jwtkit.store.leveldb import LevelDBStore
-from jwtkit.store.memory import MemoryStore
-from jwtkit.store.redis import RedisStore
-from jwtkit.store.sqlite import SQLiteStore
+from jwtkit.store._leveldb import LevelDBStore
+from jwtkit.store._memory import MemoryStore
+from jwtkit.store._redis import RedisStore
+from jwtkit.store._sqlite import SQLiteStore
 
 
 @pytest.mark.parametrize(("url", "kind"), [
@@ -34,7 +34,7 @@ from jwtkit.store.sqlite import SQLiteStore
 def test_scheme_picks_the_backend(url: str, kind: type) -> None:
     store = open_store(url)
     assert type(store) is kind
-    assert isinstance(store, Store)  # the runtime-checkable protocol of store/base.py
+    assert isinstance(store, Store)  # the runtime-checkable protocol of store/_base.py
 
 
 @pytest.mark.parametrize("url", ["", "jwtkit.db", "postgres://localhost/db", "mysql://x", "file:///x.db",

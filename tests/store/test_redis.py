@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jwtkit.store import Rotation, StoreConfigError, StoreUnavailable, open_store
-from jwtkit.store.redis import RedisStore
+from jwtkit.store._redis import RedisStore
 from processes import free_port, require_binary, self_signed_certificate, wait_for_port
 
 from .support import T0, FakeClock, new_session

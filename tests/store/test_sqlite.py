@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from jwtkit.store import StoreConfigError, StoreUnavailable, open_store
-from jwtkit.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from jwtkit.store._sqlite import SCHEMA_VERSION, SQLiteStore
 
 from .support import T0, FakeClock, new_session
 

@@ -28,7 +28,7 @@ def test_importing_the_web_layer_loads_neither_fastapi_nor_uvicorn() -> None:
     assert result.stdout.strip() == "[]"
 
 
-HEAVY = ("jinja2", "argon2", "smtplib", "sqlite3", "uvicorn", "jwtkit.web._app", "jwtkit.service.auth")
+HEAVY = ("jinja2", "argon2", "smtplib", "sqlite3", "uvicorn", "jwtkit.web._app", "jwtkit.service._auth")
 
 
 @pytest.mark.parametrize("statement", [

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from jwtkit import Key, encode
 from jwtkit.service import AuthService, KeyRing, MemoryMailer, MemoryUserRepository, Principal
-from jwtkit.service.tokens import ACCESS_TYP, access_claims
+from jwtkit.service._tokens import ACCESS_TYP, access_claims
 from jwtkit.store import open_store
 from jwtkit.web import AuthMode, JWTAuthMiddleware, create_app, require_principal
 

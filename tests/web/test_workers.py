@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-import jwtkit.web.server as web_server
+import jwtkit.web._server as web_server
 from jwtkit.service import AuthConfig, Settings
-from jwtkit.service.config import ServerSettings
+from jwtkit.service._config import ServerSettings
 from processes import free_port
 
 SECRET = b"\x00\xfe" * 20  # not text: it travels as JWTKIT_SECRET_HEX

@@ -22,7 +22,7 @@ from ._tokens import JsonFlag, check_alg
 
 if TYPE_CHECKING:
     from jwtkit.service import AuthService, Settings, User
-    from jwtkit.service.config import ServerSettings
+    from jwtkit.service._config import ServerSettings
     from jwtkit.store import Session
 
 __all__ = ["register"]
@@ -168,7 +168,7 @@ def serve_command(
 
 def _server_settings(**options: Any) -> ServerSettings:
     """The server's settings from the environment, with the options the user gave (not None) winning."""
-    from jwtkit.service.config import ServerSettings
+    from jwtkit.service._config import ServerSettings
 
     return ServerSettings.from_env(**{name: value for name, value in options.items() if value is not None})
 

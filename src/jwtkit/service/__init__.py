@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 # must not pay for password hashing (argon2), SQLite, mail (smtplib) or templates. The rest loads on first
 # use.
 from jwtkit.service._access import AccessPolicy, Principal
-from jwtkit.service.config import AuthConfig, ServerSettings, Settings
-from jwtkit.service.errors import (
+from jwtkit.service._config import AuthConfig, ServerSettings, Settings
+from jwtkit.service._errors import (
     AccountDisabled,
     AccountUnverified,
     InvalidCredentials,
@@ -35,7 +35,7 @@ from jwtkit.service.errors import (
 )
 
 if TYPE_CHECKING:
-    from jwtkit.service.accounts import (
+    from jwtkit.service._accounts import (
         MemoryUserRepository,
         SQLiteUserRepository,
         User,
@@ -43,11 +43,11 @@ if TYPE_CHECKING:
         normalize_email,
         normalize_username,
     )
-    from jwtkit.service.auth import AuthService, TokenPair
-    from jwtkit.service.build import build_service
-    from jwtkit.service.keyring import KeyRing
-    from jwtkit.service.mail import Mailer, MemoryMailer, Message, OutboxMailer, SMTPMailer
-    from jwtkit.service.passwords import Argon2Hasher, check_password, owasp_hasher
+    from jwtkit.service._auth import AuthService, TokenPair
+    from jwtkit.service._build import build_service
+    from jwtkit.service._keyring import KeyRing
+    from jwtkit.service._mail import Mailer, MemoryMailer, Message, OutboxMailer, SMTPMailer
+    from jwtkit.service._passwords import Argon2Hasher, check_password, owasp_hasher
 
 _LAZY = {
     "MemoryUserRepository": "accounts", "SQLiteUserRepository": "accounts", "User": "accounts",
@@ -64,9 +64,16 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'jwtkit.service' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f"jwtkit.service.{module}"), name)
+    value = getattr(importlib.import_module(f"jwtkit.service._{module}"), name)
+    _public(value)
     globals()[name] = value
     return value
+
+
+def _public(value: Any) -> None:
+    """Show the public path in reprs, tracebacks and docs, as httpx does."""
+    if getattr(value, "__module__", "").startswith("jwtkit.service._"):
+        value.__module__ = "jwtkit.service"
 
 
 __all__ = [
@@ -109,3 +116,8 @@ __all__ = [
     "normalize_username",
     "owasp_hasher",
 ]
+
+for _name in __all__:
+    if _name in globals():
+        _public(globals()[_name])
+del _name

@@ -29,9 +29,9 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from jwtkit import ExpiredToken, InvalidHeader, JWTError, Key, KeySet, decode, decode_unverified
-from jwtkit.service.errors import InvalidToken, SessionRevoked, TokenExpired
-from jwtkit.service.tokens import ACCESS_TYP, REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP, agent_hash
-from jwtkit.store.base import Store
+from jwtkit.service._errors import InvalidToken, SessionRevoked, TokenExpired
+from jwtkit.service._tokens import ACCESS_TYP, REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP, agent_hash
+from jwtkit.store._base import Store
 
 __all__ = [
     "ACCESS_CLAIMS",

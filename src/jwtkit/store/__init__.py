@@ -23,8 +23,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from jwtkit.store._common import ManagedStore, parse_float_option
-from jwtkit.store.base import (
+from jwtkit.store._base import (
     DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PURGE_INTERVAL,
@@ -37,6 +36,7 @@ from jwtkit.store.base import (
     StoreUnavailable,
     ThrottleState,
 )
+from jwtkit.store._common import ManagedStore, parse_float_option
 
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",
@@ -86,7 +86,7 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
         raise StoreConfigError(f"unknown store URL scheme {parts.scheme!r} in {url!r}; expected one of "
                                + ", ".join(f"{s}://" for s in SCHEMES))
     if scheme in ("redis", "rediss"):
-        from jwtkit.store.redis import RedisStore
+        from jwtkit.store._redis import RedisStore
 
         return RedisStore(url, clock=clock, **options)
     merged: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -94,7 +94,7 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
     purge_interval = parse_float_option("purge_interval",
                                         merged.pop("purge_interval", DEFAULT_PURGE_INTERVAL))
     if scheme == "memory":
-        from jwtkit.store.memory import MemoryStore
+        from jwtkit.store._memory import MemoryStore
 
         _no_other_options(url, merged)
         return MemoryStore(url, clock=clock, purge_interval=purge_interval)
@@ -103,12 +103,12 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
                                f"use {scheme}:///path (three slashes)")
     path = _file_path(url, scheme, parts.path)
     if scheme == "sqlite":
-        from jwtkit.store.sqlite import SQLiteStore
+        from jwtkit.store._sqlite import SQLiteStore
 
         busy_timeout = parse_float_option("busy_timeout", merged.pop("busy_timeout", 5.0))
         _no_other_options(url, merged)
         return SQLiteStore(url, path, clock=clock, purge_interval=purge_interval, busy_timeout=busy_timeout)
-    from jwtkit.store.leveldb import LevelDBStore
+    from jwtkit.store._leveldb import LevelDBStore
 
     _no_other_options(url, merged)
     return LevelDBStore(url, path, clock=clock, purge_interval=purge_interval)
@@ -117,3 +117,11 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
 def _no_other_options(url: str, options: dict[str, Any]) -> None:
     if options:
         raise StoreConfigError(f"unknown option(s) {', '.join(sorted(options))} for store {url!r}")
+
+
+# Show the public path in reprs, tracebacks and docs, as httpx does.
+for _name in __all__:
+    _value = globals()[_name]
+    if getattr(_value, "__module__", "").startswith("jwtkit.store._"):
+        _value.__module__ = "jwtkit.store"
+del _name, _value

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Protocol, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from jwtkit.store.base import Clock, Session, Store, StoreConfigError, StoreError, StoreUnavailable
+from jwtkit.store._base import Clock, Session, Store, StoreConfigError, StoreError, StoreUnavailable
 
 __all__ = [
     "BaseStore",

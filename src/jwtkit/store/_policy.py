@@ -13,7 +13,7 @@ import math
 import re
 from typing import Final, TypeGuard
 
-from jwtkit.store.base import Rotation, Session, StoreUnavailable
+from jwtkit.store._base import Rotation, Session, StoreUnavailable
 
 __all__ = [
     "EPOCH_MAX",

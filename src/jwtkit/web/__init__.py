@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from jwtkit.web._dependencies import optional_principal, require_principal
 from jwtkit.web._errors import AuthError
 from jwtkit.web._extract import TokenLocation
-from jwtkit.web.dependencies import optional_principal, require_principal
-from jwtkit.web.middleware import AuthMode, JWTAuthMiddleware, default_on_error
+from jwtkit.web._middleware import AuthMode, JWTAuthMiddleware, default_on_error
 
 if TYPE_CHECKING:
     from jwtkit.web._app import create_app
-    from jwtkit.web.server import app_from_env, serve
+    from jwtkit.web._server import app_from_env, serve
 
-_LAZY = {"create_app": "jwtkit.web._app", "app_from_env": "jwtkit.web.server", "serve": "jwtkit.web.server"}
+_LAZY = {"create_app": "jwtkit.web._app", "app_from_env": "jwtkit.web._server", "serve": "jwtkit.web._server"}
 
 __all__ = [
     "AuthError",
@@ -45,5 +45,18 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     value = getattr(importlib.import_module(module), name)
+    _public(value)
     globals()[name] = value
     return value
+
+
+def _public(value: Any) -> None:
+    """Show the public path in reprs, tracebacks and docs, as httpx does."""
+    if getattr(value, "__module__", "").startswith("jwtkit.web._"):
+        value.__module__ = "jwtkit.web"
+
+
+for _name in __all__:
+    if _name in globals():
+        _public(globals()[_name])
+del _name

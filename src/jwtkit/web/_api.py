@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from jwtkit.service.auth import AuthService
+from jwtkit.service._auth import AuthService
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._handlers import Handlers, private_body
 from jwtkit.web._http import wants_json
-from jwtkit.web.openapi import openapi_document
+from jwtkit.web._openapi import openapi_document
 
 __all__ = ["Machine", "PrivateJSON", "Readiness", "json_ok"]
 

@@ -33,8 +33,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jwtkit.service import ServiceError, Settings
-from jwtkit.service.auth import AuthService
-from jwtkit.service.build import build_service
+from jwtkit.service._auth import AuthService
+from jwtkit.service._build import build_service
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._api import Machine, PrivateJSON, Readiness
 from jwtkit.web._cookies import CookiePolicy
@@ -43,8 +43,8 @@ from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
 from jwtkit.web._extract import TokenLocation
 from jwtkit.web._handlers import Handlers
 from jwtkit.web._http import wants_json
+from jwtkit.web._middleware import AuthMode, JWTAuthMiddleware
 from jwtkit.web._pages import STATIC, Pages
-from jwtkit.web.middleware import AuthMode, JWTAuthMiddleware
 
 __all__ = ["OPEN_RETRY", "create_app"]
 

@@ -26,8 +26,8 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from jwtkit.service.errors import InvalidToken, ServiceError, Throttled
-from jwtkit.store.base import StoreUnavailable
+from jwtkit.service._errors import InvalidToken, ServiceError, Throttled
+from jwtkit.store._base import StoreUnavailable
 
 __all__ = [
     "DESCRIPTIONS",

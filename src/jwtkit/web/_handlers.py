@@ -21,13 +21,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from jwtkit.service import AuthConfig, InvalidToken, Principal, ServiceError, Throttled
-from jwtkit.service.auth import AuthService, TokenPair
+from jwtkit.service._auth import AuthService, TokenPair
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy, check_csrf
 from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
 from jwtkit.web._http import read_input, require_fields, wants_json
+from jwtkit.web._middleware import authenticate_found
 from jwtkit.web._pages import Pages
-from jwtkit.web.middleware import authenticate_found
 
 __all__ = ["Handlers", "private_body"]
 

@@ -18,9 +18,9 @@ from argon2 import PasswordHasher
 
 from jwtkit import encode
 from jwtkit.service._access import ACCESS_CLAIMS, AccessPolicy, Principal, Validator, decode_token
-from jwtkit.service.accounts import User, UserRepository, normalize_email, normalize_username
-from jwtkit.service.config import AuthConfig
-from jwtkit.service.errors import (
+from jwtkit.service._accounts import User, UserRepository, normalize_email, normalize_username
+from jwtkit.service._config import AuthConfig
+from jwtkit.service._errors import (
     AccountDisabled,
     AccountUnverified,
     InvalidCredentials,
@@ -32,11 +32,11 @@ from jwtkit.service.errors import (
     UsernameTaken,
     UserNotFound,
 )
-from jwtkit.service.keyring import KeyRing
-from jwtkit.service.mail import Mailer, MemoryMailer, Message
-from jwtkit.service.passwords import MAX_PASSWORD_LENGTH, Argon2Hasher, check_password
-from jwtkit.service.throttle import LoginThrottle
-from jwtkit.service.tokens import (
+from jwtkit.service._keyring import KeyRing
+from jwtkit.service._mail import Mailer, MemoryMailer, Message
+from jwtkit.service._passwords import MAX_PASSWORD_LENGTH, Argon2Hasher, check_password
+from jwtkit.service._throttle import LoginThrottle
+from jwtkit.service._tokens import (
     ACCESS_TYP,
     PURPOSE_RESET,
     PURPOSE_VERIFY_EMAIL,
@@ -50,7 +50,7 @@ from jwtkit.service.tokens import (
     password_binding,
     refresh_claims,
 )
-from jwtkit.store.base import Clock, Rotation, Session, Store
+from jwtkit.store._base import Clock, Rotation, Session, Store
 
 __all__ = ["AuthService", "Principal", "TokenPair"]
 
@@ -94,12 +94,13 @@ class AuthService:
         hasher: an ``argon2.PasswordHasher`` or an :class:`Argon2Hasher`; default argon2id at OWASP's
             parameters.
 
-    Errors: see :mod:`jwtkit.service.errors`; :class:`jwtkit.store.StoreUnavailable` propagates unchanged.
+    Errors: see :mod:`jwtkit.service._errors`; :class:`jwtkit.store.StoreUnavailable` propagates unchanged.
 
     Example:
         >>> import asyncio
+        >>> from argon2 import PasswordHasher
         >>> from jwtkit.store import open_store
-        >>> from jwtkit.service import KeyRing, MemoryUserRepository
+        >>> from jwtkit.service import AuthService, KeyRing, MemoryUserRepository
         >>> async def demo() -> str:
         ...     service = AuthService(store=open_store("memory://"), users=MemoryUserRepository(),
         ...                           keys=KeyRing.generate(),

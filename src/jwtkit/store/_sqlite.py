@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from jwtkit.store._base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
 from jwtkit.store._common import BaseStore, corrupt_session, log
 from jwtkit.store._policy import (
     EPOCH_MAX,
@@ -50,7 +51,6 @@ from jwtkit.store._policy import (
     unreadable_epoch,
     valid_epoch,
 )
-from jwtkit.store.base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "create_private_file"]
 

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = ["Mailer", "MemoryMailer", "Message", "OutboxMailer", "SMTPMailer"]
 
-logger = logging.getLogger("jwtkit.service.mail")
+logger = logging.getLogger("jwtkit.service._mail")
 
 
 @dataclass(frozen=True, slots=True)

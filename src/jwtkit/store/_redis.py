@@ -48,15 +48,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from jwtkit.store._common import BaseStore, corrupt_session, log, parse_float_option, redact_url
-from jwtkit.store._policy import (
-    epoch_unavailable,
-    is_active,
-    parse_epoch,
-    require_valid_epoch,
-    unreadable_epoch,
-)
-from jwtkit.store.base import (
+from jwtkit.store._base import (
     DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PURGE_INTERVAL,
@@ -66,6 +58,14 @@ from jwtkit.store.base import (
     StoreConfigError,
     StoreUnavailable,
     ThrottleState,
+)
+from jwtkit.store._common import BaseStore, corrupt_session, log, parse_float_option, redact_url
+from jwtkit.store._policy import (
+    epoch_unavailable,
+    is_active,
+    parse_epoch,
+    require_valid_epoch,
+    unreadable_epoch,
 )
 
 __all__ = ["DEFAULT_PREFIX", "RedisStore"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from jwtkit.service.errors import ServiceConfigError
+from jwtkit.service._errors import ServiceConfigError
 
 __all__ = ["MEMORY_USERS", "AuthConfig", "ServerSettings", "Settings"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from jwtkit.service.errors import InvalidEmail, InvalidUsername, UsernameTaken, UserNotFound
-from jwtkit.store.base import StoreUnavailable
-from jwtkit.store.sqlite import create_private_file
+from jwtkit.service._errors import InvalidEmail, InvalidUsername, UsernameTaken, UserNotFound
+from jwtkit.store._base import StoreUnavailable
+from jwtkit.store._sqlite import create_private_file
 
 __all__ = [
     "MAX_USERNAME_LENGTH",

@@ -11,7 +11,7 @@ from importlib import resources
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from jwtkit.service.errors import WeakPassword
+from jwtkit.service._errors import WeakPassword
 
 __all__ = [
     "MAX_PASSWORD_LENGTH",
@@ -67,11 +67,12 @@ def check_password(password: str, *, username: str | None = None) -> None:
         WeakPassword (``weak_password``): the message says which rule failed.
 
     Example:
+        >>> from jwtkit.service import check_password
         >>> check_password("correct horse battery staple")
         >>> check_password("password1")
         Traceback (most recent call last):
         ...
-        jwtkit.service.errors.WeakPassword: this password is too common: choose another one
+        jwtkit.service.WeakPassword: this password is too common: choose another one
     """
     if not isinstance(password, str):
         raise WeakPassword("the password must be text")
@@ -100,6 +101,8 @@ class Argon2Hasher:
 
     Example:
         >>> import asyncio
+        >>> from argon2 import PasswordHasher
+        >>> from jwtkit.service import Argon2Hasher
         >>> fast = Argon2Hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
         >>> stored = asyncio.run(fast.hash("correct horse"))
         >>> asyncio.run(fast.verify(stored, "correct horse"))

@@ -3,11 +3,11 @@ the key ring (``JWT_SECRET`` or the key file) and the mailer (SMTP or the outbox
 
 from __future__ import annotations
 
-from jwtkit.service.accounts import MemoryUserRepository, SQLiteUserRepository, UserRepository
-from jwtkit.service.auth import AuthService
-from jwtkit.service.config import MEMORY_USERS, Settings
-from jwtkit.service.keyring import KeyRing
-from jwtkit.service.mail import Mailer, OutboxMailer, SMTPMailer
+from jwtkit.service._accounts import MemoryUserRepository, SQLiteUserRepository, UserRepository
+from jwtkit.service._auth import AuthService
+from jwtkit.service._config import MEMORY_USERS, Settings
+from jwtkit.service._keyring import KeyRing
+from jwtkit.service._mail import Mailer, OutboxMailer, SMTPMailer
 from jwtkit.store import open_store
 
 __all__ = ["build_service"]

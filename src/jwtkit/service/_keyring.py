@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from jwtkit import JWTError, Key, KeySet
-from jwtkit.service.errors import ServiceConfigError
+from jwtkit.service._errors import ServiceConfigError
 
 __all__ = ["DEFAULT_RETIRE_AFTER", "MIN_SECRET_LENGTH", "KeyRing"]
 
-logger = logging.getLogger("jwtkit.service.keyring")
+logger = logging.getLogger("jwtkit.service._keyring")
 
 MIN_SECRET_LENGTH = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash output
 DEFAULT_RETIRE_AFTER = 14 * 86400.0  # the default refresh_ttl: the longest-lived token a retired key signed

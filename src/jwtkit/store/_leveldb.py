@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from jwtkit.store._base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
 from jwtkit.store._common import BaseStore, corrupt_session, log
 from jwtkit.store._policy import (
     epoch_unavailable,
@@ -46,7 +47,6 @@ from jwtkit.store._policy import (
     unreadable_epoch,
     valid_epoch,
 )
-from jwtkit.store.base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
 
 __all__ = ["LevelDBStore"]
 

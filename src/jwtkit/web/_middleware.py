@@ -36,13 +36,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jwtkit import Key, KeySet
 from jwtkit.service._access import AccessPolicy, Principal, Validator
-from jwtkit.service.errors import InvalidToken
-from jwtkit.store.base import Store, StoreUnavailable
+from jwtkit.service._errors import InvalidToken
+from jwtkit.store._base import Store, StoreUnavailable
 from jwtkit.web._errors import AuthError, json_response, problem_of
 from jwtkit.web._extract import Extractor, Found, TokenLocation, csrf_refused
 
 if TYPE_CHECKING:
-    from jwtkit.service.auth import AuthService
+    from jwtkit.service._auth import AuthService
 
 __all__ = [
     "AuthMode",

@@ -14,9 +14,9 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 
-from jwtkit.service.config import AuthConfig
-from jwtkit.service.errors import Throttled
-from jwtkit.store.base import Clock, Store, ThrottleState
+from jwtkit.service._config import AuthConfig
+from jwtkit.service._errors import Throttled
+from jwtkit.store._base import Clock, Store, ThrottleState
 
 __all__ = ["LoginThrottle", "throttle_delay"]
 

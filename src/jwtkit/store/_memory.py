@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from jwtkit.store._base import DEFAULT_PURGE_INTERVAL, Clock, Rotation, Session, ThrottleState
 from jwtkit.store._common import BaseStore, corrupt_session
 from jwtkit.store._policy import (
     epoch_unavailable,
@@ -18,7 +19,6 @@ from jwtkit.store._policy import (
     unreadable_epoch,
     valid_epoch,
 )
-from jwtkit.store.base import DEFAULT_PURGE_INTERVAL, Clock, Rotation, Session, ThrottleState
 
 __all__ = ["MemoryStore"]
 
