@@ -18,15 +18,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jwtkit import Key, encode
-from jwtkit.service import AuthService, KeyRing, MemoryMailer, MemoryUserRepository, Principal
-from jwtkit.service._tokens import ACCESS_TYP, access_claims
+from jwtkit.service import AuthConfig, AuthService, KeyRing, MemoryMailer, MemoryUserRepository, Principal
+from jwtkit.service._tokens import ACCESS_TYP, access_claims, agent_hash
 from jwtkit.store import open_store
 from jwtkit.web import AuthMode, JWTAuthMiddleware, create_app, require_principal
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with")
 
 PASSWORD = "correct horse battery staple"
-JSON = {"Accept": "application/json"}
+AGENT = "jwtkit-tests/1.0"
+JSON = {"Accept": "application/json", "User-Agent": AGENT}
 
 
 @dataclasses.dataclass
@@ -36,11 +37,12 @@ class World:
     apps: dict[str, Any]
 
 
-@pytest.fixture
-async def world() -> AsyncIterator[World]:
+@pytest.fixture(params=[False, True], ids=["agent_binding_off", "agent_binding_on"])
+async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
     mailer = MemoryMailer()
     service = AuthService(store=open_store("memory://"), users=MemoryUserRepository(),
                           keys=KeyRing.generate(), mailer=mailer,
+                          config=AuthConfig(bind_user_agent=request.param),
                           hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
     async def me(request: Request) -> Response:
@@ -85,16 +87,20 @@ async def outcome(app: Any, token: str | None) -> tuple[int, str | None, str | N
 async def _pair(world: World) -> Any:
     if await world.service.find_user("alice") is None:
         await world.service.register("alice", PASSWORD, email="alice@example.org")
-    return await world.service.login("alice", PASSWORD)
+    return await world.service.login("alice", PASSWORD, user_agent=AGENT)
 
 
 def _access(world: World, pair: Any, **changes: Any) -> str:
     now = time.time()
     claims = access_claims(issuer=world.service.config.issuer, audience=None, user_id=pair.session.user_id,
-                           sid=pair.session.sid, now=now, expires=now + 60, agent=None)
+                           sid=pair.session.sid, now=now, expires=now + 60, agent=_agent(world))
     claims.update(changes)
     kept = {k: v for k, v in claims.items() if v is not None}
     return encode(kept, world.service.keys.active, typ=ACCESS_TYP)
+
+
+def _agent(world: World) -> str | None:
+    return agent_hash(AGENT) if world.service.config.bind_user_agent else None
 
 
 async def valid(world: World) -> str:
@@ -109,7 +115,7 @@ async def forged(world: World) -> str:
     pair = await _pair(world)
     now = time.time()
     claims = access_claims(issuer="jwtkit", audience=None, user_id=pair.session.user_id, sid=pair.session.sid,
-                           now=now, expires=now + 60, agent=None)
+                           now=now, expires=now + 60, agent=_agent(world))
     return encode(claims, Key.from_secret(b"f" * 32, "HS256", kid=world.service.keys.active.kid),
                   typ=ACCESS_TYP)
 
@@ -199,6 +205,22 @@ async def test_every_caller_gives_the_same_answer(
         expected: tuple[int, str | None, str | None]) -> None:
     token = await make_token(world)
     answers = {name: await outcome(app, token) for name, app in world.apps.items()}
+    assert answers == {name: expected for name in world.apps}
+
+
+async def test_another_client_is_refused_by_every_caller_when_binding_is_on(world: World) -> None:
+    token = await valid(world)
+    answers = {}
+    for name, app in world.apps.items():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            response = await client.get("/private", headers={"Accept": "application/json",
+                                                             "User-Agent": "a thief's browser",
+                                                             "Authorization": f"Bearer {token}"})
+        body = response.json()
+        body = body.get("detail", body)
+        answers[name] = (response.status_code, body.get("reason"))
+    expected = (401, "agent") if world.service.config.bind_user_agent else (200, None)
     assert answers == {name: expected for name in world.apps}
 
 
