@@ -1,5 +1,6 @@
-"""Several workers get their settings in their own environment: ``serve`` starts uvicorn's supervisor as a
-child with ``{**os.environ, **server.to_env()}`` and never changes this process's ``os.environ``."""
+"""Workers get their settings in their own environment: ``serve`` binds the socket, then starts granian's main
+process as a child with ``{**os.environ, **server.to_env()}`` and the socket, for one worker as for several,
+and never changes this process's ``os.environ``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,13 +27,16 @@ SECRET = b"\x00\xfe" * 20  # not text: it travels as JWTKIT_SECRET_HEX
 
 
 class FakeChild:
-    """Stands in for the supervisor process: records how it was started, exits 0 at once."""
+    """Stands in for granian's main process: records how it was started, exits 0 at once."""
 
     started: ClassVar[list[FakeChild]] = []
 
-    def __init__(self, args: list[str], *, env: dict[str, str], **_: Any) -> None:
+    def __init__(self, args: list[str], *, env: dict[str, str], pass_fds: tuple[int, ...] = (),
+                 **_: Any) -> None:
         self.args = args
         self.env = env
+        self.pass_fds = pass_fds
+        self.listening = [_listening_port(fd) for fd in pass_fds]
         self.environ_at_start = dict(os.environ)
         self.returncode = 0
         FakeChild.started.append(self)
@@ -46,14 +51,24 @@ class FakeChild:
         raise AssertionError("no signal expected")
 
 
-def test_serve_with_two_workers_leaves_os_environ_alone(monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path) -> None:
+def _listening_port(fd: int) -> int:
+    """The port of the listening socket ``fd`` (a duplicate is inspected; ``fd`` stays open)."""
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_leaves_os_environ_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: int,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("JWTKIT_ISSUER", "the-parent's")  # the child's settings must win over it
     monkeypatch.setattr(subprocess, "Popen", FakeChild)
     FakeChild.started.clear()
+    port = free_port()
     server = ServerSettings(settings=Settings(store_url="memory://", users_path=":memory:", secret=SECRET,
                                               config=AuthConfig(issuer="child", audience=None)),
-                            port=free_port(), workers=2, secure_cookies=False)
+                            host="127.0.0.1", port=port, workers=workers, secure_cookies=False)
     before = dict(os.environ)
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
@@ -65,10 +80,52 @@ def test_serve_with_two_workers_leaves_os_environ_alone(monkeypatch: pytest.Monk
     assert child.env == {**before, **server.to_env()}
     assert ServerSettings.from_env(child.env) == server
     assert child.args[0] == sys.executable and "_supervise" in child.args[-1]
+    assert child.listening == [port]  # the socket listens before granian starts, and is handed to it
+    assert f"_supervise({child.pass_fds[0]})" in child.args[-1]
+    assert capsys.readouterr().out == f"jwtkit serving on http://127.0.0.1:{port}\n"
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # forwarding handlers removed
+    assert _bindable(port)  # this process let go of the socket once the child had it
 
 
-def test_a_failing_supervisor_is_the_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_port_zero_announces_the_real_port(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    FakeChild.started.clear()
+    web_server.serve(ServerSettings(settings=Settings(store_url="memory://", secret=SECRET), port=0))
+    [child] = FakeChild.started
+    [port] = child.listening
+    assert port != 0
+    assert capsys.readouterr().out == f"jwtkit serving on http://127.0.0.1:{port}\n"
+
+
+def test_a_taken_port_exits_3_before_starting_granian(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    FakeChild.started.clear()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as info:
+            web_server.serve(ServerSettings(settings=Settings(store_url="memory://", secret=SECRET),
+                                            port=port))
+    assert info.value.code == web_server.STARTUP_FAILURE
+    assert FakeChild.started == []
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"jwtkit: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_a_failing_granian_is_the_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     class Failing(FakeChild):
         def wait(self, timeout: float | None = None) -> int:
             self.returncode = 1
@@ -76,27 +133,21 @@ def test_a_failing_supervisor_is_the_exit_status(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(subprocess, "Popen", Failing)
     with pytest.raises(SystemExit) as info:
-        web_server.serve(ServerSettings(settings=Settings(store_url="memory://", secret=SECRET), workers=2))
+        web_server.serve(ServerSettings(settings=Settings(store_url="memory://", secret=SECRET), port=0,
+                                        workers=2))
     assert info.value.code == 1
 
 
-def test_single_worker_serving_stays_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    served: list[ServerSettings] = []
-    monkeypatch.setattr(web_server, "_serve_here", served.append)
-    monkeypatch.setattr(subprocess, "Popen", None)  # would fail if called
-    server = ServerSettings(settings=Settings(store_url="memory://", secret=SECRET))
-    web_server.serve(server)
-    assert served == [server]
-
-
 def test_serve_still_takes_settings_and_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    served: list[ServerSettings] = []
-    monkeypatch.setattr(web_server, "_serve_here", served.append)
+    monkeypatch.setattr(subprocess, "Popen", FakeChild)
+    FakeChild.started.clear()
     settings = Settings(store_url="memory://", secret=SECRET)
-    web_server.serve(settings, port=9000, secure_cookies=False)
-    web_server.serve(ServerSettings(settings=settings), host="::1")
-    assert served == [ServerSettings(settings=settings, port=9000, secure_cookies=False),
-                      ServerSettings(settings=settings, host="::1")]
+    port = free_port()
+    web_server.serve(settings, port=port, secure_cookies=False)
+    web_server.serve(ServerSettings(settings=settings), port=0, workers=3)
+    served = [ServerSettings.from_env(child.env) for child in FakeChild.started]
+    assert served == [ServerSettings(settings=settings, port=port, secure_cookies=False),
+                      ServerSettings(settings=settings, port=0, workers=3)]
 
 
 def test_app_from_env_builds_the_app_from_its_own_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,10 +194,12 @@ def _refused(port: int) -> bool:
     return False
 
 
-def test_two_real_workers_answer_and_stop_with_the_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("workers", "stop"), [(2, signal.SIGTERM), (1, signal.SIGINT)])
+def test_real_workers_answer_and_stop_with_the_command(tmp_path: Path, workers: int,
+                                                       stop: signal.Signals) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jwtkit", "serve", "--workers", "2", "--no-secure-cookies"],
+        [sys.executable, "-m", "jwtkit", "serve", "--workers", str(workers), "--no-secure-cookies"],
         cwd=tmp_path, env=_clean_env(JWTKIT_PORT=str(port), JWTKIT_HOST="127.0.0.1", JWTKIT_STORE="memory://",
                                      JWT_SECRET="s" * 40),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -154,8 +207,9 @@ def test_two_real_workers_answer_and_stop_with_the_command(tmp_path: Path) -> No
     try:
         response = _wait_for_health(f"http://127.0.0.1:{port}", proc, timeout=60)
         assert response.status_code == 200, response.text
-        proc.terminate()  # SIGTERM to `jwtkit serve` alone: it must stop the supervisor and the workers
+        proc.send_signal(stop)  # to `jwtkit serve` alone: it must stop granian's main process and workers
         output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, output
         assert output.startswith(f"jwtkit serving on http://127.0.0.1:{port}\n"), output
         deadline = time.monotonic() + 10
         while not _refused(port):
@@ -163,6 +217,6 @@ def test_two_real_workers_answer_and_stop_with_the_command(tmp_path: Path) -> No
             time.sleep(0.1)
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole tree: jwtkit serve, the supervisor, the workers
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole tree: jwtkit serve, granian, the workers
         with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
             proc.communicate(timeout=10)

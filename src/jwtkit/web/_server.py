@@ -1,8 +1,12 @@
-"""Run the jwtkit server under uvicorn (uvloop + httptools, no access log): what ``jwtkit serve`` calls.
+"""Run the jwtkit server under granian (ASGI with lifespan, uvloop, HTTP/1.1, no access log): what
+``jwtkit serve`` calls.
 
-One worker serves in this process. Several workers run under uvicorn's supervisor in a child process started
-with ``{**os.environ, **server.to_env()}`` as its environment; each worker rebuilds the app from its own
-environment with :func:`app_from_env`. This process's ``os.environ`` is never changed.
+This process binds and listens on the socket itself (so that a taken port fails here, with a clear message,
+and port 0 gets a real port to announce), prints ``jwtkit serving on http://HOST:PORT``, and starts granian's
+main process as a child with ``{**os.environ, **server.to_env()}`` as its environment and the listening
+socket as an inherited descriptor. granian's workers, one or several, are forked from that child, share the
+socket, and each builds the app from its own environment with :func:`app_from_env`. This process's
+``os.environ`` is never changed; it forwards stop signals to the child and waits for it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from jwtkit.service import KeyRing, Settings
@@ -25,16 +28,24 @@ if TYPE_CHECKING:
 
 __all__ = ["app_from_env", "serve"]
 
-STARTUP_FAILURE = 3  # uvicorn's exit status when it cannot start
-# The child that supervises the workers: it reads its settings from its environment, like the workers.
-_SUPERVISOR = [sys.executable, "-c", "from jwtkit.web._server import _supervise; _supervise()"]
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_STOP_GRACE = 30.0  # seconds the supervisor gets to stop its workers once this process is told to stop
+STARTUP_FAILURE = 3  # the exit status when the server cannot start (the port is taken, for example)
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: granian respawns its workers
+_STOP_GRACE = 30.0  # seconds granian's main process gets to stop once this process is told to stop
+_WORKER_KILL_TIMEOUT = 20  # seconds a worker gets to finish its requests before granian kills it
+
+# granian's settings, chosen to match what jwtkit ran under uvicorn (see docs/cli.md):
+BACKLOG = 2048  # uvicorn's default; granian also caps each worker's concurrent requests at backlog / workers
+# A request's head must arrive within 5 s; hyper also applies it to an idle keep-alive connection waiting for
+# its next request (uvicorn's 5 s idle limit).
+HEADER_READ_TIMEOUT_MS = 5_000
+MAX_BUFFER_SIZE = 32 * 1024  # hyper's read buffer per connection: a head up to about this size reaches the app,
+#                              whose edge answers 431 above 16 KiB; a larger one gets hyper's own 431
 
 
 def app_from_env() -> Starlette:
-    """The app factory for ``uvicorn --factory jwtkit.web:app_from_env``: one app per worker process,
-    from :meth:`ServerSettings.from_env` (``JWT_SECRET`` and the ``JWTKIT_*`` variables)."""
+    """The app factory each granian worker calls (``jwtkit.web.server:app_from_env``, factory mode): one app
+    per worker process, from :meth:`ServerSettings.from_env` (``JWT_SECRET`` and the ``JWTKIT_*``
+    variables)."""
     from jwtkit.web import create_app
 
     server = ServerSettings.from_env()
@@ -47,29 +58,35 @@ def app_from_env() -> Starlette:
 
 
 def serve(server: ServerSettings | Settings | None = None, **options: Any) -> None:
-    """Serve until interrupted; prints ``jwtkit serving on http://HOST:PORT`` once the socket listens.
+    """Serve until interrupted; prints ``jwtkit serving on http://HOST:PORT`` once the socket listens (with
+    the real port when port 0 was asked; connections made before a worker has built the app wait in the
+    listen backlog).
 
     ``server`` is a :class:`ServerSettings`; keyword ``options`` (``host``, ``port``, ``workers``,
     ``secure_cookies``, ``allow_query_token``, or any other field) replace its fields. A plain
     :class:`Settings` is served with those options; None reads :meth:`ServerSettings.from_env` with
     ``options`` as overrides.
 
-    With ``workers > 1`` uvicorn's supervisor runs in a child process whose environment carries
-    :meth:`ServerSettings.to_env`; its workers build the app with :func:`app_from_env`.
+    granian runs in a child process whose environment carries :meth:`ServerSettings.to_env`; its
+    ``workers`` worker processes build the app with :func:`app_from_env`.
 
     Raises:
         ServiceConfigError (also ``ValueError``): an option is out of range (``workers`` below 1, ``port``
             above 65535, ...).
-        SystemExit: uvicorn could not start (the port is taken, for example).
+        SystemExit: the server could not start (status 3 when the address cannot be bound, with a
+            ``jwtkit: cannot listen on ...`` line on stderr), or granian stopped with an error (its status).
     """
     settings = _server_settings(server, options)
     if settings.settings.secret is None:
         # create the key file once, before any worker could race to create it (0600, never a built-in secret)
         KeyRing.load_or_create(settings.settings.key_path)
-    if settings.workers == 1:
-        _serve_here(settings)
-    else:
-        _serve_workers(settings)
+    listener = _listen(settings)
+    with listener:
+        _announce(settings.host, listener)
+        child = subprocess.Popen(_supervisor_command(listener.fileno()),
+                                 env={**os.environ, **settings.to_env()}, pass_fds=(listener.fileno(),))
+    # the child holds the socket now: once it has stopped, the port is free
+    _wait_for(child)
 
 
 def _server_settings(server: ServerSettings | Settings | None, options: dict[str, Any]) -> ServerSettings:
@@ -82,30 +99,33 @@ def _server_settings(server: ServerSettings | Settings | None, options: dict[str
     return ServerSettings.from_env(server.to_env(), **options) if options else server
 
 
-def _uvicorn_options(server: ServerSettings) -> dict[str, Any]:
-    return {
-        "host": server.host, "port": server.port, "loop": "uvloop", "http": "httptools", "access_log": False,
-        "log_level": "warning", "server_header": False, "proxy_headers": False, "timeout_keep_alive": 5,
-        "h11_max_incomplete_event_size": 16 * 1024,
-    }
+def _listen(server: ServerSettings) -> socket.socket:
+    """A listening TCP socket on the server's address, or SystemExit(3) with one line on stderr.
+
+    No SO_REUSEPORT (granian sets it when it binds by itself, which would let a second server share a port
+    that is in use): the bind fails when anything listens there."""
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait for TIME_WAIT
+        sock.bind((server.host, server.port))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        print(f"jwtkit: cannot listen on {_shown(server.host)}:{server.port}: {reason}", file=sys.stderr,
+              flush=True)
+        raise SystemExit(STARTUP_FAILURE) from None
+    return sock
 
 
-def _serve_here(server: ServerSettings) -> None:
-    import uvicorn  # imported here: importing jwtkit.web for the middleware should not load the server
-
-    from jwtkit.web import create_app
-
-    app = create_app(settings=server.settings, secure_cookies=server.secure_cookies,
-                     allow_query_token=server.allow_query_token)
-    running = _server_class()(uvicorn.Config(app, **_uvicorn_options(server)))
-    running.run()
-    if not running.started:
-        sys.exit(STARTUP_FAILURE)
+def _supervisor_command(fd: int) -> list[str]:
+    """granian's main process: it reads its settings from its environment, like the workers."""
+    return [sys.executable, "-c", f"from jwtkit.web._server import _supervise; _supervise({fd})"]
 
 
-def _serve_workers(server: ServerSettings) -> None:
-    """Run the supervisor in a child with the settings in its environment; forward stop signals to it."""
-    child = subprocess.Popen(_SUPERVISOR, env={**os.environ, **server.to_env()})
+def _wait_for(child: subprocess.Popen[bytes]) -> None:
+    """Wait for granian's main process, forwarding stop signals to it; its failure is this exit status."""
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in _FORWARDED:
@@ -131,39 +151,57 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
         child.wait()
 
 
-def _supervise() -> None:
-    """The child of :func:`_serve_workers`: bind, announce, and run uvicorn's supervisor over the socket."""
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
+def _supervise(fd: int) -> None:
+    """The child of :func:`serve`: run granian over the inherited listening socket ``fd``."""
     server = ServerSettings.from_env()
-    config = uvicorn.Config(f"{__name__}:{app_from_env.__name__}", factory=True, workers=server.workers,
-                            **_uvicorn_options(server))
-    sock = config.bind_socket()  # exits with a logged error when the port is taken
-    _announce(server.host, [sock])
-    Multiprocess(config, sockets=[sock]).run()
+    _granian(server, socket.socket(fileno=fd)).serve()
 
 
-def _announce(host: str, sockets: Sequence[socket.socket]) -> None:
-    port = sockets[0].getsockname()[1] if sockets else 0
-    shown = f"[{host}]" if ":" in host else host
-    print(f"jwtkit serving on http://{shown}:{port}", flush=True)
+def _granian(server: ServerSettings, listener: socket.socket) -> Any:
+    """A granian server for jwtkit's app factory, serving on ``listener`` instead of binding by itself."""
+    from granian import Granian
+    from granian._granian import SocketHolder
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    base: Any = Granian
+    holder: Any = SocketHolder  # its stub lists no arguments; it takes (fd, is_uds, backlog)
+
+    class OnListener(base):  # type: ignore[misc]
+        """granian's server on a socket bound beforehand. granian binds with SO_REUSEPORT and, on Linux, in
+        each worker; here its main process hands the one socket to its workers, as it does on other
+        systems (and as uvicorn's supervisor did)."""
+
+        def _init_shared_socket(self) -> None:
+            self._ssp = None
+            self._shd = holder(listener.fileno(), False, BACKLOG)
+            self._sfd = listener.fileno()
+            self._sso = listener
+
+    return OnListener(
+        f"{__name__}:{app_from_env.__name__}",
+        factory=True,
+        address=server.host,
+        port=listener.getsockname()[1],
+        interface=Interfaces.ASGI,  # with lifespan: the app opens the service at start-up, closes it at exit
+        workers=server.workers,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,  # what uvicorn served: no cleartext HTTP/2
+        websockets=False,
+        backlog=BACKLOG,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS, keep_alive=True,
+                                     max_buffer_size=MAX_BUFFER_SIZE),
+        log_level=LogLevels.warning,
+        log_access=False,
+        respawn_failed_workers=True,  # as uvicorn's supervisor did; granian stops on a crash loop
+        workers_kill_timeout=_WORKER_KILL_TIMEOUT,
+    )
 
 
-def _server_class() -> type[Any]:
-    import uvicorn
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
-    class AnnouncingServer(uvicorn.Server):
-        """uvicorn's server, printing jwtkit's one line once it listens (with the real port for port 0)."""
 
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            # Everything built so far (app, templates, keys, store clients) lives as long as the process: move
-            # it out of the collector's generations, so that full collections stay short under load
-            # (measured with wrk -c32 on Redis: p99 about 30 ms without, about 10 ms with).
-            gc.freeze()
-            if self.started and self.servers:
-                listening = [s for server in self.servers for s in (server.sockets or ())]
-                _announce(self.config.host, listening)
-
-    return AnnouncingServer
+def _announce(host: str, listener: socket.socket) -> None:
+    print(f"jwtkit serving on http://{_shown(host)}:{listener.getsockname()[1]}", flush=True)
