@@ -1,7 +1,6 @@
 """Project Wycheproof's JOSE and HMAC vectors against jwtkit's token core (issue 2 §5).
 
-The vectors live outside the repository, in ``shared/vectors/wycheproof/`` beside the checkout (see its
-README). Every compact JWS case runs: ``valid`` ones verify at the signature layer (and decode, when the
+The vectors are copied into ``tests/core/vectors/wycheproof/`` (see its README, LICENSE and PROVENANCE). Every compact JWS case runs: ``valid`` ones verify at the signature layer (and decode, when the
 payload is a claims set), ``invalid`` ones are refused. A handful of cases meet a stricter jwtkit rule, or are
 defective in the upstream data; each is listed below with the reason, and asserted, never skipped silently.
 JSON-serialised JWS cases are out of scope (jwtkit is compact-only, R17) and are skipped with that reason.
@@ -12,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -23,25 +21,9 @@ import pytest
 import jwtkit
 from jwtkit import JWTError, Key, KeySet, jwa
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _find_vectors() -> Path | None:
-    """``shared/vectors/wycheproof`` beside the checkout or any of its ancestors (CI clones elsewhere)."""
-    for ancestor in Path(__file__).resolve().parents:
-        candidate = ancestor / "shared" / "vectors" / "wycheproof"
-        if candidate.is_dir() and any(candidate.glob("*.json")):
-            return candidate
-    return None
-
-
-VECTORS = _find_vectors()
-if VECTORS is None:
-    _reason = "Wycheproof vectors not found: no shared/vectors/wycheproof beside the checkout or above it"
-    if IN_CI:
-        pytest.fail(f"{_reason}, and CI=true requires them", pytrace=False)
-    pytest.skip(_reason, allow_module_level=True)
-assert VECTORS is not None
+# A copy of the vectors lives in the repository (with their LICENSE and PROVENANCE), so that a fresh clone
+# with nothing beside it runs every case.
+VECTORS = Path(__file__).parent / "vectors" / "wycheproof"
 
 
 def _load(name: str) -> dict[str, Any]:
