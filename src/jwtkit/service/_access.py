@@ -231,7 +231,12 @@ class AccessPolicy:
         if self.store is not None and not await self.store.check(sid, sub):  # type: ignore[arg-type]
             raise SessionRevoked()
         if self.accounts is not None:
-            await self.check_account(sub)  # type: ignore[arg-type]
+            # the account rule (check_account); a fresh cache entry answers without a coroutine
+            cached = self._accounts.get(sub)  # type: ignore[arg-type]
+            if cached is None or self._now() >= cached[0]:
+                await self.check_account(sub)  # type: ignore[arg-type]
+            elif cached[1]:
+                raise InvalidToken("disabled", "the account is disabled")
         if self.bind_user_agent:
             presented = claims["agent"]
             if type(presented) is not str or not hmac.compare_digest(presented, agent_hash(user_agent or "")):
@@ -272,9 +277,12 @@ class AccessPolicy:
         if await self._account_refused(user_id):
             raise InvalidToken("disabled", "the account is disabled")
 
+    def _now(self) -> float:
+        return time.monotonic() if self.clock is None else self.clock()
+
     async def _account_refused(self, user_id: str) -> bool:
         ttl = self.account_cache_ttl
-        now = time.monotonic() if self.clock is None else self.clock()
+        now = self._now()
         if ttl > 0:
             cached = self._accounts.get(user_id)
             if cached is not None and now < cached[0]:
