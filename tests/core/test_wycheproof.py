@@ -1,6 +1,7 @@
 """Project Wycheproof's JOSE and HMAC vectors against jwtkit's token core (issue 2 §5).
 
-The vectors are copied into ``tests/core/vectors/wycheproof/`` (see its README, LICENSE and PROVENANCE). Every compact JWS case runs: ``valid`` ones verify at the signature layer (and decode, when the
+The vectors are copied into ``tests/core/vectors/wycheproof/`` (see its README, LICENSE and PROVENANCE).
+Every compact JWS case runs: ``valid`` ones verify at the signature layer (and decode, when the
 payload is a claims set), ``invalid`` ones are refused. A handful of cases meet a stricter jwtkit rule, or are
 defective in the upstream data; each is listed below with the reason, and asserted, never skipped silently.
 JSON-serialised JWS cases are out of scope (jwtkit is compact-only, R17) and are skipped with that reason.
