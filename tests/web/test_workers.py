@@ -36,7 +36,7 @@ class FakeChild:
         self.args = args
         self.env = env
         self.pass_fds = pass_fds
-        self.listening = [_listening_port(fd) for fd in pass_fds]
+        self.listening = [_listen_on(fd) for fd in pass_fds]
         self.environ_at_start = dict(os.environ)
         self.returncode = 0
         FakeChild.started.append(self)
@@ -51,10 +51,11 @@ class FakeChild:
         raise AssertionError("no signal expected")
 
 
-def _listening_port(fd: int) -> int:
-    """The port of the listening socket ``fd`` (a duplicate is inspected; ``fd`` stays open)."""
+def _listen_on(fd: int) -> int:
+    """What a granian worker does with the socket it was given: listen on it. Returns its port."""
     with socket.socket(fileno=os.dup(fd)) as sock:
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0  # bound, not yet listening
+        sock.listen()
         port: int = sock.getsockname()[1]
         return port
 
@@ -80,7 +81,7 @@ def test_serve_leaves_os_environ_alone(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert child.env == {**before, **server.to_env()}
     assert ServerSettings.from_env(child.env) == server
     assert child.args[0] == sys.executable and "_supervise" in child.args[-1]
-    assert child.listening == [port]  # the socket listens before granian starts, and is handed to it
+    assert child.listening == [port]  # the socket was bound before granian started, and handed to it
     assert f"_supervise({child.pass_fds[0]})" in child.args[-1]
     assert capsys.readouterr().out == f"jwtkit serving on http://127.0.0.1:{port}\n"
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # forwarding handlers removed
@@ -123,6 +124,20 @@ def test_a_taken_port_exits_3_before_starting_granian(monkeypatch: pytest.Monkey
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"jwtkit: cannot listen on 127.0.0.1:{port}: address already in use\n"
+
+
+def test_granian_exiting_before_it_listens_announces_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    class NeverListens(FakeChild):
+        def __init__(self, args: list[str], *, env: dict[str, str], **_: Any) -> None:
+            super().__init__(args, env=env)
+            self.returncode = 1
+
+    monkeypatch.setattr(subprocess, "Popen", NeverListens)
+    with pytest.raises(SystemExit) as info:
+        web_server.serve(ServerSettings(settings=Settings(store_url="memory://", secret=SECRET), port=0))
+    assert info.value.code == 1
+    assert capsys.readouterr().out == ""
 
 
 def test_a_failing_granian_is_the_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,12 +1,13 @@
 """Run the jwtkit server under granian (ASGI with lifespan, uvloop, HTTP/1.1, no access log): what
 ``jwtkit serve`` calls.
 
-This process binds and listens on the socket itself (so that a taken port fails here, with a clear message,
-and port 0 gets a real port to announce), prints ``jwtkit serving on http://HOST:PORT``, and starts granian's
-main process as a child with ``{**os.environ, **server.to_env()}`` as its environment and the listening
-socket as an inherited descriptor. granian's workers, one or several, are forked from that child, share the
-socket, and each builds the app from its own environment with :func:`app_from_env`. This process's
-``os.environ`` is never changed; it forwards stop signals to the child and waits for it.
+This process binds the socket itself (so that a taken port fails here, with a clear message, and port 0 gets
+a real port to announce) and starts granian's main process as a child with
+``{**os.environ, **server.to_env()}`` as its environment and the bound socket as an inherited descriptor.
+granian's workers, one or several, are forked from that child and share the socket; each builds the app from
+its own environment with :func:`app_from_env`, runs the app's lifespan start-up, and then listens. Once the
+socket listens, this process prints ``jwtkit serving on http://HOST:PORT``, lets go of its copy, forwards stop
+signals to the child and waits for it. This process's ``os.environ`` is never changed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from jwtkit.service import KeyRing, Settings
@@ -30,6 +32,7 @@ __all__ = ["app_from_env", "serve"]
 
 STARTUP_FAILURE = 3  # the exit status when the server cannot start (the port is taken, for example)
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: granian respawns its workers
+_LISTEN_POLL = 0.02  # seconds between looks at whether a granian worker has started listening
 _STOP_GRACE = 30.0  # seconds granian's main process gets to stop once this process is told to stop
 _WORKER_KILL_TIMEOUT = 20  # seconds a worker gets to finish its requests before granian kills it
 
@@ -38,8 +41,9 @@ BACKLOG = 2048  # uvicorn's default; granian also caps each worker's concurrent 
 # A request's head must arrive within 5 s; hyper also applies it to an idle keep-alive connection waiting for
 # its next request (uvicorn's 5 s idle limit).
 HEADER_READ_TIMEOUT_MS = 5_000
-MAX_BUFFER_SIZE = 32 * 1024  # hyper's read buffer per connection: a head up to about this size reaches the app,
-#                              whose edge answers 431 above 16 KiB; a larger one gets hyper's own 431
+# hyper's read buffer per connection: a request head up to about this size reaches the app, whose edge answers
+# 431 above 16 KiB; a larger one gets hyper's own 431.
+MAX_BUFFER_SIZE = 32 * 1024
 
 
 def app_from_env() -> Starlette:
@@ -58,9 +62,9 @@ def app_from_env() -> Starlette:
 
 
 def serve(server: ServerSettings | Settings | None = None, **options: Any) -> None:
-    """Serve until interrupted; prints ``jwtkit serving on http://HOST:PORT`` once the socket listens (with
-    the real port when port 0 was asked; connections made before a worker has built the app wait in the
-    listen backlog).
+    """Serve until interrupted; prints ``jwtkit serving on http://HOST:PORT`` once the socket listens, that
+    is once a worker has built the app and run its start-up (with the real port when port 0 was asked:
+    this process binds the socket before granian starts).
 
     ``server`` is a :class:`ServerSettings`; keyword ``options`` (``host``, ``port``, ``workers``,
     ``secure_cookies``, ``allow_query_token``, or any other field) replace its fields. A plain
@@ -80,13 +84,21 @@ def serve(server: ServerSettings | Settings | None = None, **options: Any) -> No
     if settings.settings.secret is None:
         # create the key file once, before any worker could race to create it (0600, never a built-in secret)
         KeyRing.load_or_create(settings.settings.key_path)
-    listener = _listen(settings)
-    with listener:
-        _announce(settings.host, listener)
-        child = subprocess.Popen(_supervisor_command(listener.fileno()),
-                                 env={**os.environ, **settings.to_env()}, pass_fds=(listener.fileno(),))
-    # the child holds the socket now: once it has stopped, the port is free
-    _wait_for(child)
+    with _bind(settings) as sock:
+        child = subprocess.Popen(_supervisor_command(sock.fileno()), env={**os.environ, **settings.to_env()},
+                                 pass_fds=(sock.fileno(),))
+        previous = _forward_signals(child)
+        try:
+            if _wait_until_listening(sock, child):
+                _announce(settings.host, sock)
+            sock.close()  # granian holds the socket now: once it has stopped, the port is free
+            code = child.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _stop(child)
+    if code != 0:
+        sys.exit(code if code > 0 else 128 - code)  # a negative code is the signal that ended the child
 
 
 def _server_settings(server: ServerSettings | Settings | None, options: dict[str, Any]) -> ServerSettings:
@@ -99,8 +111,9 @@ def _server_settings(server: ServerSettings | Settings | None, options: dict[str
     return ServerSettings.from_env(server.to_env(), **options) if options else server
 
 
-def _listen(server: ServerSettings) -> socket.socket:
-    """A listening TCP socket on the server's address, or SystemExit(3) with one line on stderr.
+def _bind(server: ServerSettings) -> socket.socket:
+    """A TCP socket bound to the server's address (granian's first worker to start serving makes it listen),
+    or SystemExit(3) with one line on stderr.
 
     No SO_REUSEPORT (granian sets it when it binds by itself, which would let a second server share a port
     that is in use): the bind fails when anything listens there."""
@@ -109,7 +122,6 @@ def _listen(server: ServerSettings) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait for TIME_WAIT
         sock.bind((server.host, server.port))
-        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         reason = (exc.strerror or str(exc)).lower()
@@ -124,20 +136,23 @@ def _supervisor_command(fd: int) -> list[str]:
     return [sys.executable, "-c", f"from jwtkit.web._server import _supervise; _supervise({fd})"]
 
 
-def _wait_for(child: subprocess.Popen[bytes]) -> None:
-    """Wait for granian's main process, forwarding stop signals to it; its failure is this exit status."""
+def _forward_signals(child: subprocess.Popen[bytes]) -> dict[signal.Signals, Any]:
+    """Send SIGINT, SIGTERM and SIGHUP on to ``child``; returns the handlers to put back."""
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in _FORWARDED:
             previous[sig] = signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
-    try:
-        code = child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _stop(child)
-    if code != 0:
-        sys.exit(code if code > 0 else 128 - code)  # a negative code is the signal that ended the child
+    return previous
+
+
+def _wait_until_listening(sock: socket.socket, child: subprocess.Popen[bytes]) -> bool:
+    """True once the socket listens (a worker has built the app, run its lifespan start-up and called
+    listen() on the shared socket); False if granian exited first."""
+    while not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        if child.poll() is not None:
+            return False
+        time.sleep(_LISTEN_POLL)
+    return True
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:
@@ -152,7 +167,7 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
 
 
 def _supervise(fd: int) -> None:
-    """The child of :func:`serve`: run granian over the inherited listening socket ``fd``."""
+    """The child of :func:`serve`: run granian over the inherited bound socket ``fd``."""
     server = ServerSettings.from_env()
     _granian(server, socket.socket(fileno=fd)).serve()
 
@@ -203,5 +218,5 @@ def _shown(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _announce(host: str, listener: socket.socket) -> None:
-    print(f"jwtkit serving on http://{_shown(host)}:{listener.getsockname()[1]}", flush=True)
+def _announce(host: str, sock: socket.socket) -> None:
+    print(f"jwtkit serving on http://{_shown(host)}:{sock.getsockname()[1]}", flush=True)
