@@ -3,7 +3,7 @@
 Servers, one worker each, pinned to CPU 0 with taskset; wrk (``-t1 -c32``) pinned to CPU 1, so the load
 generator never shares the server's core:
 
-- ``jwtkit serve`` (uvicorn, uvloop, httptools) on SQLite and on Redis (a redis-server of its own);
+- ``jwtkit serve`` (granian, uvloop) on SQLite and on Redis (a redis-server of its own);
 - FastAPI + PyJWT on uvicorn (``benchmarks/peers/fastapi_pyjwt.py``), a Redis GET by ``sid``;
 - Starlette + PyJWT on granian (``benchmarks/peers/starlette_pyjwt.py``), the same Redis GET.
 
@@ -194,7 +194,7 @@ def _start_jwtkit(stack: contextlib.ExitStack, store: str, store_url: str, secre
     password = "correct horse battery staple " + secrets.token_hex(4)
     _post_json(f"{base}/register", {"username": "bench", "password": password})
     pair = _post_json(f"{base}/auth", {"username": "bench", "password": password})
-    return Target("jwtkit serve (uvicorn)", store, pid, port), str(pair["access_token"])
+    return Target("jwtkit serve (granian)", store, pid, port), str(pair["access_token"])
 
 
 def _b64(segment: str) -> bytes:

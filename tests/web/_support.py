@@ -148,6 +148,11 @@ def start_serve(workdir: Path, *extra: str, env: dict[str, str] | None = None) -
         proc.kill()
         proc.wait()
         raise RuntimeError(f"jwtkit serve did not start:\n{output.read_text(errors='replace')}") from None
+    # `jwtkit serve` prints its line once it sees the socket listen, which can trail the first accepted
+    # connection by a few milliseconds (granian's worker listens; jwtkit serve polls for it)
+    deadline = time.monotonic() + 5
+    while "jwtkit serving on" not in output.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.01)
     return ServeProcess(f"http://127.0.0.1:{port}", port, workdir, proc, output)
 
 

@@ -1,4 +1,4 @@
-"""End to end against a real ``jwtkit serve`` process (uvicorn), with plain HTTP clients as curl would be."""
+"""End to end against a real ``jwtkit serve`` process (granian), with plain HTTP clients as curl would be."""
 
 from __future__ import annotations
 

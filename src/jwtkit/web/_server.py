@@ -32,7 +32,7 @@ __all__ = ["app_from_env", "serve"]
 
 STARTUP_FAILURE = 3  # the exit status when the server cannot start (the port is taken, for example)
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: granian respawns its workers
-_LISTEN_POLL = 0.02  # seconds between looks at whether a granian worker has started listening
+_LISTEN_POLL = 0.01  # seconds between looks at whether a granian worker has started listening
 _STOP_GRACE = 30.0  # seconds granian's main process gets to stop once this process is told to stop
 _WORKER_KILL_TIMEOUT = 20  # seconds a worker gets to finish its requests before granian kills it
 
