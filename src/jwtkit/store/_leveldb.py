@@ -38,6 +38,7 @@ import orjson
 from jwtkit.store._base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
 from jwtkit.store._common import BaseStore, corrupt_session, log
 from jwtkit.store._policy import (
+    as_read,
     epoch_unavailable,
     is_active,
     parse_epoch,
@@ -287,12 +288,7 @@ class LevelDBStore(BaseStore):
 
     async def get_session(self, sid: str) -> Session | None:
         session, epoch = await self._read(lambda db: self._load(db, sid))
-        now = self._clock()
-        if session is None or now >= session.expires:
-            return None
-        if not session.revoked and not is_active(session, None, epoch, now):
-            return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
-        return session
+        return as_read(session, epoch, self._clock())
 
     async def check(self, sid: str, user_id: str) -> bool:
         # The hot path, inline: two point lookups that LevelDB answers from its memtable or block cache.

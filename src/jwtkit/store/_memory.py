@@ -11,6 +11,7 @@ import dataclasses
 from jwtkit.store._base import DEFAULT_PURGE_INTERVAL, Clock, Rotation, Session, ThrottleState
 from jwtkit.store._common import BaseStore, corrupt_session
 from jwtkit.store._policy import (
+    as_read,
     epoch_unavailable,
     is_active,
     repaired_epoch,
@@ -81,11 +82,7 @@ class MemoryStore(BaseStore):
     async def get_session(self, sid: str) -> Session | None:
         self._require_open()
         session = self._session(sid)
-        if session is None or self._clock() >= session.expires:
-            return None
-        if not session.revoked and not self._active(session, None, self._clock()):
-            return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
-        return session
+        return as_read(session, 0 if session is None else self._epoch(session.user_id), self._clock())
 
     async def check(self, sid: str, user_id: str) -> bool:
         self._require_open()

@@ -8,6 +8,7 @@ one round trip, a rotation is atomic), so they mirror :func:`active` line for li
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -58,6 +59,16 @@ def active(revoked: bool, expires: float, owner: str, session_epoch: int,
 def is_active(session: Session, user_id: str | None, epoch: float, now: float) -> bool:
     """:func:`active` for a decoded session; ``epoch`` is the current epoch of ``session.user_id``."""
     return active(session.revoked, session.expires, session.user_id, session.epoch, user_id, epoch, now)
+
+
+def as_read(session: Session | None, epoch: float, now: float) -> Session | None:
+    """What :meth:`Store.get_session` returns for a stored session: None once expired (or unknown), revoked
+    when its epoch is older than the account's, else the record as stored."""
+    if session is None or now >= session.expires:
+        return None
+    if not session.revoked and not is_active(session, None, epoch, now):
+        return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
+    return session
 
 
 def rotation_outcome(is_session_active: bool, current_jti: str, presented_jti: str) -> Rotation:

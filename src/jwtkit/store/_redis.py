@@ -35,7 +35,6 @@ have run). When the server is back, the next command reconnects.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -61,8 +60,8 @@ from jwtkit.store._base import (
 )
 from jwtkit.store._common import BaseStore, corrupt_session, log, parse_float_option, redact_url
 from jwtkit.store._policy import (
+    as_read,
     epoch_unavailable,
-    is_active,
     parse_epoch,
     require_valid_epoch,
     unreadable_epoch,
@@ -516,13 +515,8 @@ class RedisStore(BaseStore):
             session = _session(sid, _pairs(reply[0]))
         except (KeyError, ValueError) as exc:
             return corrupt_session(sid, exc)
-        now = self._clock()
-        if now >= session.expires:
-            return None
         epoch = self._user_epoch(session.user_id, reply[1] if len(reply) > 1 else None)
-        if not session.revoked and not is_active(session, None, epoch, now):
-            return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
-        return session
+        return as_read(session, epoch, self._clock())
 
     @staticmethod
     def _user_epoch(user_id: str, raw: str | bytes | None) -> float:

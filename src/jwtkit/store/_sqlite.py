@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import queue
 import sqlite3
@@ -43,6 +42,7 @@ from jwtkit.store._policy import (
     EPOCH_MAX,
     UNREADABLE_EPOCH,
     active,
+    as_read,
     epoch_unavailable,
     is_active,
     repaired_epoch,
@@ -422,12 +422,7 @@ class SQLiteStore(BaseStore):
 
     async def get_session(self, sid: str) -> Session | None:
         session, epoch = await self._read(lambda conn: self._load(conn, sid))
-        now = self._clock()
-        if session is None or now >= session.expires:
-            return None
-        if not session.revoked and not is_active(session, None, epoch, now):
-            return dataclasses.replace(session, revoked=True)  # an older epoch: reads as revoked
-        return session
+        return as_read(session, epoch, self._clock())
 
     async def check(self, sid: str, user_id: str) -> bool:
         # The hot path: inline, one prepared statement on this thread's connection (see the module docstring).
