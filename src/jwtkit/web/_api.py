@@ -9,7 +9,6 @@ app's one error handler.
 
 from __future__ import annotations
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -17,10 +16,10 @@ from starlette.types import Receive, Scope, Send
 from jwtkit.service._auth import AuthService
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._handlers import Handlers, private_body
-from jwtkit.web._http import wants_json
+from jwtkit.web._http import json_ok, wants_json
 from jwtkit.web._openapi import openapi_document
 
-__all__ = ["Machine", "PrivateJSON", "Readiness", "json_ok"]
+__all__ = ["Machine", "PrivateJSON", "Readiness"]
 
 _JSON_START = [(b"content-type", b"application/json")]
 
@@ -58,12 +57,12 @@ class Machine:
         try:
             await self.service.store.ping()
         except StoreUnavailable:
-            return json_ok({"status": "unavailable", "store": "unavailable"}, status=503,
+            return json_ok({"status": "unavailable", "store": "unavailable"}, 503,
                            headers={"Retry-After": "1"})
         if not self.readiness.ready:
             # The store answers again but the service is not open yet: every other route still says 503,
             # so a load balancer must not send traffic here either.
-            return json_ok({"status": "starting", "store": "ok"}, status=503, headers={"Retry-After": "1"})
+            return json_ok({"status": "starting", "store": "ok"}, 503, headers={"Retry-After": "1"})
         return json_ok({"status": "ok", "store": "ok"})
 
     async def openapi(self, request: Request) -> Response:
@@ -76,7 +75,3 @@ class Readiness:
 
     def __init__(self) -> None:
         self.ready = True
-
-
-def json_ok(data: object, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type="application/json")

@@ -25,7 +25,7 @@ from jwtkit.service._auth import AuthService, TokenPair
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy, check_csrf
 from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
-from jwtkit.web._http import read_input, require_fields, wants_json
+from jwtkit.web._http import json_ok, read_input, require_fields, wants_json
 from jwtkit.web._middleware import authenticate_found
 from jwtkit.web._pages import Pages
 
@@ -35,10 +35,6 @@ logger = logging.getLogger("jwtkit.web")
 
 _JSON = "application/json"
 _NO_REFERRER = {"Referrer-Policy": "no-referrer"}  # pages whose URL carries a token
-
-
-def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type=_JSON)
 
 
 def _pair_json(pair: TokenPair) -> dict[str, Any]:
@@ -129,9 +125,9 @@ class Handlers:
                 raise
             principal = None
         if wants_json(request):
-            return _json({"authenticated": principal is not None,
-                          "user_id": principal.user_id if principal else None,
-                          "links": {"login": "/auth", "private": "/private", "register": "/register"}})
+            return json_ok({"authenticated": principal is not None,
+                            "user_id": principal.user_id if principal else None,
+                            "links": {"login": "/auth", "private": "/private", "register": "/register"}})
         user = await self.username(principal) if principal else None
         return self.page(request, "home.html", {"user": user})
 
@@ -158,7 +154,7 @@ class Handlers:
             return self.pages.problem(request, dataclasses.replace(problem_of(error), description=message),
                                       template="home.html", context={"username": username})
         if as_json:
-            return _json(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
+            return json_ok(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
         response = RedirectResponse("/private", status_code=303)
         self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
                                 pair.refresh_expires_in)
@@ -219,7 +215,7 @@ class Handlers:
                  "user_agent": s.user_agent, "ip": s.ip, "current": s.sid == principal.session_id}
                 for s in sessions]
         if wants_json(request):
-            return _json({"sessions": rows})
+            return json_ok({"sessions": rows})
         return self.page(request, "sessions.html", {"user": await self.username(principal), "sessions": rows})
 
     async def delete_session(self, request: Request) -> Response:
@@ -262,7 +258,7 @@ class Handlers:
             self.cookies.clear_tokens(response)
             return response
         if as_json:
-            return _json(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
+            return json_ok(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
         response = RedirectResponse("/private", status_code=303)
         self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
                                 pair.refresh_expires_in)
@@ -291,8 +287,8 @@ class Handlers:
             except OSError as exc:  # the account exists; the link can be sent again later
                 logger.warning("verification mail for user %s not sent: %s", user.id, exc)
         if as_json:
-            return _json({"id": user.id, "username": user.username, "email": user.email,
-                          "verified": user.verified}, status=201, headers={"Location": "/home"})
+            return json_ok({"id": user.id, "username": user.username, "email": user.email,
+                            "verified": user.verified}, status=201, headers={"Location": "/home"})
         return self.page(request, "home.html", {"notice": f"Account {user.username} created. Sign in below."},
                          status=201)
 
@@ -307,7 +303,7 @@ class Handlers:
             raise HTTPError("invalid_link", "This link is not valid any more",
                             reason=getattr(error, "reason", error.code), headers=_NO_REFERRER) from None
         if wants_json(request):
-            return _json({"verified": True, "username": user.username}, headers=_NO_REFERRER)
+            return json_ok({"verified": True, "username": user.username}, headers=_NO_REFERRER)
         text = f"Thank you, {user.username}: your email is confirmed."
         return self.page(request, "message.html", {"title": "Email confirmed", "text": text},
                          headers=_NO_REFERRER)
@@ -324,7 +320,7 @@ class Handlers:
         # The same answer, at the same time, whether or not the account exists: the lookup and the mail run
         # after the response is sent, so neither their duration nor their failure can tell (OWASP ASVS 2.5).
         text = "If that account exists, we sent it a link to reset the password."
-        response = (_json({"status": "sent", "message": text}, status=202) if wants_json(request)
+        response = (json_ok({"status": "sent", "message": text}, status=202) if wants_json(request)
                     else self.page(request, "message.html", {"title": "Check your email", "text": text},
                                    status=202))
         response.background = BackgroundTask(self._forgot_password, who)
@@ -360,7 +356,7 @@ class Handlers:
             return self.pages.problem(request, problem, template="reset.html", context={"token": token},
                                       extra_headers=_NO_REFERRER)
         if as_json:
-            return _json({"status": "password_reset"}, headers=_NO_REFERRER)
+            return json_ok({"status": "password_reset"}, headers=_NO_REFERRER)
         return self.page(request, "home.html", {"notice": "Your password was changed. Sign in below."},
                          headers=_NO_REFERRER)
 

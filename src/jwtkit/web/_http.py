@@ -7,21 +7,28 @@ byte is read, and a chunked body is cut off as soon as it passes it. Only ``appl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Scope
 
 from jwtkit.web._errors import HTTPError
 
-__all__ = ["MAX_BODY", "MAX_FIELD", "MAX_HEADERS", "read_input", "require_fields", "wants_json"]
+__all__ = ["MAX_BODY", "MAX_FIELD", "MAX_HEADERS", "json_ok", "read_input", "require_fields", "wants_json"]
 
 MAX_BODY = 16 * 1024  # bytes: the largest form or JSON body the API needs is far below this
 MAX_HEADERS = 16 * 1024  # bytes of all request header names and values together
 MAX_FIELD = 4096  # characters in one input field (passwords are capped at 1024 by the service)
 MAX_FIELDS = 32
+
+
+def json_ok(data: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON answer that is not an error (errors go through :func:`._errors.json_response`)."""
+    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type="application/json")
 
 
 def _header(scope: Scope, wanted: bytes) -> bytes:
