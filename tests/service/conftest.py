@@ -25,6 +25,8 @@ from jwtkit.store import open_store
 
 T0 = 1_800_000_000.0
 PASSWORD = "correct horse battery"
+# past the default refresh_race_window's reach (two 10 s slots), an old refresh token is reuse
+REUSE_AFTER = 21
 BACKENDS = ("memory", "sqlite")
 
 

@@ -20,7 +20,7 @@ from jwtkit.service import (
 )
 from jwtkit.store import open_store
 
-from .conftest import PASSWORD, CountingHasher, FakeClock
+from .conftest import PASSWORD, REUSE_AFTER, CountingHasher, FakeClock
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
@@ -71,11 +71,12 @@ async def test_logout_and_logout_all_reach_every_node(
         await a.authenticate(two.access_token)
 
 
-async def test_refresh_reuse_across_nodes(nodes: tuple[AuthService, AuthService]) -> None:
+async def test_refresh_reuse_across_nodes(nodes: tuple[AuthService, AuthService], clock: FakeClock) -> None:
     a, b = nodes
     await a.register("alice", PASSWORD)
     first = await a.login("alice", PASSWORD)
     second = await b.refresh(first.refresh_token)
+    clock.advance(REUSE_AFTER)
     with pytest.raises(RefreshReused):
         await a.refresh(first.refresh_token)
     with pytest.raises(SessionRevoked):

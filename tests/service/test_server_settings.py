@@ -164,6 +164,7 @@ EXACT: list[tuple[str, str, Any, str, object]] = [
     ("JWTKIT_THROTTLE_MAX_DELAY", "30", _config, "throttle_max_delay", 30.0),
     ("JWTKIT_LEEWAY", "30", _config, "leeway", 30),
     ("JWTKIT_USER_CACHE_TTL", "0", _config, "user_cache_ttl", 0.0),
+    ("JWTKIT_REFRESH_RACE_WINDOW", "0", _config, "refresh_race_window", 0),
 ]
 
 
@@ -225,6 +226,8 @@ def _flat(server: ServerSettings) -> dict[str, object]:
     ("JWTKIT_BASE_URL", "http://[", "JWTKIT_BASE_URL must be an http(s) URL"),
     ("JWTKIT_LEEWAY", "301", "JWTKIT_LEEWAY must be an integer between 0 and 300 (seconds), not 301"),
     ("JWTKIT_USER_CACHE_TTL", "-1", "JWTKIT_USER_CACHE_TTL must be a number between 0 and 3600"),
+    ("JWTKIT_REFRESH_RACE_WINDOW", "61",
+     "JWTKIT_REFRESH_RACE_WINDOW must be an integer between 0 and 60 (seconds), not 61"),
     ("JWTKIT_ISSUER", "\x00", "JWTKIT_ISSUER must be a non-empty string without NUL characters"),
 ])
 def test_each_refusal_names_the_variable(var: str, raw: str, message: str) -> None:

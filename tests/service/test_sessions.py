@@ -3,6 +3,7 @@ reuse and logout-everywhere tests also run against a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +22,15 @@ from jwtkit.service import (
 )
 from jwtkit.store import open_store
 
-from .conftest import PASSWORD, CountingHasher, FakeClock, ServiceFactory, make_users, store_url_for
+from .conftest import (
+    PASSWORD,
+    REUSE_AFTER,
+    CountingHasher,
+    FakeClock,
+    ServiceFactory,
+    make_users,
+    store_url_for,
+)
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
@@ -76,6 +85,7 @@ async def test_refresh_reuse_revokes_the_session(any_service: AuthService, clock
     await service.register("alice", PASSWORD)
     first = await service.login("alice", PASSWORD)
     second = await service.refresh(first.refresh_token)
+    clock.advance(REUSE_AFTER)
     # the old refresh token comes back (stolen and replayed, RFC 9700 §4.14)
     with pytest.raises(RefreshReused) as info:
         await service.refresh(first.refresh_token)
@@ -89,12 +99,75 @@ async def test_refresh_reuse_revokes_the_session(any_service: AuthService, clock
         await service.authenticate(first.access_token)
 
 
-async def test_reuse_leaves_other_sessions_alone(any_service: AuthService) -> None:
+async def test_two_tabs_refreshing_at_once_rotate_once_and_both_stay_signed_in(
+        any_service: AuthService, clock: FakeClock) -> None:
+    service = any_service
+    await service.register("alice", PASSWORD)
+    first = await service.login("alice", PASSWORD, user_agent="Firefox")
+    clock.advance(900)
+    one, two = await asyncio.gather(service.refresh(first.refresh_token, user_agent="Firefox"),
+                                    service.refresh(first.refresh_token, user_agent="Firefox"))
+    jtis = {decode_unverified(pair.refresh_token)[1]["jti"] for pair in (one, two)}
+    [session] = await service.list_sessions(one.session.user_id)
+    assert jtis == {session.refresh_jti}  # one rotation; both tabs hold the current refresh token
+    assert session.refresh_jti != first.session.refresh_jti
+    for pair in (one, two):
+        assert (await service.authenticate(pair.access_token)).session_id == first.session.sid
+    # either tab's copy rotates on from there
+    third = await service.refresh(two.refresh_token, user_agent="Firefox")
+    await service.authenticate(third.access_token)
+
+
+async def test_a_just_rotated_token_is_concurrent_for_one_to_two_windows_then_reuse(
+        any_service: AuthService, clock: FakeClock) -> None:
+    service = any_service
+    await service.register("alice", PASSWORD)
+    first = await service.login("alice", PASSWORD, user_agent="Firefox")
+    assert clock.now % 10 == 0  # a slot boundary: the reach below is exact
+    second = await service.refresh(first.refresh_token, user_agent="Firefox")
+    clock.advance(19)  # the next slot: still the same moment for two tabs
+    late = await service.refresh(first.refresh_token, user_agent="Firefox")
+    jti_of = [decode_unverified(pair.refresh_token)[1]["jti"] for pair in (late, second)]
+    assert jti_of[0] == jti_of[1]
+    clock.advance(1)  # two slots on: reuse, and the family ends (RFC 9700 §4.14)
+    with pytest.raises(RefreshReused) as info:
+        await service.refresh(first.refresh_token, user_agent="Firefox")
+    assert info.value.reason == "reused"
+    with pytest.raises(SessionRevoked):
+        await service.authenticate(second.access_token)
+
+
+async def test_a_concurrent_refresh_from_another_device_is_refused_without_ending_the_session(
+        any_service: AuthService, clock: FakeClock) -> None:
+    service = any_service
+    await service.register("alice", PASSWORD)
+    first = await service.login("alice", PASSWORD, user_agent="Firefox")
+    second = await service.refresh(first.refresh_token, user_agent="Firefox")
+    with pytest.raises(RefreshReused) as info:
+        await service.refresh(first.refresh_token, user_agent="curl/8.0")
+    assert info.value.reason == "other_device"
+    await service.authenticate(second.access_token)  # the owner's session goes on
+    await service.refresh(second.refresh_token, user_agent="Firefox")
+
+
+async def test_without_a_race_window_any_second_use_is_reuse(make_service: ServiceFactory) -> None:
+    async with make_service(refresh_race_window=0) as service:
+        await service.register("alice", PASSWORD)
+        first = await service.login("alice", PASSWORD)
+        second = await service.refresh(first.refresh_token)
+        with pytest.raises(RefreshReused):
+            await service.refresh(first.refresh_token)
+        with pytest.raises(SessionRevoked):
+            await service.authenticate(second.access_token)
+
+
+async def test_reuse_leaves_other_sessions_alone(any_service: AuthService, clock: FakeClock) -> None:
     service = any_service
     await service.register("alice", PASSWORD)
     phone = await service.login("alice", PASSWORD)
     laptop = await service.login("alice", PASSWORD)
     await service.refresh(phone.refresh_token)
+    clock.advance(REUSE_AFTER)
     with pytest.raises(RefreshReused):
         await service.refresh(phone.refresh_token)
     await service.authenticate(laptop.access_token)

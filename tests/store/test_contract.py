@@ -268,6 +268,43 @@ async def test_concurrent_rotations_rotate_once(store: ManagedStore, clock: Fake
     assert results.count(Rotation.INACTIVE) == 8
 
 
+async def test_concurrent_rotations_naming_one_successor_rotate_once_and_revoke_nothing(
+        store: ManagedStore, clock: FakeClock) -> None:
+    # two tabs refresh with the same token: both name the same successor, one rotates, the other is told
+    session = new_session(clock)
+    await store.create_session(session)
+    results = await asyncio.gather(*(store.rotate_refresh(session.sid, session.refresh_jti, "succ",
+                                                          concurrent=("succ", "older-succ"))
+                                     for _ in range(10)))
+    assert results.count(Rotation.ROTATED) == 1
+    assert results.count(Rotation.CONCURRENT) == 9
+    got = await store.get_session(session.sid)
+    assert got is not None and not got.revoked
+    assert got.refresh_jti == "succ"
+    assert await store.check(session.sid, "alice") is True
+
+
+async def test_concurrent_writes_nothing_and_other_successors_are_reuse(store: ManagedStore,
+                                                                        clock: FakeClock) -> None:
+    session = new_session(clock, family="fam")
+    await store.create_session(session)
+    assert await store.rotate_refresh(session.sid, session.refresh_jti, "succ") is Rotation.ROTATED
+    clock.advance(3)
+    outcome = await store.rotate_refresh(session.sid, session.refresh_jti, "other", concurrent=("x", "succ"))
+    assert outcome is Rotation.CONCURRENT
+    got = await store.get_session(session.sid)
+    assert got is not None
+    assert got.refresh_jti == "succ"  # not "other": nothing was written
+    assert got.last_used == clock() - 3
+    # a successor list that does not name the current jti is reuse, as without one
+    assert await store.rotate_refresh(session.sid, session.refresh_jti, "y", concurrent=("y", "z")) \
+        is Rotation.REUSED
+    assert await store.check(session.sid, "alice") is False
+    # and an inactive session is INACTIVE whatever the caller names
+    assert await store.rotate_refresh(session.sid, session.refresh_jti, "succ", concurrent=("succ",)) \
+        is Rotation.INACTIVE
+
+
 # single-use tokens --------------------------------------------------------------------------------------
 
 

@@ -58,6 +58,10 @@ def test_rotation_outcome() -> None:
     assert rotation_outcome(True, "a", "b") is Rotation.REUSED
     assert rotation_outcome(False, "a", "a") is Rotation.INACTIVE
     assert rotation_outcome(False, "a", "b") is Rotation.INACTIVE  # an inactive session never reports reuse
+    assert rotation_outcome(True, "c", "b", ("d", "c")) is Rotation.CONCURRENT
+    assert rotation_outcome(True, "a", "a", ("a",)) is Rotation.ROTATED  # the current one always rotates
+    assert rotation_outcome(True, "c", "b", ("d",)) is Rotation.REUSED
+    assert rotation_outcome(False, "c", "b", ("c",)) is Rotation.INACTIVE
 
 
 def test_epoch_values() -> None:
@@ -100,8 +104,8 @@ async def test_every_backend_answers_as_the_rule(store: ManagedStore, clock: Fak
         user_epoch = UNREADABLE_EPOCH if record == "unreadable" else base
         created = now - 100 if expired else now
         copies = [new_session(clock, user_id, created=created, ttl=50 if expired else 3600,
-                              epoch=base + delta, revoked=revoked) for _ in range(4)]
-        reading, revoking, rotating, replaying = copies
+                              epoch=base + delta, revoked=revoked) for _ in range(5)]
+        reading, revoking, rotating, replaying, racing = copies
         for session in copies:
             await store.create_session(session)
         rule = is_active(reading, None, user_epoch, now)  # the same for every copy
@@ -115,6 +119,8 @@ async def test_every_backend_answers_as_the_rule(store: ManagedStore, clock: Fak
             "revoke": await store.revoke(revoking.sid),
             "rotate": await store.rotate_refresh(rotating.sid, rotating.refresh_jti, "next"),
             "replay": await store.rotate_refresh(replaying.sid, "an-older-jti", "next"),
+            "race": await store.rotate_refresh(racing.sid, "an-older-jti", "next",
+                                               concurrent=("next", racing.refresh_jti)),
         }))
         expected.append((index, {
             "check": is_active(reading, asked, user_epoch, now),
@@ -123,6 +129,7 @@ async def test_every_backend_answers_as_the_rule(store: ManagedStore, clock: Fak
             "revoke": rule,
             "rotate": rotation_outcome(rule, rotating.refresh_jti, rotating.refresh_jti),
             "replay": rotation_outcome(rule, replaying.refresh_jti, "an-older-jti"),
+            "race": rotation_outcome(rule, racing.refresh_jti, "an-older-jti", ("next", racing.refresh_jti)),
         }))
     assert len(CASES) == 64
     assert sum(e["check"] for _, e in expected) == 4  # the cases exercise both answers

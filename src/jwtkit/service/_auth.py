@@ -49,6 +49,7 @@ from jwtkit.service._tokens import (
     new_id,
     password_binding,
     refresh_claims,
+    refresh_successor,
 )
 from jwtkit.store._base import Clock, Rotation, Session, Store
 
@@ -352,21 +353,31 @@ class AuthService:
         The session keeps its login IP and device; ``user_agent`` feeds the new access token's ``agent``
         claim when ``bind_user_agent`` is on.
 
+        Two requests that present the same refresh token at the same moment (two tabs whose access cookie
+        expired together) rotate it once: within ``refresh_race_window`` both get the session's current
+        tokens, provided the second comes from the session's device (its User-Agent).
+
         Raises:
             RefreshReused (``refresh_reused``): it was already used; the session and its family are revoked
                 (RFC 9700 §4.14).
             SessionRevoked (``session_revoked``), TokenExpired (``token_expired``), InvalidToken.
         """
         claims = self._decode(refresh_token, REFRESH_TYP, require=("exp", "iat", "sub", "sid", "jti", "fam"))
-        user_id, sid = claims["sub"], claims["sid"]
+        user_id, sid, jti = claims["sub"], claims["sid"], claims["jti"]
         await self.access.check_account(user_id)
-        new_jti = new_id()
-        outcome = await self.store.rotate_refresh(sid, claims["jti"], new_jti)
+        window = self.config.refresh_race_window
+        if window:
+            slot = int(self.clock() // window)
+            new_jti = refresh_successor(jti, slot)
+            concurrent: tuple[str, ...] = (new_jti, refresh_successor(jti, slot - 1))
+        else:
+            new_jti, concurrent = new_id(), ()
+        outcome = await self.store.rotate_refresh(sid, jti, new_jti, concurrent=concurrent)
         if outcome is Rotation.REUSED:
             logger.warning("refresh token reuse on session %s… of user %s: session and family revoked",
                            sid[:8], user_id)
             raise RefreshReused()
-        if outcome is not Rotation.ROTATED:
+        if outcome is Rotation.INACTIVE:
             raise SessionRevoked()
         session = await self.store.get_session(sid)
         if (session is None or session.revoked or session.user_id != user_id
@@ -374,6 +385,13 @@ class AuthService:
             await self.store.revoke(sid)
             raise SessionRevoked()
         now = self.clock()
+        if outcome is Rotation.CONCURRENT:
+            if user_agent != session.user_agent:
+                # the same token, moments after its rotation, from another device: not a second tab. Refused
+                # without revoking, so that a copy in the wrong hands cannot end the owner's session.
+                logger.warning("refresh token of session %s… presented again from another device", sid[:8])
+                raise RefreshReused("other_device", "this refresh token was already used")
+            return self._pair(session, now, user_agent)
         await self.store.touch(sid, now)
         session = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
         return self._pair(session, now, user_agent)

@@ -107,6 +107,7 @@ _AUTH_RULES: tuple[_Rule, ...] = (
     ("base_url", _http_url, "an http(s) URL"),
     ("leeway", _int_in(0, 300), "an integer between 0 and 300 (seconds)"),
     ("user_cache_ttl", _number_in(0, 3600, open_low=False), "a number between 0 and 3600 (seconds)"),
+    ("refresh_race_window", _int_in(0, 60), "an integer between 0 and 60 (seconds)"),
 )
 _SETTINGS_RULES: tuple[_Rule, ...] = (
     ("store_url", *_TEXT),
@@ -183,6 +184,10 @@ class AuthConfig:
             lookup (0 = always look up). Disabling through the service also cuts off every session in the
             store, which every node checks on every request, so the cache only delays edits made to the
             users table behind the service's back.
+        refresh_race_window: seconds (10 to 20 with the default 10; 0 turns it off) in which a refresh token
+            that was just rotated, presented again from the same device, yields the session's current tokens
+            instead of counting as reuse: two tabs, or a retry after a lost answer, refreshing at the same
+            moment. Outside it, an old refresh token is reuse and ends the family (RFC 9700 §4.14).
 
     Raises:
         ServiceConfigError (``service_config``): a value is out of range.
@@ -203,6 +208,7 @@ class AuthConfig:
     base_url: str = "http://127.0.0.1:8000"
     leeway: int = 0
     user_cache_ttl: float = 5.0
+    refresh_race_window: int = 10
 
     def __post_init__(self) -> None:
         _check_auth(_own_fields(self), _as_is)
@@ -444,6 +450,7 @@ _ENVIRONMENT: tuple[_EnvVar, ...] = (
     _EnvVar("JWTKIT_THROTTLE_MAX_DELAY", "throttle_max_delay", *_FLOAT_CODEC),
     _EnvVar("JWTKIT_LEEWAY", "leeway", *_INT_CODEC),
     _EnvVar("JWTKIT_USER_CACHE_TTL", "user_cache_ttl", *_FLOAT_CODEC),
+    _EnvVar("JWTKIT_REFRESH_RACE_WINDOW", "refresh_race_window", *_INT_CODEC),
 )
 
 _AUTH_FIELDS = tuple(f.name for f in dataclasses.fields(AuthConfig))

@@ -21,6 +21,7 @@ __all__ = [
     "new_id",
     "password_binding",
     "refresh_claims",
+    "refresh_successor",
 ]
 
 ACCESS_TYP = "at+jwt"  # RFC 9068 §2.1
@@ -35,6 +36,16 @@ PURPOSE_RESET = "reset-password"
 def new_id() -> str:
     """A random identifier for users, sessions, families and ``jti``: 128 bits, base64url."""
     return secrets.token_urlsafe(16)
+
+
+def refresh_successor(jti: str, slot: int) -> str:
+    """The ``jti`` that rotating refresh token ``jti`` in time slot ``slot`` gives: two requests that
+    rotate the same token in the same slot name the same successor, so the store can tell a concurrent
+    refresh (another tab) from reuse. It needs no secret: a jti alone grants nothing without a token signed
+    over it, and the presented token's jti is already random (128 bits). Same length and alphabet as
+    :func:`new_id`."""
+    digest = hashlib.sha256(f"jwtkit refresh successor\0{jti}\0{slot}".encode("utf-8", "surrogatepass"))
+    return _b64(digest.digest()[:16])
 
 
 def _b64(digest: bytes) -> str:

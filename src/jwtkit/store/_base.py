@@ -25,7 +25,7 @@ cannot be read is treated as revoked (and logged), never as valid.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -102,6 +102,9 @@ class Rotation(enum.Enum):
     """The outcome of presenting a refresh token to :meth:`Store.rotate_refresh`."""
 
     ROTATED = "rotated"  # it was the current one; the new jti is now current
+    # it was rotated moments ago into one of the successors the caller named (another tab refreshing at the
+    # same time): nothing is written, and the caller may hand out the session's current refresh jti
+    CONCURRENT = "concurrent"
     REUSED = "reused"  # it was an older one: the session and its family are now revoked (RFC 9700 §4.14)
     INACTIVE = "inactive"  # no such session, or it is revoked, expired or of an older epoch than its user
 
@@ -180,10 +183,13 @@ class Store(Protocol):
     async def list_sessions(self, user_id: str) -> list[Session]:
         """The user's active sessions (see :meth:`check`), newest first."""
 
-    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
+    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str, *,
+                             concurrent: Collection[str] = ()) -> Rotation:
         """Atomically: if the session is active and ``presented_jti`` is its current refresh jti, replace it
-        with ``new_jti`` (ROTATED); if the session is active but the jti is not current, revoke the session
-        and its family (REUSED); otherwise, including a session of an older epoch, INACTIVE."""
+        with ``new_jti`` (ROTATED); if the session is active and its current jti is one of ``concurrent``
+        (the successors the caller would have given ``presented_jti`` in the last moments), change nothing
+        (CONCURRENT); if the session is active but the jti is neither, revoke the session and its family
+        (REUSED); otherwise, including a session of an older epoch, INACTIVE."""
 
     # single-use tokens ---------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import dataclasses
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 import orjson
@@ -394,14 +394,15 @@ class LevelDBStore(BaseStore):
 
         return await self._read(work)
 
-    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
+    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str, *,
+                             concurrent: Collection[str] = ()) -> Rotation:
         def work(db: Any) -> Rotation:
             now = self._clock()
             session, epoch = self._load(db, sid)
             if session is None:
                 return Rotation.INACTIVE
             outcome = rotation_outcome(is_active(session, None, epoch, now), session.refresh_jti,
-                                       presented_jti)
+                                       presented_jti, concurrent)
             if outcome is Rotation.ROTATED:
                 rotated = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
                 db.put(_SESSION + _enc(sid), _encode_session(rotated), sync=True)

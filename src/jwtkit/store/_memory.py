@@ -7,6 +7,7 @@ Every method runs to completion without awaiting, so on one event loop each is a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 
 from jwtkit.store._base import DEFAULT_PURGE_INTERVAL, Clock, Rotation, Session, ThrottleState
 from jwtkit.store._common import BaseStore, corrupt_session
@@ -137,13 +138,15 @@ class MemoryStore(BaseStore):
                  if isinstance(s, Session) and s.user_id == user_id and self._active(s, user_id, now)]
         return sorted(found, key=lambda s: s.created, reverse=True)
 
-    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
+    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str, *,
+                             concurrent: Collection[str] = ()) -> Rotation:
         self._require_open()
         now = self._clock()
         session = self._session(sid)
         if session is None:
             return Rotation.INACTIVE
-        outcome = rotation_outcome(self._active(session, None, now), session.refresh_jti, presented_jti)
+        outcome = rotation_outcome(self._active(session, None, now), session.refresh_jti, presented_jti,
+                                   concurrent)
         if outcome is Rotation.ROTATED:
             self._sessions[sid] = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
         elif outcome is Rotation.REUSED:

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import re
+from collections.abc import Collection
 from typing import Final, TypeGuard
 
 from jwtkit.store._base import Rotation, Session, StoreUnavailable
@@ -71,13 +72,18 @@ def as_read(session: Session | None, epoch: float, now: float) -> Session | None
     return session
 
 
-def rotation_outcome(is_session_active: bool, current_jti: str, presented_jti: str) -> Rotation:
+def rotation_outcome(is_session_active: bool, current_jti: str, presented_jti: str,
+                     concurrent: Collection[str] = ()) -> Rotation:
     """What presenting ``presented_jti`` does (RFC 9700 §4.14): nothing to an inactive session (INACTIVE,
-    whatever the jti), rotation when it is the current one, and reuse detection otherwise."""
+    whatever the jti), rotation when it is the current one, nothing when the current one is a successor the
+    caller named (CONCURRENT: the same token was rotated moments ago by another request), and reuse
+    detection otherwise."""
     if not is_session_active:
         return Rotation.INACTIVE
     if current_jti == presented_jti:
         return Rotation.ROTATED
+    if current_jti in concurrent:
+        return Rotation.CONCURRENT
     return Rotation.REUSED
 
 

@@ -36,7 +36,7 @@ have run). When the server is back, the next command reconnects.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -98,9 +98,12 @@ end
 local function active(revoked, expires, owner, session_epoch, user_id, current, now)
   return (not revoked) and now < expires and (user_id == nil or owner == user_id) and session_epoch >= current
 end
-local function rotation_outcome(is_active, current_jti, presented_jti)
+local function rotation_outcome(is_active, current_jti, presented_jti, concurrent)
   if not is_active then return 'inactive' end
   if current_jti == presented_jti then return 'rotated' end
+  for _, successor in ipairs(concurrent) do
+    if current_jti == successor then return 'concurrent' end
+  end
   return 'reused'
 end
 """
@@ -286,10 +289,10 @@ end
 return out
 """
 
-# ARGV[3] = sid, ARGV[4] = presented jti, ARGV[5] = new jti
+# ARGV[3] = sid, ARGV[4] = presented jti, ARGV[5] = new jti, ARGV[6..] = the successors that mean CONCURRENT
 _ROTATE = _PRELUDE + """
 local state, f = load(ARGV[3])
-local outcome = rotation_outcome(state == 'active', f and f[6], ARGV[4])
+local outcome = rotation_outcome(state == 'active', f and f[6], ARGV[4], {unpack(ARGV, 6)})
 local skey = P .. 's:' .. ARGV[3]
 if outcome == 'rotated' then
   redis.call('HSET', skey, 'refresh_jti', ARGV[5], 'last_used', ARGV[2])
@@ -579,8 +582,9 @@ class RedisStore(BaseStore):
                 corrupt_session(sid, exc)
         return found
 
-    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
-        return Rotation(await self._script("rotate", sid, presented_jti, new_jti))
+    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str, *,
+                             concurrent: Collection[str] = ()) -> Rotation:
+        return Rotation(await self._script("rotate", sid, presented_jti, new_jti, *concurrent))
 
     # single-use tokens ------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 from jwtkit.store._base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
@@ -523,14 +523,15 @@ class SQLiteStore(BaseStore):
 
         return await self._read(work)
 
-    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str) -> Rotation:
+    async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str, *,
+                             concurrent: Collection[str] = ()) -> Rotation:
         def work(conn: sqlite3.Connection) -> Rotation:
             now = self._clock()
             session, epoch = self._load(conn, sid)
             if session is None:
                 return Rotation.INACTIVE
             outcome = rotation_outcome(is_active(session, None, epoch, now), session.refresh_jti,
-                                       presented_jti)
+                                       presented_jti, concurrent)
             if outcome is Rotation.ROTATED:
                 conn.execute("UPDATE sessions SET refresh_jti = ?, last_used = ? WHERE sid = ?",
                              (_bind(new_jti), float(now), _bind(sid)))
