@@ -55,3 +55,35 @@ async def test_a_request_authenticated_by_its_bearer_header_is_exempt(server: Se
     bearer = {"Authorization": f"Bearer {pair['access_token']}"}
     dead = await server.json_client().get("/private", headers=bearer)
     assert dead.status_code == 401
+
+
+async def test_origin_null_from_our_no_referrer_reset_page_passes_with_the_double_submit(
+        server: Server) -> None:
+    # Chromium sends "Origin: null" for a form posted from a page whose referrer policy is no-referrer (the
+    # reset page's, since its URL carries the token): the double submit decides, not the opaque origin
+    await server.user(email="alice@example.org")
+    await server.service.forgot_password("alice")
+    link = server.mailer.sent[-1].body
+    token = link.split("token=", 1)[1].split()[0]
+    browser = server.browser()
+    page = await browser.get(f"/password/reset?token={token}")
+    csrf = csrf_of(page.text)
+    new = "a whole new passphrase"
+    forged = await browser.post("/password/reset", headers={"Origin": "null"},
+                                data={"token": token, "password": new, "csrf_token": "x" * 43})
+    assert forged.status_code == 403
+    response = await browser.post("/password/reset", headers={"Origin": "null"},
+                                  data={"token": token, "password": new, "csrf_token": csrf})
+    assert response.status_code == 200
+    assert "Your password was changed" in response.text
+    await server.login(password=new)
+
+
+async def test_origin_null_without_the_csrf_cookie_is_refused_even_without_credentials(
+        server: Server) -> None:
+    await server.user()
+    fresh = server.browser()  # no cookie at all: a sandboxed frame on another site looks like this
+    response = await fresh.post("/password/forgot", headers={"Origin": "null", "Accept": "application/json"},
+                                data={"username": "alice", "csrf_token": "x" * 43})
+    assert response.status_code == 403
+    assert response.json()["error"] == "csrf_failed"

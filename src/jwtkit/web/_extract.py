@@ -6,8 +6,11 @@ and for users' apps alike.
 CSRF rule (OWASP CSRF cheat sheet), for unsafe methods only: a request whose ``Origin`` names another origin
 is refused; a request that carries ambient credentials (our cookies) with no same-origin ``Origin`` must
 echo the CSRF token (double submit: the ``X-CSRF-Token`` header, or the form field the server reads, equal
-to the CSRF cookie). A request authenticated by a Bearer ``Authorization`` header is exempt: a browser never
-adds that header across origins by itself. Any other ``Authorization`` (``Basic ...``) exempts nothing.
+to the CSRF cookie). ``Origin: null`` (an opaque origin: a sandboxed frame, a redirect across origins, but
+also our own page that sends no referrer, as the password-reset page does) tells nothing either way, so it
+always needs the double submit, with or without ambient credentials. A request authenticated by a Bearer
+``Authorization`` header is exempt: a browser never adds that header across origins by itself. Any other
+``Authorization`` (``Basic ...``) exempts nothing.
 """
 
 from __future__ import annotations
@@ -171,10 +174,11 @@ def csrf_refused(
             header_token_sent = value.decode("latin-1")
     if origin is not None and origin != b"null":
         return not _same_origin(origin, host or b"")
-    if origin == b"null":
-        return True  # an opaque origin (sandboxed frame, cross-origin redirect) is never ours
-    if cookie is None or not any(cookie_value(cookie, name) is not None for name in ambient_cookies):
+    if origin is None and (cookie is None or not any(cookie_value(cookie, name) is not None
+                                                     for name in ambient_cookies)):
         return False  # no ambient credentials to abuse (a curl or app client)
+    if cookie is None:
+        return True
     expected = cookie_value(cookie, csrf_cookie) if csrf_cookie is not None else None
     sent = header_token_sent or sent_token
     return not (expected and sent and hmac.compare_digest(expected.encode(), sent.encode()))
