@@ -124,13 +124,14 @@ async def test_build_service_with_a_key_file(tmp_path: Path) -> None:
     assert isinstance(service, AuthService)
     assert isinstance(service.users, SQLiteUserRepository)
     assert isinstance(service.mailer, OutboxMailer)
+    assert service.mailer.console  # the server prints each outbox link on its console
     assert stat.S_IMODE((tmp_path / "jwtkit.key").stat().st_mode) == 0o600
     assert service.keys.active.kid == KeyRing.load(tmp_path / "jwtkit.key").active.kid
     async with service:
         user = await service.register("alice", PASSWORD, email="alice@example.org")
         await service.send_verification(user.id)
-    [mail] = list((tmp_path / "outbox").iterdir())
-    assert b"/verify?token=" in mail.read_bytes()
+    [mail] = list((tmp_path / "outbox").glob("*.txt"))
+    assert "/verify?token=" in mail.read_text()
     # a second process start keeps the same key, so earlier tokens stay valid
     assert build_service(settings).keys.active.kid == service.keys.active.kid
 

@@ -14,6 +14,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -23,26 +24,66 @@ from processes import self_signed_certificate
 from .conftest import PASSWORD, ServiceFactory
 
 
-async def test_outbox_writes_eml_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    box = OutboxMailer(tmp_path / "outbox", sender="auth@example.org")
+async def test_outbox_writes_eml_and_txt_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    box = OutboxMailer(tmp_path / "outbox", sender="auth@example.org", console=False)
     assert isinstance(box, Mailer)
     caplog.set_level(logging.INFO, logger="jwtkit.service._mail")
     await box.send(Message("bob@example.org", "Reset your password", "open https://x/?token=SECRET-TOKEN"))
     await box.send(Message("bob@example.org", "Second", "body two"))
     files = sorted((tmp_path / "outbox").iterdir())
-    assert len(files) == 2
+    assert len(files) == 4
     assert stat.S_IMODE((tmp_path / "outbox").stat().st_mode) == 0o700
-    assert all(f.suffix == ".eml" and stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
-    parsed = [email.message_from_bytes(f.read_bytes()) for f in files]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    emls = [f for f in files if f.suffix == ".eml"]
+    assert sorted(f.with_suffix(".txt") for f in emls) == [f for f in files if f.suffix == ".txt"]
+    parsed = [email.message_from_bytes(f.read_bytes()) for f in emls]
     first = next(m for m in parsed if m["Subject"] == "Reset your password")
     assert first["To"] == "bob@example.org"
     assert first["From"] == "auth@example.org"
     assert first["Message-ID"]
     assert "SECRET-TOKEN" in first.get_payload(decode=True).decode()
-    # the log names recipient, subject and file, never the token
-    assert any("bob@example.org" in r.getMessage() and ".eml" in r.getMessage() for r in caplog.records)
+    # the log names recipient, subject and files, never the token
+    assert any("bob@example.org" in r.getMessage() and ".eml" in r.getMessage() and ".txt" in r.getMessage()
+               for r in caplog.records)
     assert not any("SECRET-TOKEN" in r.getMessage() for r in caplog.records)
     assert [m.subject for m in box.sent] == ["Reset your password", "Second"]
+
+
+LONG_LINK = "http://127.0.0.1:8000/password/reset?token=" + "eyJhbGciOiJIUzI1NiJ9." * 12 + "sig-_nature"
+
+
+async def test_outbox_txt_holds_the_unbroken_link_and_the_console_prints_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box = OutboxMailer(tmp_path / "outbox")
+    body = f"Hello bob,\n\nset a new password by opening this link:\n\n{LONG_LINK}\n\nBye.\n"
+    await box.send(Message("bob@example.org", "Reset your password", body))
+    [eml] = (tmp_path / "outbox").glob("*.eml")
+    text = eml.with_suffix(".txt")
+    assert LONG_LINK not in eml.read_text()  # quoted-printable: soft line breaks and =3D, not clickable
+    assert text.read_text(encoding="utf-8") == f"To: bob@example.org\nSubject: Reset your password\n\n{body}"
+    err = capsys.readouterr().err
+    assert err == f'jwtkit: mail to bob@example.org "Reset your password": {LONG_LINK}  (also in {text})\n'
+
+
+async def test_outbox_console_line_can_be_turned_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box = OutboxMailer(tmp_path / "outbox", console=False)
+    await box.send(Message("bob@example.org", "Confirm", f"open {LONG_LINK}"))
+    assert capsys.readouterr().err == ""
+    [text] = (tmp_path / "outbox").glob("*.txt")
+    assert LONG_LINK in text.read_text()
+
+
+async def test_outbox_console_line_escapes_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box = OutboxMailer(tmp_path / "outbox")
+    await box.send(Message("bob@example.org", "Hi \x1b[2J", "no link here"))
+    [text] = (tmp_path / "outbox").glob("*.txt")
+    expected = f'jwtkit: mail to bob@example.org "Hi \\x1b[2J": (no link)  (also in {text})\n'
+    assert capsys.readouterr().err == expected
 
 
 async def test_memory_mailer() -> None:
@@ -62,6 +103,26 @@ async def test_service_mails_reach_the_outbox(make_service: ServiceFactory, tmp_
     bodies = [f.read_text() for f in (tmp_path / "box").iterdir()]
     assert any("http://127.0.0.1:8000/verify?token=" in b for b in bodies)
     assert any("http://127.0.0.1:8000/password/reset?token=" in b for b in bodies)
+
+
+async def test_the_link_in_the_txt_resets_the_password(
+    make_service: ServiceFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service: AuthService = make_service()
+    service.mailer = OutboxMailer(tmp_path / "box")
+    async with service:
+        await service.register("alice", PASSWORD, email="alice@example.org")
+        await service.forgot_password("alice@example.org")
+        [text] = (tmp_path / "box").glob("*.txt")
+        lines = text.read_text(encoding="utf-8").splitlines()
+        assert lines[:3] == ["To: alice@example.org", "Subject: Reset your password", ""]
+        [link] = [line for line in lines if "token=" in line]
+        assert link.startswith("http://127.0.0.1:8000/password/reset?token=")
+        assert capsys.readouterr().err.startswith(f'jwtkit: mail to alice@example.org "Reset your password": '
+                                                  f"{link}  (also in ")
+        token = parse_qs(urlsplit(link).query)["token"][0]
+        await service.reset_password(token, "a brand new long passphrase")
+        await service.login("alice", "a brand new long passphrase")
 
 
 # SMTP -------------------------------------------------------------------------------------------------------

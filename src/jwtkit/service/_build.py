@@ -31,7 +31,8 @@ def build_service(settings: Settings | None = None) -> AuthService:
         mailer = SMTPMailer(settings.smtp_host, settings.smtp_port, username=settings.smtp_username,
                             password=settings.smtp_password, sender=settings.mail_from)
     else:
-        mailer = OutboxMailer(settings.outbox_path, sender=settings.mail_from)
+        # development: mails land in the outbox folder, and each link is printed on the console
+        mailer = OutboxMailer(settings.outbox_path, sender=settings.mail_from, console=True)
     users: UserRepository = (MemoryUserRepository() if settings.users_path == MEMORY_USERS
                              else SQLiteUserRepository(settings.users_path))
     return AuthService(
