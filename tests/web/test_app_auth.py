@@ -53,13 +53,14 @@ async def test_form_login_redirects_to_private_with_secure_cookies(server: Serve
     assert response.headers["location"] == "/private"
     cookies = response.headers.get_list("set-cookie")
     access = next(c for c in cookies if c.startswith("__Host-jwtkit="))
-    refresh = next(c for c in cookies if c.startswith("__Secure-jwtkit-refresh="))
+    refresh = next(c for c in cookies if c.startswith("__Host-jwtkit-refresh="))
     for cookie in (access, refresh):
         assert "HttpOnly" in cookie
         assert "SameSite=Lax" in cookie
         assert "Secure" in cookie
-    assert "Path=/;" in access
-    assert "Path=/refresh" in refresh
+        assert "Path=/;" in cookie  # __Host- demands it; the refresh cookie serves the silent refresh
+    # the refresh cookie of older releases (Path=/refresh) is deleted, not left beside the new one
+    assert "__Secure-jwtkit-refresh=; Path=/refresh; Max-Age=0; SameSite=Lax; HttpOnly; Secure" in cookies
     private = await browser.get("/private")
     assert private.status_code == 200
     assert "this is private" in private.text
@@ -204,7 +205,7 @@ async def test_browser_logout_redirects_home_clears_cookies_and_private_is_gone(
     assert old_cookie
     response = await browser.post("/logout", data={"csrf_token": csrf})
     assert response.status_code == 303
-    assert response.headers["location"] == "/"
+    assert response.headers["location"] == "/?notice=signed-out"
     assert "__Host-jwtkit" not in browser.cookies
     # a reload (or the back button) asks the server again, and the server says no even with the old cookie
     replay = await server.browser().get("/private", headers={"Cookie": f"__Host-jwtkit={old_cookie}"})
@@ -297,6 +298,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(server: Server) -> N
     assert rotated.headers["authorization"] == f"Bearer {new['access_token']}"
     assert (await client.get("/private", headers={"Authorization": f"Bearer {new['access_token']}"})
             ).status_code == 200
+    server.clock.advance(21)  # past the window in which a second tab's refresh is not reuse
     reused = await client.post("/refresh", json={"refresh_token": pair["refresh_token"]})
     assert reused.status_code == 401
     assert reused.json()["error"] == "refresh_reused"
@@ -316,18 +318,19 @@ async def test_refresh_missing_and_garbage(server: Server) -> None:
     assert garbage.json()["error"] == "invalid_token"
 
 
-async def test_browser_refresh_uses_the_path_scoped_cookie(server: Server) -> None:
+async def test_browser_refresh_form_rotates_the_refresh_cookie(server: Server) -> None:
     await server.user()
     browser = server.browser()
     csrf = csrf_of((await browser.get("/")).text)
     await browser.post("/auth", data={"username": "alice", "password": PASSWORD, "csrf_token": csrf})
     old_access = browser.cookies.get("__Host-jwtkit")
-    server.clock.advance(901)  # the access cookie's token expired
-    assert (await browser.get("/private")).status_code == 401
+    old_refresh = browser.cookies.get("__Host-jwtkit-refresh")
+    assert old_refresh
     response = await browser.post("/refresh", data={"csrf_token": csrf})
     assert response.status_code == 303
     assert response.headers["location"] == "/private"
     assert browser.cookies.get("__Host-jwtkit") != old_access
+    assert browser.cookies.get("__Host-jwtkit-refresh") != old_refresh
     assert (await browser.get("/private")).status_code == 200
 
 
@@ -340,13 +343,18 @@ async def test_home_shows_who_is_signed_in(server: Server) -> None:
     assert (await server.json_client().get("/home")).json()["authenticated"] is False
 
 
-async def test_browser_resume_without_a_refresh_cookie_shows_the_login_form(server: Server) -> None:
+async def test_browser_refresh_without_a_refresh_cookie_goes_to_the_login_form_saying_why(
+        server: Server) -> None:
     browser = server.browser()
     csrf = csrf_of((await browser.get("/")).text)
     response = await browser.post("/refresh", data={"csrf_token": csrf})
-    assert response.status_code == 401
-    assert 'id="login-form"' in response.text
-    assert "Your session has ended" in response.text
+    assert response.status_code == 303
+    assert response.headers["location"] == "/?notice=session-ended"
+    home = await browser.get(response.headers["location"])
+    assert 'id="login-form"' in home.text
+    assert "Your session has ended; sign in again." in home.text
+    unknown = await browser.get("/?notice=%3Cscript%3E")  # only the fixed notices are ever shown
+    assert 'id="notice"' not in unknown.text
 
 
 async def test_logout_with_an_expired_access_token_still_ends_the_session(server: Server) -> None:

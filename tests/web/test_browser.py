@@ -99,7 +99,7 @@ def test_cookie_flags_without_secure_cookies(browser_page: Any, plain: ServeProc
     assert access["path"] == "/"
     assert refresh["httpOnly"] is True
     assert refresh["sameSite"] == "Lax"
-    assert refresh["path"] == "/refresh"
+    assert refresh["path"] == "/"
     assert csrf["httpOnly"] is False
     assert csrf["sameSite"] == "Strict"
     # HttpOnly: page scripts cannot read the tokens
@@ -114,7 +114,8 @@ def test_secure_host_cookies_by_default(browser_page: Any, secure: ServeProcess)
     assert access["secure"] is True
     assert access["httpOnly"] is True
     assert access["sameSite"] == "Lax"
-    assert cookies["__Secure-jwtkit-refresh"]["path"] == "/refresh"
+    assert cookies["__Host-jwtkit-refresh"]["path"] == "/"
+    assert cookies["__Host-jwtkit-refresh"]["secure"] is True
 
 
 def test_pages_raise_no_csp_violations(browser_page: Any, plain: ServeProcess) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 import jwtkit.web
 
-PUBLIC = ["AuthError", "AuthMode", "JWTAuthMiddleware", "TokenLocation", "app_from_env",
+PUBLIC = ["AuthError", "AuthMode", "CookiePolicy", "JWTAuthMiddleware", "TokenLocation", "app_from_env",
           "create_app", "default_on_error", "optional_principal", "require_principal", "serve"]
 
 

@@ -1,7 +1,8 @@
 """jwtkit's web layer: the middleware for users' Starlette/FastAPI apps, and the ready-to-run server.
 
 - :class:`JWTAuthMiddleware` with :class:`TokenLocation` and :class:`AuthMode`, over the one
-  :class:`~jwtkit.service.AccessPolicy`;
+  :class:`~jwtkit.service.AccessPolicy`; :class:`CookiePolicy`, the browser cookies of a cookie app (names,
+  flags, the silent refresh);
 - :func:`require_principal` / :func:`optional_principal`: FastAPI dependencies (FastAPI stays optional);
 - :class:`AuthError`: what the on_error hook receives;
 - :func:`create_app` / :func:`serve` / :func:`app_from_env`: the server (pages, JSON API, JWKS, health,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from jwtkit.web._cookies import CookiePolicy
 from jwtkit.web._dependencies import optional_principal, require_principal
 from jwtkit.web._errors import AuthError
 from jwtkit.web._extract import TokenLocation
@@ -27,6 +29,7 @@ _LAZY = {"create_app": "jwtkit.web._app", "app_from_env": "jwtkit.web._server", 
 __all__ = [
     "AuthError",
     "AuthMode",
+    "CookiePolicy",
     "JWTAuthMiddleware",
     "TokenLocation",
     "app_from_env",

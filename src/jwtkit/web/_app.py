@@ -3,9 +3,11 @@
 A request's path, the same for every route::
 
     EdgeMiddleware      size limits (431, 413) and the security headers of every response
-    ErrorBoundary       any exception below becomes the one error answer (ErrorHandler)
+    ErrorBoundary       any exception below becomes the one error answer (ErrorHandler); a second one
+                        sits right above the routes, inside the authentication step
     NotReadyGuard       503 while the service could not be opened (store down at startup)
-    JWTAuthMiddleware   the one authentication step: the service's AccessPolicy, result on scope["state"]
+    JWTAuthMiddleware   the one authentication step: the service's AccessPolicy, result on scope["state"];
+                        a browser without a live access cookie is refreshed on that request
     ExactRoutes, Router pages and JSON handlers (._handlers), machine endpoints (._api): one route table
     on_error            every failure: problem_of(exc) -> the JSON body or the page, status from STATUS
 
@@ -141,7 +143,9 @@ class _Server(Starlette):
         self._on_error = on_error
 
     def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = ExactRoutes(self.router)
+        # handlers' errors are answered below the authentication step, so that what it adds to the response
+        # (a silent refresh's cookies) is on error pages too; the outer boundary catches the layers' own
+        app: ASGIApp = ErrorBoundary(ExactRoutes(self.router), on_error=self._on_error)
         for cls, args, kwargs in reversed(self._layers):
             app = cls(app, *args, **kwargs)
             if cls is NotReadyGuard:
@@ -265,8 +269,7 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
             Middleware(EdgeMiddleware),
             Middleware(NotReadyGuard, readiness=readiness, on_error=on_error),
             Middleware(JWTAuthMiddleware, service=service, mode=AuthMode.TRY, locations=locations,
-                       cookie_name=cookies.access, csrf_cookie=cookies.csrf, query_param="token",
-                       exclude_paths=_UNAUTHENTICATED),
+                       silent_refresh=cookies, query_param="token", exclude_paths=_UNAUTHENTICATED),
         ],
         on_error=on_error,
         lifespan=lifespan,

@@ -2,11 +2,16 @@
 
 Names and flags are fixed once per app by :class:`CookiePolicy`:
 
-- secure (the default): ``__Host-jwtkit`` (access), ``__Secure-jwtkit-refresh`` (refresh, ``Path=/refresh``
-  so that it travels only to the one endpoint that uses it; ``__Host-`` demands ``Path=/``,
-  RFC 6265bis §4.1.3),
-  ``__Host-jwtkit-csrf``; every cookie ``Secure``;
+- secure (the default): ``__Host-jwtkit`` (access), ``__Host-jwtkit-refresh`` (refresh),
+  ``__Host-jwtkit-csrf``; every cookie ``Secure`` and ``Path=/`` (RFC 6265bis §4.1.3);
 - plain (``--no-secure-cookies``, for http://localhost only): ``jwtkit``, ``jwtkit-refresh``, ``jwtkit-csrf``.
+
+The refresh cookie travels with every request, not only to ``/refresh``: a page request whose access cookie
+has expired is refreshed on that request (silent refresh, in :class:`~jwtkit.web.JWTAuthMiddleware`), so a
+signed-in user is never sent to the login form while the session lives. It is ``HttpOnly`` like the access
+cookie, so it is exposed to nothing the access cookie is not. Browsers signed in by an older jwtkit hold it
+as ``__Secure-jwtkit-refresh`` (or ``jwtkit-refresh``) on ``Path=/refresh``: it is still read there and
+cleared with the others.
 
 Token cookies are ``HttpOnly; SameSite=Lax``. The CSRF cookie is readable by the page (double submit: the
 form field or ``X-CSRF-Token`` header must equal it) and ``SameSite=Strict``.
@@ -19,6 +24,7 @@ authenticated by their Bearer ``Authorization`` header are exempt.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -44,6 +50,11 @@ class CookiePolicy:
 
     @property
     def refresh(self) -> str:
+        return "__Host-jwtkit-refresh" if self.secure else "jwtkit-refresh"
+
+    @property
+    def legacy_refresh(self) -> str:
+        """The refresh cookie as older releases set it, on ``Path=/refresh`` only."""
         return "__Secure-jwtkit-refresh" if self.secure else "jwtkit-refresh"
 
     @property
@@ -59,20 +70,37 @@ class CookiePolicy:
             parts.append("Secure")
         return "; ".join(parts)
 
+    def token_cookies(self, access_token: str, access_ttl: int, refresh_token: str,
+                      refresh_ttl: int) -> list[str]:
+        """The ``Set-Cookie`` values of a new token pair (and the end of an older release's refresh
+        cookie)."""
+        return [self._cookie(self.access, access_token, path="/", max_age=access_ttl, httponly=True),
+                *self._legacy_cleared(),
+                self._cookie(self.refresh, refresh_token, path="/", max_age=refresh_ttl, httponly=True)]
+
+    def cleared_cookies(self) -> list[str]:
+        """The ``Set-Cookie`` values that delete both token cookies (``Max-Age=0``, RFC 6265 §5.2.2)."""
+        return [self._cookie(self.access, "", path="/", max_age=0, httponly=True),
+                *self._legacy_cleared(),
+                self._cookie(self.refresh, "", path="/", max_age=0, httponly=True)]
+
+    def _legacy_cleared(self) -> list[str]:
+        return [self._cookie(self.legacy_refresh, "", path="/refresh", max_age=0, httponly=True)]
+
     def set_tokens(self, response: Response, access_token: str, access_ttl: int, refresh_token: str,
                    refresh_ttl: int) -> None:
-        """Set the access cookie (site-wide) and the refresh cookie (only for ``/refresh``)."""
-        response.headers.append("set-cookie", self._cookie(self.access, access_token, path="/",
-                                                           max_age=access_ttl, httponly=True))
-        response.headers.append("set-cookie", self._cookie(self.refresh, refresh_token, path="/refresh",
-                                                           max_age=refresh_ttl, httponly=True))
+        """Set the access cookie and the refresh cookie."""
+        for value in self.token_cookies(access_token, access_ttl, refresh_token, refresh_ttl):
+            response.headers.append("set-cookie", value)
 
     def clear_tokens(self, response: Response) -> None:
-        """Expire both token cookies (a cookie with ``Max-Age=0`` is deleted, RFC 6265 §5.2.2)."""
-        response.headers.append("set-cookie", self._cookie(self.access, "", path="/", max_age=0,
-                                                           httponly=True))
-        response.headers.append("set-cookie", self._cookie(self.refresh, "", path="/refresh", max_age=0,
-                                                           httponly=True))
+        """Expire both token cookies."""
+        for value in self.cleared_cookies():
+            response.headers.append("set-cookie", value)
+
+    def refresh_token(self, cookies: Mapping[str, str]) -> str:
+        """The request's refresh token: the current cookie, else an older release's, else empty."""
+        return cookies.get(self.refresh) or cookies.get(self.legacy_refresh) or ""
 
     def clear_access(self, response: Response) -> None:
         """Expire the access cookie only (its token is dead; the refresh cookie may still renew it)."""
@@ -92,9 +120,9 @@ class CookiePolicy:
                                                            httponly=False, samesite="Strict"))
 
     @property
-    def ambient(self) -> tuple[bytes, bytes]:
+    def ambient(self) -> tuple[bytes, ...]:
         """The cookies that carry credentials: their presence puts a request under the CSRF rule."""
-        return self.access.encode(), self.refresh.encode()
+        return self.access.encode(), self.refresh.encode(), self.legacy_refresh.encode()
 
 
 def bearer_authenticated(request: Request) -> bool:

@@ -34,6 +34,9 @@ __all__ = ["Handlers", "private_body"]
 logger = logging.getLogger("jwtkit.web")
 
 _JSON = "application/json"
+# what a redirect to the home page may ask it to say (a fixed table: no text from the URL reaches the page)
+NOTICES = {"signed-out": "You have been signed out.",
+           "session-ended": "Your session has ended; sign in again."}
 _NO_REFERRER = {"Referrer-Policy": "no-referrer"}  # pages whose URL carries a token
 
 
@@ -129,7 +132,8 @@ class Handlers:
                             "user_id": principal.user_id if principal else None,
                             "links": {"login": "/auth", "private": "/private", "register": "/register"}})
         user = await self.username(principal) if principal else None
-        return self.page(request, "home.html", {"user": user})
+        notice = NOTICES.get(request.query_params.get("notice", ""))
+        return self.page(request, "home.html", {"user": user, "notice": notice})
 
     async def auth(self, request: Request) -> Response:
         as_json = wants_json(request)
@@ -202,7 +206,7 @@ class Handlers:
 
     def _signed_out(self, request: Request) -> Response:
         response: Response = Response(status_code=204) if wants_json(request) else RedirectResponse(
-            "/", status_code=303)
+            "/?notice=signed-out", status_code=303)
         self.cookies.clear_tokens(response)
         # RFC 9110 §7.8 / W3C Clear-Site-Data: drop any cached copy of private pages in the browser
         response.headers["Clear-Site-Data"] = '"cache"'
@@ -242,19 +246,17 @@ class Handlers:
         as_json = wants_json(request)
         fields = await read_input(request)
         check_csrf(request, self.cookies, fields)
-        token = fields.get("refresh_token") or request.cookies.get(self.cookies.refresh, "")
+        sent = fields.get("refresh_token")
+        # a refresh cookie the authentication step already rotated on this request: its pair is the answer
+        pair: TokenPair | None = None if sent else request.scope["state"].get("refreshed")
         try:
-            if not token:
-                raise HTTPError("missing_field", "The field 'refresh_token' is required",
-                                field="refresh_token")
-            pair = await self.service.refresh(token, ip=_client_ip(request), user_agent=_user_agent(request))
-        except (HTTPError, ServiceError) as error:
+            if pair is None:
+                pair = await self._rotate(request, sent or self.cookies.refresh_token(request.cookies))
+        except (HTTPError, ServiceError):
             if as_json:
                 raise
-            # a browser without a live refresh cookie: back to the login form
-            ended = problem_of(error if isinstance(error, ServiceError) else AuthError("missing_token"))
-            response = self.page(request, "home.html", {"error": "Your session has ended; sign in again."},
-                                 status=ended.status)
+            # a browser without a live refresh cookie: to the login form, which says why
+            response = RedirectResponse("/?notice=session-ended", status_code=303)
             self.cookies.clear_tokens(response)
             return response
         if as_json:
@@ -263,6 +265,11 @@ class Handlers:
         self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
                                 pair.refresh_expires_in)
         return response
+
+    async def _rotate(self, request: Request, token: str) -> TokenPair:
+        if not token:
+            raise HTTPError("missing_field", "The field 'refresh_token' is required", field="refresh_token")
+        return await self.service.refresh(token, ip=_client_ip(request), user_agent=_user_agent(request))
 
     async def register_form(self, request: Request) -> Response:
         return self.page(request, "register.html")

@@ -13,7 +13,11 @@ Safe by default:
 - built from bare keys, it refuses jwtkit's refresh and single-use token types;
 - tokens are read from the ``Authorization`` header only, unless the app lists ``TokenLocation.COOKIE``;
   a token taken from a cookie on an unsafe method must pass the server's CSRF rule (same-origin ``Origin``
-  or the ``X-CSRF-Token`` double submit, see :func:`._extract.csrf_refused`).
+  or the ``X-CSRF-Token`` double submit, see :func:`._extract.csrf_refused`);
+- silent refresh (``silent_refresh=CookiePolicy(...)``, with a service): a browser request that has no live
+  access cookie but a refresh cookie is refreshed on that request, through the service's rotation (reuse
+  detection included; two tabs at once rotate once), and answered with the new cookies. A refused refresh
+  clears the token cookies. Unsafe methods must pass the CSRF rule first.
 
 Example:
     from starlette.applications import Starlette
@@ -36,13 +40,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jwtkit import Key, KeySet
 from jwtkit.service._access import AccessPolicy, Principal, Validator
-from jwtkit.service._errors import InvalidToken
+from jwtkit.service._errors import InvalidToken, ServiceError
 from jwtkit.store._base import Store, StoreUnavailable
+from jwtkit.web._cookies import CookiePolicy
 from jwtkit.web._errors import AuthError, json_response, problem_of
-from jwtkit.web._extract import Extractor, Found, TokenLocation, csrf_refused
+from jwtkit.web._extract import Extractor, Found, TokenLocation, cookie_value, csrf_refused
 
 if TYPE_CHECKING:
-    from jwtkit.service._auth import AuthService
+    from jwtkit.service._auth import AuthService, TokenPair
 
 __all__ = [
     "AuthMode",
@@ -125,6 +130,10 @@ class JWTAuthMiddleware:
         csrf_cookie: the double-submit cookie whose value unsafe cookie-authenticated requests must echo in
             ``X-CSRF-Token``; without one, they need a same-origin ``Origin``.
         query_param: the query parameter holding the token, when ``TokenLocation.QUERY`` is listed.
+        silent_refresh: the browser's cookie names and flags: with ``service=`` and
+            ``TokenLocation.COOKIE``, a request without a live access cookie is refreshed from the refresh
+            cookie (see the module docstring). Its ``access`` and ``csrf`` names are then the access and
+            CSRF cookies (``csrf_cookie`` may still name another).
         mode: :class:`AuthMode` (default ``REQUIRED``).
         on_error: the error hook.
         exclude_paths: paths that skip authentication (health checks, login); an entry ending in ``/``
@@ -156,6 +165,7 @@ class JWTAuthMiddleware:
         cookie_name: str = "access_token",
         csrf_cookie: str | None = None,
         query_param: str = "access_token",
+        silent_refresh: CookiePolicy | None = None,
         mode: AuthMode = AuthMode.REQUIRED,
         on_error: ErrorHandler | None = None,
         exclude_paths: Sequence[str] = (),
@@ -184,11 +194,24 @@ class JWTAuthMiddleware:
                                   require=require, store=store, validate=validate, clock=clock)
         if policy is None:  # unreachable: exactly one source was given
             raise TypeError("give exactly one of service=, policy= or keys=")
+        if silent_refresh is not None:
+            if service is None:
+                raise TypeError("silent_refresh needs service=: refreshing is the service's rotation")
+            if TokenLocation.COOKIE not in locations:
+                raise ValueError("silent_refresh needs TokenLocation.COOKIE in locations")
+            if not isinstance(silent_refresh, CookiePolicy):
+                raise TypeError("silent_refresh must be a CookiePolicy")
+            cookie_name = silent_refresh.access
+            csrf_cookie = csrf_cookie or silent_refresh.csrf
         self.app = app
         self.policy = policy
         self.extractor = Extractor(locations, cookie_name=cookie_name, query_param=query_param)
         self._csrf_cookie = csrf_cookie.encode("latin-1") if csrf_cookie else None
-        self._ambient = (cookie_name.encode("latin-1"),)
+        self._ambient: tuple[bytes, ...] = (cookie_name.encode("latin-1"),)
+        self._refresher: _SilentRefresh | None = None
+        if silent_refresh is not None and service is not None:
+            self._refresher = _SilentRefresh(service, silent_refresh)
+            self._ambient = silent_refresh.ambient
         self.on_error: ErrorHandler = on_error or default_on_error
         self.mode = mode
         paths = tuple(exclude_paths)
@@ -212,6 +235,17 @@ class JWTAuthMiddleware:
             return
         principal, error, found = await authenticate_scope(self.policy, self.extractor, scope,
                                                            self._csrf_cookie, self._ambient)
+        if (principal is None and self._refresher is not None and scope["type"] == "http"
+                and (found is None or (found.location is TokenLocation.COOKIE and error is not None
+                                       and error.reason == "expired"))):
+            refreshed = await self._refresher(scope, self._csrf_cookie, self._ambient)
+            if refreshed is not None:
+                send = refreshed.sending(send)
+                if refreshed.found is not None:
+                    principal, error, found = refreshed.principal, refreshed.error, refreshed.found
+                    state["refreshed"] = refreshed.pair
+                elif refreshed.error is not None:
+                    error = refreshed.error
         if principal is None and error is None and self.mode is AuthMode.REQUIRED:
             error = AuthError("missing_token")
         state["principal"] = principal
@@ -232,3 +266,72 @@ class JWTAuthMiddleware:
         if inspect.isawaitable(response):
             response = await response
         await response(scope, receive, send)
+
+
+class _Refreshed:
+    """What a silent refresh did: the new pair and its principal, or the refusal; and the cookies to send."""
+
+    __slots__ = ("cookies", "error", "found", "pair", "principal")
+
+    def __init__(self, cookies: list[str], *, pair: TokenPair | None = None,
+                 principal: Principal | None = None, error: AuthError | None = None,
+                 found: Found | None = None) -> None:
+        self.cookies = [(b"set-cookie", value.encode("latin-1")) for value in cookies]
+        self.pair = pair
+        self.principal = principal
+        self.error = error
+        self.found = found
+
+    def sending(self, send: Send) -> Send:
+        """``send`` with the cookies added to the response's headers, except those the app set itself (a
+        logout clearing them): the app's word on a cookie is the last."""
+        cookies = self.cookies
+
+        async def send_with_cookies(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                own = {value.partition(b"=")[0] for name, value in headers if name.lower() == b"set-cookie"}
+                added = [cookie for cookie in cookies if cookie[1].partition(b"=")[0] not in own]
+                message = {**message, "headers": [*added, *headers]}
+            await send(message)
+
+        return send_with_cookies
+
+
+class _SilentRefresh:
+    """The refresh step of a browser request without a live access cookie (see the module docstring)."""
+
+    def __init__(self, service: AuthService, cookies: CookiePolicy) -> None:
+        self.service = service
+        self.cookies = cookies
+        self._names = (cookies.refresh.encode("latin-1"), cookies.legacy_refresh.encode("latin-1"))
+
+    def _token(self, scope: Scope) -> str | None:
+        header = b"; ".join(value for name, value in scope["headers"] if name == b"cookie")
+        if not header:
+            return None
+        for name in self._names:
+            token = cookie_value(header, name)
+            if token:
+                return token
+        return None
+
+    async def __call__(self, scope: Scope, csrf_cookie: bytes | None, ambient: tuple[bytes, ...]
+                       ) -> _Refreshed | None:
+        token = self._token(scope)
+        if token is None or csrf_refused(scope, ambient_cookies=ambient, csrf_cookie=csrf_cookie):
+            return None
+        client = scope.get("client")
+        try:
+            pair = await self.service.refresh(token, ip=client[0] if client else "",
+                                              user_agent=_user_agent(scope))
+        except StoreUnavailable:
+            return _Refreshed([], error=AuthError("store_unavailable"))
+        except ServiceError:
+            # spent, revoked, expired or forged: the browser forgets it, and the request goes on without it
+            return _Refreshed(self.cookies.cleared_cookies())
+        cookies = self.cookies.token_cookies(pair.access_token, pair.expires_in, pair.refresh_token,
+                                             pair.refresh_expires_in)
+        principal, error = await authenticate_found(self.service.access, pair.access_token, scope)
+        return _Refreshed(cookies, pair=pair, principal=principal, error=error,
+                          found=Found(pair.access_token, TokenLocation.COOKIE))
