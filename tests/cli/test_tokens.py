@@ -31,6 +31,7 @@ def test_help_documents_the_exit_codes(jwtkit: Runner) -> None:
     text = " ".join(proc.stdout.split())
     assert "Exit codes: 0 ok; 1 token invalid or verification failed; 2 usage error or bad input" in text
     assert "3 store unavailable" in text
+    assert "5 the port is already in use (jwtkit serve)" in text
     for command in ("secret", "keygen", "encode", "decode", "verify", "serve", "user", "sessions", "keys"):
         assert f"  {command} " in proc.stdout or f"  {command}\n" in proc.stdout
 

@@ -5,6 +5,7 @@ and never changes this process's ``os.environ``."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import signal
@@ -108,22 +109,23 @@ def test_port_zero_announces_the_real_port(monkeypatch: pytest.MonkeyPatch,
     assert capsys.readouterr().out == f"jwtkit serving on http://127.0.0.1:{port}\n"
 
 
-def test_a_taken_port_exits_3_before_starting_granian(monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_taken_port_raises_before_starting_granian(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(subprocess, "Popen", FakeChild)
     FakeChild.started.clear()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(SystemExit) as info:
+        with pytest.raises(web_server.ListenError) as info:
             web_server.serve(ServerSettings(settings=Settings(store_url="memory://", secret=SECRET),
                                             port=port))
-    assert info.value.code == web_server.STARTUP_FAILURE
+    assert (info.value.code, info.value.errno, info.value.host, info.value.port) == (
+        "port_in_use", errno.EADDRINUSE, "127.0.0.1", port)
+    assert str(info.value) == f"127.0.0.1:{port} is already in use"
+    assert isinstance(info.value, OSError)
     assert FakeChild.started == []
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err == f"jwtkit: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert capsys.readouterr() == ("", "")  # serve() prints nothing; the CLI prints the one line
 
 
 def test_granian_exiting_before_it_listens_announces_nothing(monkeypatch: pytest.MonkeyPatch,

@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_CODES_HELP",
     "EXIT_INVALID",
     "EXIT_OK",
+    "EXIT_PORT_IN_USE",
     "EXIT_REFUSED",
     "EXIT_SOFTWARE",
     "EXIT_STORE",
@@ -33,12 +34,14 @@ EXIT_INVALID = 1  # the token is invalid, or its verification failed
 EXIT_USAGE = 2  # a usage error or bad input: unreadable file, bad key, bad JSON, bad option value
 EXIT_STORE = 3  # the session store (or user database) cannot answer
 EXIT_REFUSED = 4  # the service refused: unknown user, name taken, weak password, ...
+EXIT_PORT_IN_USE = 5  # jwtkit serve: something already listens on the port (the one thing a retry may fix)
 EXIT_SOFTWARE = 70  # a bug in jwtkit (sysexits EX_SOFTWARE); still one line, never a traceback
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 token invalid or verification failed; 2 usage error or bad input "
     "(unreadable file, bad key or password, bad JSON); 3 store unavailable; 4 refused by the service "
-    "(unknown user, name taken, weak password); 70 internal error."
+    "(unknown user, name taken, weak password); 5 the port is already in use (jwtkit serve); 70 internal "
+    "error."
 )
 
 

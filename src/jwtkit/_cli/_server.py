@@ -17,13 +17,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ._output import EXIT_REFUSED, CLIError, out, terminal_safe
+from ._output import EXIT_PORT_IN_USE, EXIT_REFUSED, EXIT_USAGE, CLIError, out, terminal_safe
 from ._tokens import JsonFlag, check_alg
 
 if TYPE_CHECKING:
     from jwtkit.service import AuthService, Settings, User
     from jwtkit.service._config import ServerSettings
     from jwtkit.store import Session
+    from jwtkit.web._server import ListenError
 
 __all__ = ["register"]
 
@@ -160,10 +161,35 @@ def serve_command(
     )
     try:
         from jwtkit import web
+        from jwtkit.web._server import ListenError
     except ImportError as exc:
         raise CLIError("unavailable", f"the web layer cannot be imported: {exc}") from None
-    # web.serve prints "jwtkit serving on URL" once it is listening.
-    web.serve(server)
+    try:
+        # web.serve prints "jwtkit serving on URL" once it is listening.
+        web.serve(server)
+    except ListenError as exc:
+        raise _listen_failure(exc) from None
+
+
+def _listen_failure(exc: ListenError) -> CLIError:
+    """The one line for an address ``serve`` cannot bind, with the option and variable that change it. A port
+    in use has an exit code of its own (5); the others are usage errors (2)."""
+    if exc.code == "port_in_use":
+        hint = f"choose another with --port or {_variable('port')}"
+        return CLIError(exc.code, f"{exc}; {hint}", EXIT_PORT_IN_USE)
+    if exc.code == "permission_denied":
+        which = "a port above 1023" if exc.port < 1024 else "another"
+        hint = f"choose {which} with --port or {_variable('port')}"
+    else:
+        hint = f"choose another with --host or {_variable('host')}"
+    return CLIError(exc.code, f"{exc}; {hint}", EXIT_USAGE)
+
+
+def _variable(field: str) -> str:
+    """The environment variable of a setting, from the settings' one codec (the CLI names none itself)."""
+    from jwtkit.service._config import _ENVIRONMENT
+
+    return next(var.name for var in _ENVIRONMENT if var.field == field)
 
 
 def _server_settings(**options: Any) -> ServerSettings:

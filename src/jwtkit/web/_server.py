@@ -1,8 +1,8 @@
 """Run the jwtkit server under granian (ASGI with lifespan, uvloop, HTTP/1.1, no access log): what
 ``jwtkit serve`` calls.
 
-This process binds the socket itself (so that a taken port fails here, with a clear message, and port 0 gets
-a real port to announce) and starts granian's main process as a child with
+This process binds the socket itself (so that a taken port fails here, with a :class:`ListenError` that says
+why, and port 0 gets a real port to announce) and starts granian's main process as a child with
 ``{**os.environ, **server.to_env()}`` as its environment and the bound socket as an inherited descriptor.
 granian's workers, one or several, are forked from that child and share the socket; each builds the app from
 its own environment with :func:`app_from_env`, runs the app's lifespan start-up, and then listens. Once the
@@ -12,6 +12,7 @@ signals to the child and waits for it. This process's ``os.environ`` is never ch
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import signal
@@ -28,9 +29,8 @@ from jwtkit.service._config import ServerSettings
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-__all__ = ["app_from_env", "serve"]
+__all__ = ["ListenError", "app_from_env", "serve"]
 
-STARTUP_FAILURE = 3  # the exit status when the server cannot start (the port is taken, for example)
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: granian respawns its workers
 _LISTEN_POLL = 0.01  # seconds between looks at whether a granian worker has started listening
 _STOP_GRACE = 30.0  # seconds granian's main process gets to stop once this process is told to stop
@@ -44,6 +44,24 @@ HEADER_READ_TIMEOUT_MS = 5_000
 # hyper's read buffer per connection: a request head up to about this size reaches the app, whose edge answers
 # 431 above 16 KiB; a larger one gets hyper's own 431.
 MAX_BUFFER_SIZE = 32 * 1024
+
+
+class ListenError(OSError):
+    """Raised by :func:`serve` when its address cannot be bound, before granian starts. ``code`` says why:
+    ``port_in_use`` (EADDRINUSE: something listens there), ``permission_denied`` (EACCES: a port below 1024
+    without the privilege), ``address_unavailable`` (EADDRNOTAVAIL, or a host name that does not resolve: no
+    address of this machine), or ``cannot_listen``. ``host`` and ``port`` are the address asked for, ``errno``
+    the bind's; ``str()`` is one line that names the address."""
+
+    def __init__(self, code: str, message: str, *, host: str, port: int, error: int | None) -> None:
+        super().__init__(error, message)
+        self.code = code
+        self.message = message
+        self.host = host
+        self.port = port
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def app_from_env() -> Starlette:
@@ -77,8 +95,9 @@ def serve(server: ServerSettings | Settings | None = None, **options: Any) -> No
     Raises:
         ServiceConfigError (also ``ValueError``): an option is out of range (``workers`` below 1, ``port``
             above 65535, ...).
-        SystemExit: the server could not start (status 3 when the address cannot be bound, with a
-            ``jwtkit: cannot listen on ...`` line on stderr), or granian stopped with an error (its status).
+        ListenError (an ``OSError``): the address cannot be bound (``.code`` ``port_in_use``,
+            ``permission_denied``, ``address_unavailable`` or ``cannot_listen``); nothing was started.
+        SystemExit: granian stopped with an error (its status).
     """
     settings = _server_settings(server, options)
     if settings.settings.secret is None:
@@ -113,7 +132,7 @@ def _server_settings(server: ServerSettings | Settings | None, options: dict[str
 
 def _bind(server: ServerSettings) -> socket.socket:
     """A TCP socket bound to the server's address (granian's first worker to start serving makes it listen),
-    or SystemExit(3) with one line on stderr.
+    or :class:`ListenError`.
 
     No SO_REUSEPORT (granian sets it when it binds by itself, which would let a second server share a port
     that is in use): the bind fails when anything listens there."""
@@ -124,11 +143,25 @@ def _bind(server: ServerSettings) -> socket.socket:
         sock.bind((server.host, server.port))
     except OSError as exc:
         sock.close()
-        reason = (exc.strerror or str(exc)).lower()
-        print(f"jwtkit: cannot listen on {_shown(server.host)}:{server.port}: {reason}", file=sys.stderr,
-              flush=True)
-        raise SystemExit(STARTUP_FAILURE) from None
+        raise _listen_error(server.host, server.port, exc) from None
     return sock
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ListenError:
+    """The :class:`ListenError` for a failed bind: the reason a person can act on, in one line."""
+    address = f"{_shown(host)}:{port}"
+    if isinstance(exc, socket.gaierror):
+        code, message = "address_unavailable", f"cannot listen on {address}: the host name does not resolve"
+    elif exc.errno == errno.EADDRINUSE:
+        code, message = "port_in_use", f"{address} is already in use"
+    elif exc.errno == errno.EACCES:
+        low = " (ports below 1024 need privileges)" if 0 < port < 1024 else ""
+        code, message = "permission_denied", f"cannot listen on {address}: permission denied{low}"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        code, message = "address_unavailable", f"cannot listen on {address}: not an address of this machine"
+    else:
+        code, message = "cannot_listen", f"cannot listen on {address}: {(exc.strerror or str(exc)).lower()}"
+    return ListenError(code, message, host=host, port=port, error=exc.errno)
 
 
 def _supervisor_command(fd: int) -> list[str]:
