@@ -1,6 +1,7 @@
 """``jwtkit verify --jwks https://...`` against a local TLS server (self-signed, trusted via SSL_CERT_FILE).
 
-Checks token-rules R20: https only, no redirects followed, a size cap, and an untrusted certificate refused.
+Checks R20 of docs/token-rules.md: https only, no redirects followed, a size cap, and an untrusted certificate
+refused.
 """
 
 from __future__ import annotations

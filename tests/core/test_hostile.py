@@ -1,4 +1,4 @@
-"""Hostile tokens, keyed by rule (R1-R20 of token-rules.md); every case asserts its exact error code."""
+"""Hostile tokens, keyed by rule (R1-R20 of docs/token-rules.md); every case asserts its exact error code."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """JWS Compact Serialization (RFC 7515 §7.1): split, check and verify a token, returning the raw payload.
 
-:func:`verify_compact` is the verification sequence of ``token-rules.md`` up to the signature: length (R1),
-three canonical segments (R2, R17), strict header (R3, R7), ``alg`` on the allow-list (R4), ``typ`` (R15), key
-selection by ``alg`` and ``kid`` (R5, R9), exact signature length and verification (R10). The payload is
-decoded but not parsed: that is the JWT layer's job, after the signature holds (R11).
+:func:`verify_compact` is the verification sequence of ``docs/token-rules.md`` up to the signature: length
+(R1), three canonical segments (R2, R17), strict header (R3, R7), ``alg`` on the allow-list (R4), ``typ``
+(R15), key selection by ``alg`` and ``kid`` (R5, R9), exact signature length and verification (R10). The
+payload is decoded but not parsed: that is the JWT layer's job, after the signature holds (R11).
 """
 
 from __future__ import annotations

@@ -113,9 +113,9 @@ def decode(
 ) -> dict[str, Any]:
     """Verify a compact JWT and return its claims.
 
-    The order is fixed (``token-rules.md``): length, three canonical segments, strict header, ``alg`` on the
-    allow-list and bound to the key, ``typ``, key by ``kid``, exact signature length, signature, strict
-    payload JSON object, then the claims: ``require`` present, ``iss``/``sub``/``aud``, then
+    The order is fixed (``docs/token-rules.md``): length, three canonical segments, strict header, ``alg``
+    on the allow-list and bound to the key, ``typ``, key by ``kid``, exact signature length, signature,
+    strict payload JSON object, then the claims: ``require`` present, ``iss``/``sub``/``aud``, then
     ``exp``/``nbf``/``iat``. No argument turns a check off.
 
     Args:
