@@ -52,7 +52,8 @@ def test_login_form_reaches_private_and_logout_ends_it(browser_page: Any, plain:
     assert page.inner_text("#who") == "alice"
     with page.expect_navigation():
         page.click("#logout")
-    assert page.url == f"{plain.url}/"
+    assert page.url == f"{plain.url}/?notice=signed-out"
+    assert page.inner_text("#notice") == "You have been signed out."
     assert page.locator("#login-form").count() == 1
     names = {c["name"] for c in page.context.cookies()}
     assert "jwtkit" not in names

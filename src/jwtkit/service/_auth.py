@@ -51,7 +51,7 @@ from jwtkit.service._tokens import (
     refresh_claims,
     refresh_successor,
 )
-from jwtkit.store._base import Clock, Rotation, Session, Store
+from jwtkit.store._base import Clock, Rotation, Session, Store, StoreUnavailable
 
 __all__ = ["AuthService", "Principal", "TokenPair"]
 
@@ -80,6 +80,9 @@ class _State(enum.Enum):
     OPENED = "opened"
     CLOSED = "closed"
 
+
+LAST_USED_RESOLUTION = 60.0  # seconds: how far a session's "last used" may lag behind its last request
+_LAST_NOTED_MAX = 100_000
 
 class AuthService:
     """Accounts, login and tokens over a session store, a user repository and a key ring.
@@ -136,6 +139,7 @@ class AuthService:
         self.throttle = LoginThrottle(store, self.config, clock)
         self._state = _State.UNOPENED
         self.access = self.access_policy()
+        self._last_noted: dict[str, float] = {}  # sid -> when this process last wrote its last_used
 
     def access_policy(self, *, validate: Validator | None = None) -> AccessPolicy:
         """The access-token policy of this service (typ ``at+jwt``, its issuer, audience, leeway and clock,
@@ -412,8 +416,25 @@ class AuthService:
 
     async def list_sessions(self, user_id: str) -> list[Session]:
         """The user's active sessions (device, IP, created, last used), newest first. ``last_used`` moves at
-        each refresh (so at most ``access_ttl`` behind), not at each request: authenticate never writes."""
+        each refresh and, through :meth:`note_use`, at most every ``LAST_USED_RESOLUTION`` seconds of use."""
         return await self.store.list_sessions(user_id)
+
+    async def note_use(self, principal: Principal) -> None:
+        """Record that the principal's session was used now, for the sessions page: one store write per
+        session and process every ``LAST_USED_RESOLUTION`` seconds, not one per request. Best effort: a
+        store failure is logged, never raised (the request was already authenticated)."""
+        now = self.clock()
+        sid = principal.session_id
+        noted = self._last_noted.get(sid)
+        if noted is not None and now - noted < LAST_USED_RESOLUTION:
+            return
+        if len(self._last_noted) >= _LAST_NOTED_MAX:
+            self._last_noted.clear()  # bounded memory; the cost is one early write per session
+        self._last_noted[sid] = now
+        try:
+            await self.store.touch(sid, now)
+        except StoreUnavailable as exc:
+            logger.debug("last use of session %s… not recorded: %s", sid[:8], exc)
 
     async def revoke_session(self, user_id: str, sid: str) -> bool:
         """Revoke one of the user's own sessions (the stolen-device case). False if it is not theirs or not
@@ -573,6 +594,65 @@ class AuthService:
         # Atomic in every store: exactly one caller wins, so a second click (or a race) fails cleanly.
         if not await self.store.consume(claims["jti"], float(claims["exp"])):
             raise InvalidToken("used", "this link was already used")
+
+    # administration ------------------------------------------------------------------------------------
+
+    async def delete_user(self, user_id: str) -> User:
+        """Delete an account: every session of the user ends, then the account is removed (its username is
+        free again). Returns the record that was removed.
+
+        Its access and refresh tokens stop working at once, on every node: their sessions fail the store's
+        check, and the account check refuses them as well. The sessions are cut off again once the account
+        is gone, so a login that raced with the deletion gets a session that is dead on arrival.
+
+        Raises:
+            UserNotFound (``user_not_found``); jwtkit.store.StoreUnavailable.
+        """
+        user = await self._user(user_id)
+        await self._cut_off(user_id)
+        await self.users.delete(user_id)
+        await self._cut_off(user_id)  # a login that read the account between the first cut-off and here
+        self.access.forget_account(user_id)
+        logger.info("deleted user %s", user_id)
+        return user
+
+    async def set_password(self, user_id: str, new_password: str) -> User:
+        """Set a new password as an administrator (no old password, no reset link). This is a password
+        reset: every session of the user ends, through the account epoch as in :meth:`reset_password`, so a
+        login in flight gets a session that is dead on arrival. The username's failed-login count is
+        cleared. Returns the updated record.
+
+        Raises:
+            UserNotFound (``user_not_found``), WeakPassword (``weak_password``: checked before anything
+            changes); jwtkit.store.StoreUnavailable.
+        """
+        user = await self._user(user_id)
+        check_password(new_password, username=user.username)
+        password_hash = await self.hasher.hash(new_password)
+        user = await self._user(user_id)  # read again after the slow hash, so edits made meanwhile survive
+        updated = dataclasses.replace(user, password_hash=password_hash)
+        await self.users.update(updated)
+        await self._cut_off(user_id)  # after the write: a login that checked the old password is cut off
+        await self.throttle.success(self.throttle.keys(updated.username, "")[0])
+        logger.info("a new password was set for user %s", user_id)
+        return updated
+
+    async def mark_verified(self, user_id: str) -> User:
+        """Mark the account's email address verified, as following the verification link would. Idempotent.
+        Returns the updated record.
+
+        Raises:
+            UserNotFound (``user_not_found``), InvalidEmail (``invalid_email``): the account has no address.
+        """
+        user = await self._user(user_id)
+        if user.email is None:
+            raise InvalidEmail("this account has no email address")
+        if user.verified:
+            return user
+        updated = dataclasses.replace(user, verified=True)
+        await self.users.update(updated)
+        logger.info("user %s marked verified", user_id)
+        return updated
 
 
 def _hours(seconds: int) -> str:

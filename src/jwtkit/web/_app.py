@@ -54,9 +54,10 @@ logger = logging.getLogger("jwtkit.web")
 
 OPEN_RETRY = 1.0  # seconds between attempts to open the service when the store was down at startup
 # what still answers before the service is open: nothing here reads the user repository
-_ALWAYS_OPEN = frozenset({"/healthz", "/openapi.json", "/.well-known/jwks.json", "/debugger"})
-# what never reads a principal: no token check for these (a browser sends its cookie with each of them)
-_UNAUTHENTICATED = (*_ALWAYS_OPEN, "/static/")
+_ALWAYS_OPEN = frozenset({"/healthz", "/openapi.json", "/.well-known/jwks.json", "/debugger", "/favicon.ico"})
+# what never reads a principal: no token check for these (a browser sends its cookie with each of them).
+# The debugger page is not one: its nav shows who is signed in.
+_UNAUTHENTICATED = ("/healthz", "/openapi.json", "/.well-known/jwks.json", "/favicon.ico", "/static/")
 
 
 class ErrorHandler:
@@ -78,7 +79,7 @@ class ErrorHandler:
         problem = problem_of(exc)
         if problem.status == 500 or wants_json(request):
             return json_response(problem)
-        return self.pages.problem(request, problem)
+        return await self.pages.problem(request, problem)
 
 
 class ErrorBoundary:
@@ -185,6 +186,14 @@ async def _open_when_reachable(service: AuthService, readiness: Readiness) -> No
         return
 
 
+_FAVICON = (STATIC / "favicon.svg").read_bytes()
+
+
+async def _favicon(request: Request) -> Response:
+    # where browsers look without a <link rel="icon">; the pages link /static/favicon.svg
+    return Response(_FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
+
 def _routes(handlers: Handlers, machine: Machine) -> list[BaseRoute]:
     return [
         # the hot route first: the router tries routes in order
@@ -205,10 +214,14 @@ def _routes(handlers: Handlers, machine: Machine) -> list[BaseRoute]:
         Route("/password/forgot", handlers.forgot, methods=["POST"]),
         Route("/password/reset", handlers.reset_form, methods=["GET"]),
         Route("/password/reset", handlers.reset, methods=["POST"]),
+        Route("/password/change", handlers.change_password_form, methods=["GET"]),
+        Route("/password/change", handlers.change_password, methods=["POST"]),
+        Route("/verify/resend", handlers.resend_verification, methods=["POST"]),
         Route("/debugger", handlers.debugger, methods=["GET"]),
         Route("/.well-known/jwks.json", machine.jwks, methods=["GET"]),
         Route("/healthz", machine.healthz, methods=["GET"]),
         Route("/openapi.json", machine.openapi, methods=["GET"]),
+        Route("/favicon.ico", _favicon, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
 
@@ -235,7 +248,11 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
     elif settings is not None:
         raise TypeError("pass either service or settings, not both")
     cookies = CookiePolicy(secure=secure_cookies)
-    pages = Pages(cookies)
+    async def username(user_id: str) -> str | None:
+        user = await service.get_user(user_id)
+        return user.username if user is not None else None
+
+    pages = Pages(cookies, username)
     handlers = Handlers(service, pages, cookies)
     readiness = Readiness()
     machine = Machine(service, readiness)

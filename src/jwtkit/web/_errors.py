@@ -60,6 +60,7 @@ STATUS: dict[str, int] = {
     "weak_password": 400,
     "invalid_email": 400,
     "user_not_found": 404,
+    "no_email": 409,
     # requests
     "bad_request": 400,
     "missing_field": 400,

@@ -27,16 +27,14 @@ from jwtkit.web._cookies import CookiePolicy, check_csrf
 from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
 from jwtkit.web._http import json_ok, read_input, require_fields, wants_json
 from jwtkit.web._middleware import authenticate_found
-from jwtkit.web._pages import Pages
+from jwtkit.web._pages import Pages, human_time
 
 __all__ = ["Handlers", "private_body"]
 
 logger = logging.getLogger("jwtkit.web")
 
 _JSON = "application/json"
-# what a redirect to the home page may ask it to say (a fixed table: no text from the URL reaches the page)
-NOTICES = {"signed-out": "You have been signed out.",
-           "session-ended": "Your session has ended; sign in again."}
+_TIME_CLAIMS = frozenset({"iat", "exp", "nbf", "auth_time"})
 _NO_REFERRER = {"Referrer-Policy": "no-referrer"}  # pages whose URL carries a token
 
 
@@ -110,9 +108,9 @@ class Handlers:
             raise AuthError("missing_token")
         return principal
 
-    def page(self, request: Request, name: str, context: dict[str, Any] | None = None, *,
-             status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-        return self.pages.render(request, name, context, status=status, headers=headers)
+    async def page(self, request: Request, name: str, context: dict[str, Any] | None = None, *,
+                   status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        return await self.pages.render(request, name, context, status=status, headers=headers)
 
     async def username(self, principal: Principal) -> str:
         user = await self.service.get_user(principal.user_id)
@@ -131,9 +129,7 @@ class Handlers:
             return json_ok({"authenticated": principal is not None,
                             "user_id": principal.user_id if principal else None,
                             "links": {"login": "/auth", "private": "/private", "register": "/register"}})
-        user = await self.username(principal) if principal else None
-        notice = NOTICES.get(request.query_params.get("notice", ""))
-        return self.page(request, "home.html", {"user": user, "notice": notice})
+        return await self.page(request, "home.html")
 
     async def auth(self, request: Request) -> Response:
         as_json = wants_json(request)
@@ -144,7 +140,7 @@ class Handlers:
         except HTTPError:
             if as_json:
                 raise
-            return self.pages.problem(request, problem_of(HTTPError(
+            return await self.pages.problem(request, problem_of(HTTPError(
                 "missing_field", "Enter your username and password.")), template="home.html")
         try:
             pair = await self.service.login(username, password, ip=_client_ip(request),
@@ -155,8 +151,9 @@ class Handlers:
             # one neutral message whichever of the two was wrong (no account enumeration)
             message = ("Those credentials are not valid." if error.code == "invalid_credentials"
                        else str(error))
-            return self.pages.problem(request, dataclasses.replace(problem_of(error), description=message),
-                                      template="home.html", context={"username": username})
+            problem = dataclasses.replace(problem_of(error), description=message)
+            return await self.pages.problem(request, problem, template="home.html",
+                                            context={"username": username})
         if as_json:
             return json_ok(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
         response = RedirectResponse("/private", status_code=303)
@@ -170,8 +167,11 @@ class Handlers:
         headers = _NO_REFERRER if "token=" in request.url.query else None
         if wants_json(request):
             return Response(private_body(principal), headers=headers, media_type=_JSON)
-        context = {"user": await self.username(principal), "claims": sorted(principal.claims.items())}
-        return self.page(request, "private.html", context, headers=headers)
+        user = await self.service.get_user(principal.user_id)
+        claims = [(name, human_time(value) if name in _TIME_CLAIMS and isinstance(value, int | float)
+                   else value) for name, value in sorted(principal.claims.items())]
+        context = {"claims": claims, "unverified": bool(user and user.email and not user.verified)}
+        return await self.page(request, "private.html", context, headers=headers)
 
     async def logout(self, request: Request) -> Response:
         fields = await read_input(request)
@@ -220,7 +220,7 @@ class Handlers:
                 for s in sessions]
         if wants_json(request):
             return json_ok({"sessions": rows})
-        return self.page(request, "sessions.html", {"user": await self.username(principal), "sessions": rows})
+        return await self.page(request, "sessions.html", {"sessions": rows})
 
     async def delete_session(self, request: Request) -> Response:
         check_csrf(request, self.cookies)
@@ -266,13 +266,59 @@ class Handlers:
                                 pair.refresh_expires_in)
         return response
 
+    async def change_password_form(self, request: Request) -> Response:
+        await self.require(request)
+        return await self.page(request, "change_password.html")
+
+    async def change_password(self, request: Request) -> Response:
+        """Change the password knowing the current one. The service ends every session of the account (a
+        password change is how a user throws out whoever else got in); this browser, or JSON client, is then
+        signed in again with the new password, so it is the one device that stays."""
+        as_json = wants_json(request)
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        principal = await self.require(request)
+        try:
+            current, new = require_fields(fields, "current_password", "new_password")
+            await self.service.change_password(principal.user_id, current, new)
+            username = await self.username(principal)
+            pair = await self.service.login(username, new, ip=_client_ip(request),
+                                            user_agent=_user_agent(request))
+        except (HTTPError, ServiceError) as error:
+            if as_json or isinstance(error, Throttled):
+                raise
+            problem = problem_of(error)
+            if error.code == "invalid_credentials":
+                problem = dataclasses.replace(problem, description="Your current password is not right.")
+            return await self.pages.problem(request, problem, template="change_password.html")
+        if as_json:
+            return json_ok({"status": "password_changed", **_pair_json(pair)},
+                           headers={"Authorization": f"Bearer {pair.access_token}"})
+        response = RedirectResponse("/private?notice=password-changed", status_code=303)
+        self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
+                                pair.refresh_expires_in)
+        return response
+
+    async def resend_verification(self, request: Request) -> Response:
+        fields = await read_input(request)
+        check_csrf(request, self.cookies, fields)
+        principal = await self.require(request)
+        user = await self.service.get_user(principal.user_id)
+        if user is None or not user.email:
+            raise HTTPError("no_email", "This account has no email address to verify")
+        if not user.verified:
+            await self.service.send_verification(user.id)
+        if wants_json(request):
+            return json_ok({"status": "sent" if not user.verified else "already_verified"}, status=202)
+        return RedirectResponse("/private?notice=verification-sent", status_code=303)
+
     async def _rotate(self, request: Request, token: str) -> TokenPair:
         if not token:
             raise HTTPError("missing_field", "The field 'refresh_token' is required", field="refresh_token")
         return await self.service.refresh(token, ip=_client_ip(request), user_agent=_user_agent(request))
 
     async def register_form(self, request: Request) -> Response:
-        return self.page(request, "register.html")
+        return await self.page(request, "register.html")
 
     async def register(self, request: Request) -> Response:
         as_json = wants_json(request)
@@ -285,7 +331,7 @@ class Handlers:
         except (HTTPError, ServiceError) as error:
             if as_json:
                 raise
-            return self.pages.problem(request, problem_of(error), template="register.html",
+            return await self.pages.problem(request, problem_of(error), template="register.html",
                                       context={"username": fields.get("username", ""),
                                                "email": fields.get("email", "")})
         if user.email and not user.verified:
@@ -296,8 +342,8 @@ class Handlers:
         if as_json:
             return json_ok({"id": user.id, "username": user.username, "email": user.email,
                             "verified": user.verified}, status=201, headers={"Location": "/home"})
-        return self.page(request, "home.html", {"notice": f"Account {user.username} created. Sign in below."},
-                         status=201)
+        notice = f"Account {user.username} created. Sign in below."
+        return await self.page(request, "home.html", {"notice": notice}, status=201)
 
     async def verify(self, request: Request) -> Response:
         token = request.query_params.get("token", "")
@@ -312,11 +358,11 @@ class Handlers:
         if wants_json(request):
             return json_ok({"verified": True, "username": user.username}, headers=_NO_REFERRER)
         text = f"Thank you, {user.username}: your email is confirmed."
-        return self.page(request, "message.html", {"title": "Email confirmed", "text": text},
+        return await self.page(request, "message.html", {"title": "Email confirmed", "text": text},
                          headers=_NO_REFERRER)
 
     async def forgot_form(self, request: Request) -> Response:
-        return self.page(request, "forgot.html")
+        return await self.page(request, "forgot.html")
 
     async def forgot(self, request: Request) -> Response:
         fields = await read_input(request)
@@ -328,7 +374,7 @@ class Handlers:
         # after the response is sent, so neither their duration nor their failure can tell (OWASP ASVS 2.5).
         text = "If that account exists, we sent it a link to reset the password."
         response = (json_ok({"status": "sent", "message": text}, status=202) if wants_json(request)
-                    else self.page(request, "message.html", {"title": "Check your email", "text": text},
+                    else await self.page(request, "message.html", {"title": "Check your email", "text": text},
                                    status=202))
         response.background = BackgroundTask(self._forgot_password, who)
         return response
@@ -341,7 +387,7 @@ class Handlers:
 
     async def reset_form(self, request: Request) -> Response:
         token = request.query_params.get("token", "")
-        return self.page(request, "reset.html", {"token": token}, headers=_NO_REFERRER)
+        return await self.page(request, "reset.html", {"token": token}, headers=_NO_REFERRER)
 
     async def reset(self, request: Request) -> Response:
         as_json = wants_json(request)
@@ -360,16 +406,16 @@ class Handlers:
             problem = problem_of(error)
             if as_json:
                 return json_response(problem, extra_headers=_NO_REFERRER)
-            return self.pages.problem(request, problem, template="reset.html", context={"token": token},
+            return await self.pages.problem(request, problem, template="reset.html", context={"token": token},
                                       extra_headers=_NO_REFERRER)
         if as_json:
             return json_ok({"status": "password_reset"}, headers=_NO_REFERRER)
-        return self.page(request, "home.html", {"notice": "Your password was changed. Sign in below."},
-                         headers=_NO_REFERRER)
+        return await self.page(request, "home.html", {"notice": "Your password was changed. Sign in below."},
+                               headers=_NO_REFERRER)
 
     async def debugger(self, request: Request) -> Response:
         try:
-            return self.page(request, "debugger.html", headers=_NO_REFERRER)
+            return await self.page(request, "debugger.html", headers=_NO_REFERRER)
         except jinja2.TemplateNotFound:
             raise HTTPException(404) from None
 

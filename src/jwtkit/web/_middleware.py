@@ -208,6 +208,7 @@ class JWTAuthMiddleware:
         self.extractor = Extractor(locations, cookie_name=cookie_name, query_param=query_param)
         self._csrf_cookie = csrf_cookie.encode("latin-1") if csrf_cookie else None
         self._ambient: tuple[bytes, ...] = (cookie_name.encode("latin-1"),)
+        self._service = service
         self._refresher: _SilentRefresh | None = None
         if silent_refresh is not None and service is not None:
             self._refresher = _SilentRefresh(service, silent_refresh)
@@ -255,6 +256,8 @@ class JWTAuthMiddleware:
         if error is not None and self.mode is not AuthMode.TRY:
             await self._reject(scope, receive, send, error)
             return
+        if principal is not None and self._service is not None:
+            await self._service.note_use(principal)  # the sessions page's "last used"
         await self.app(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, error: AuthError) -> None:
