@@ -198,6 +198,28 @@ async def test_repository_contract(repo: UserRepository) -> None:
         await repo.update(user("9", "zed"))
 
 
+async def test_repository_delete(repo: UserRepository) -> None:
+    a = user("1", "alice", email="alice@example.org", created=1.0)
+    b = user("2", "bob", created=2.0)
+    await repo.add(a)
+    await repo.add(b)
+    await repo.delete("1")
+    assert await repo.get("1") is None
+    assert await repo.get_by_username("alice") is None
+    assert await repo.find_by_email("alice@example.org") == []
+    assert await repo.list_users() == [b]
+    with pytest.raises(UserNotFound):
+        await repo.delete("1")
+    with pytest.raises(UserNotFound):
+        await repo.delete("nope")
+    with pytest.raises(UserNotFound):
+        await repo.update(a)
+    again = user("3", "alice", created=3.0)
+    await repo.add(again)  # the name is free again, under a new id
+    assert await repo.get_by_username("alice") == again
+    assert await repo.list_users() == [b, again]
+
+
 def _fields(u: User) -> dict[str, object]:
     return {f: getattr(u, f) for f in ("id", "username", "email", "verified", "disabled", "created",
                                        "password_hash")}

@@ -45,7 +45,11 @@ OPERATIONS: dict[str, Callable[[AuthService, str, MemoryMailer], Awaitable[Any]]
     "change_password": lambda service, user_id, _: service.change_password(user_id, PASSWORD, NEW_PASSWORD),
     "disable": lambda service, user_id, _: service.set_disabled(user_id, True),
     "logout_all": lambda service, user_id, _: service.logout_all(user_id),
+    "set_password": lambda service, user_id, _: service.set_password(user_id, NEW_PASSWORD),
+    "delete_user": lambda service, user_id, _: service.delete_user(user_id),
 }
+# the account check comes before the refresh token's session: a disabled or deleted account says so
+_ACCOUNT_GONE = ("disable", "delete_user")
 
 
 @pytest.mark.parametrize("operation", list(OPERATIONS))
@@ -79,7 +83,7 @@ async def test_a_login_in_flight_does_not_survive(race_service: AuthService, mai
         assert refused.value.reason == "revoked"
         with pytest.raises(InvalidToken) as refused:
             await service.refresh(pair.refresh_token)
-        assert refused.value.reason == ("disabled" if operation == "disable" else "revoked")
+        assert refused.value.reason == ("disabled" if operation in _ACCOUNT_GONE else "revoked")
     assert await service.list_sessions(user.id) == []
 
 

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ._output import EXIT_PORT_IN_USE, EXIT_REFUSED, EXIT_USAGE, CLIError, out, terminal_safe
+from ._output import EXIT_INVALID, EXIT_PORT_IN_USE, EXIT_REFUSED, EXIT_USAGE, CLIError, out, terminal_safe
 from ._tokens import JsonFlag, check_alg
 
 if TYPE_CHECKING:
@@ -308,6 +308,89 @@ def user_enable(
     """Enable a disabled account again."""
     out.use_json(json_output)
     _set_disabled(name, False, store)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stderr (stdout stays for results), read the answer from the terminal on stdin; only y or yes
+    (any case) says yes, and the end of input says no."""
+    sys.stderr.write(terminal_safe(question) + " [y/N]: ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+@user_app.command("delete")
+def user_delete(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Delete an account: every session of the user ends, then the account is removed."""
+    out.use_json(json_output)
+    if not yes and not sys.stdin.isatty():
+        raise CLIError("usage", f"deleting {name} needs confirmation: pass --yes (stdin is not a terminal)")
+
+    async def work(service: AuthService) -> User:
+        user = await _user(service, name)
+        if not yes and not _confirm(f"Delete user {user.username} and end every session of theirs?"):
+            raise CLIError("aborted", f"user {user.username} was not deleted", EXIT_INVALID)
+        return await service.delete_user(user.id)
+
+    user = _run(_settings(store), work)
+    if out.json:
+        out.emit_json({"user": user.username, "id": user.id, "deleted": True})
+    else:
+        sys.stdout.write(terminal_safe(f"deleted user {user.username} and ended their sessions") + "\n")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from stdin (first line).")
+    ] = False,
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Set a new password for a user; every session of the user ends (a password reset)."""
+    out.use_json(json_output)
+    if not password_stdin and not sys.stdin.isatty():
+        raise CLIError("usage", "no terminal to ask for the password: pass --password-stdin")
+
+    async def work(service: AuthService) -> User:
+        user = await _user(service, name)  # before asking: no password typed for a user that is not there
+        password = _read_password(password_stdin)
+        if not password:
+            raise CLIError("usage", "the password is empty")
+        return await service.set_password(user.id, password)
+
+    user = _run(_settings(store), work)
+    if out.json:
+        out.emit_json({**_user_json(user), "sessions_ended": True})
+    else:
+        sys.stdout.write(
+            terminal_safe(f"set a new password for {user.username} and ended their sessions") + "\n"
+        )
+
+
+@user_app.command("verify")
+def user_verify(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Mark a user's email address as verified (the user needs one)."""
+    out.use_json(json_output)
+
+    async def work(service: AuthService) -> User:
+        user = await _user(service, name)
+        return await service.mark_verified(user.id)
+
+    user = _run(_settings(store), work)
+    if out.json:
+        out.emit_json(_user_json(user))
+    else:
+        sys.stdout.write(terminal_safe(f"marked the email address of {user.username} verified") + "\n")
 
 
 # --- sessions --------------------------------------------------------------------------------------------

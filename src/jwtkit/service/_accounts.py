@@ -153,6 +153,9 @@ class UserRepository(Protocol):
     async def update(self, user: User) -> None:
         """Replace the stored user with the same id. Raises UserNotFound or UsernameTaken."""
 
+    async def delete(self, user_id: str) -> None:
+        """Remove the user with this id; its username is free again. Raises UserNotFound."""
+
 
 class MemoryUserRepository:
     """Users in a dict, for tests and ``memory://`` demos. Nothing survives the process."""
@@ -202,6 +205,12 @@ class MemoryUserRepository:
             del self._by_name[old.username]
             self._by_name[user.username] = user.id
         self._by_id[user.id] = user
+
+    async def delete(self, user_id: str) -> None:
+        user = self._by_id.pop(user_id, None)
+        if user is None:
+            raise UserNotFound()
+        del self._by_name[user.username]
 
 
 def _created(user: User) -> tuple[float, str]:
@@ -325,6 +334,13 @@ class SQLiteUserRepository:
         except sqlite3.IntegrityError as exc:
             raise UsernameTaken() from exc
         if changed == 0:
+            raise UserNotFound()
+
+    async def delete(self, user_id: str) -> None:
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
+
+        if await self._run(work) == 0:
             raise UserNotFound()
 
     async def _one(self, sql: str, params: tuple[object, ...]) -> User | None:
