@@ -7,12 +7,13 @@ choice made once, here, at the edge; the key constructors themselves never guess
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from jwtkit import JWTError, Key, KeySet
 
@@ -56,13 +57,18 @@ def password_from_env(var: str | None) -> bytes | None:
     return value.encode()
 
 
-def secret_from_env(var: str, alg: str | None) -> Key:
-    """An HMAC key from an environment variable's UTF-8 bytes, as the tutorial's JWT_SECRET is used."""
+def secret_from_env(var: str, alg: str | None, *, thumbprint_kid: bool = False) -> Key:
+    """An HMAC key from an environment variable's UTF-8 bytes, as the tutorial's JWT_SECRET is used.
+
+    With ``thumbprint_kid`` its ``kid`` is its RFC 7638 thumbprint, the ``kid`` that ``jwtkit serve`` puts on
+    tokens signed with ``JWT_SECRET``: such tokens verify, and so do tokens without a ``kid`` (R9 refuses
+    only a ``kid`` naming another key)."""
     value = os.environ.get(var)
     if value is None:
         raise CLIError("env", f"environment variable {var} is not set")
     try:
-        return Key.from_secret(value.encode(), alg=alg or "HS256")
+        key = Key.from_secret(value.encode(), alg=alg or "HS256")
+        return Key.from_secret(value.encode(), alg=key.alg, kid=key.thumbprint()) if thumbprint_kid else key
     except JWTError as exc:
         raise CLIError("key", f"secret in {var}: {exc}") from None
 
@@ -117,12 +123,18 @@ def load_key_file(path: str, *, alg: str | None, password: bytes | None = None) 
 
 
 def load_jwks(source: str) -> KeySet:
-    """A key set from an https URL or a local file (token-rules R20: https only, no redirects, capped)."""
+    """A key set from an https URL or a local file (R20 of docs/token-rules.md: https only, no redirects,
+    capped). Plain http is fetched from this machine only (``localhost``, 127.0.0.0/8, ``::1``), as from a
+    local ``jwtkit serve``: no network lies between, where the keys could be swapped."""
     if "://" in source:
         parts = urlsplit(source)
-        if parts.scheme != "https":
+        scheme = parts.scheme.lower()
+        if scheme == "http" and not _is_loopback(parts):
+            raise CLIError("jwks", "refusing http:// for a JWKS from another machine: only https URLs are "
+                                   "fetched (plain http only from localhost, 127.0.0.0/8 or ::1)")
+        if scheme not in ("https", "http"):
             raise CLIError("jwks", f"refusing {parts.scheme}:// for a JWKS: only https URLs are fetched")
-        data = _fetch(source)
+        data = _fetch(source, local=scheme == "http")
     else:
         data = read_limited(source, JWKS_MAX_BYTES, "JWKS file")
     jwks = _parse_json_object(data, "the JWKS")
@@ -136,12 +148,31 @@ def load_jwks(source: str) -> KeySet:
         raise CLIError("jwks", f"the JWKS is not usable ({type(exc).__name__})") from None
 
 
-def _fetch(url: str) -> bytes:
+def _is_loopback(parts: SplitResult) -> bool:
+    """The URL's host is this machine: ``localhost``, or an address literal in 127.0.0.0/8 or ``::1``."""
+    try:
+        host = parts.hostname  # lowercased, without the brackets of an IPv6 literal
+        parts.port  # noqa: B018 (a bad port raises here, before any fetch)
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it could resolve anywhere
+
+
+def _fetch(url: str, *, local: bool = False) -> bytes:
+    """GET the JWKS: no redirects, 5 s, at most JWKS_MAX_BYTES. A ``local`` (loopback http) fetch ignores
+    proxy variables, so it never leaves the machine."""
     import httpx  # only this path needs it
 
     try:
         with (
-            httpx.Client(timeout=JWKS_TIMEOUT, follow_redirects=False) as client,
+            httpx.Client(timeout=JWKS_TIMEOUT, follow_redirects=False, trust_env=not local) as client,
             client.stream("GET", url, headers={"Accept": "application/json"}) as response,
         ):
             if response.status_code != 200:

@@ -416,7 +416,7 @@ def verify_command(
         raise CLIError("usage", "give exactly one of --key FILE, --secret-env VAR or --jwks URL_OR_FILE")
     key: Key | KeySet
     if secret_env is not None:
-        key = secret_from_env(secret_env, alg)
+        key = secret_from_env(secret_env, alg, thumbprint_kid=True)
     elif jwks is not None:
         key = load_jwks(jwks)
     else:
@@ -428,12 +428,34 @@ def verify_command(
         claims = decode(text, key, algorithms=[alg] if alg else None, issuer=iss, audience=aud, leeway=leeway)
         header, _ = decode_unverified(text)  # already verified above; only to show the header
     except JWTError as exc:
-        raise _token_error(exc) from None
+        raise _verify_error(exc, text, key) from None
     if out.json:
         out.emit_json({"valid": True, "header": header, "claims": claims})
         return
     out.console.print(Text("valid", style="bold green"), Text(f"({header.get('alg')})"))
     out.console.print(Text(_json_text(claims), style=PAYLOAD_STYLE))
+
+
+def _verify_error(exc: JWTError, token: str, key: Key | KeySet) -> CLIError:
+    """The error line of a failed verify, with a hint when a key set cannot have the token's key: an HMAC
+    token checked against a JWKS (which never holds secrets), or an empty JWKS (an HS256 server's)."""
+    error = _token_error(exc)
+    if not isinstance(key, KeySet) or exc.code not in ("key", "algorithm"):
+        return error
+    if any(member.is_symmetric for member in key):
+        return error  # a private key set of the user's own, which may hold secrets
+    try:
+        token_alg = decode_unverified(token)[0].get("alg")
+    except JWTError:
+        return error
+    if isinstance(token_alg, str) and token_alg.startswith("HS"):
+        hint = (f"the token is {token_alg}, signed with an HMAC secret, and secrets are never published in "
+                "a JWKS: verify it with --secret-env VAR (the secret) or --key FILE")
+    elif len(key) == 0:
+        hint = "the JWKS has no keys"
+    else:
+        return error
+    return CLIError(error.code, f"{error.message}; {hint}", EXIT_INVALID)
 
 
 def register(app: typer.Typer) -> None:
