@@ -74,7 +74,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
             401: "Not authenticated (missing_token, invalid_token with a reason, invalid_credentials)",
             403: "Refused (csrf_failed: a cookie-authenticated request from another origin or without the "
                  "CSRF token; account_disabled)", 404: "Not found",
-            409: "Conflict (username_taken)",
+            409: "Conflict (username_taken; no_email: the account has no address to verify)",
             413: "Body over 16 KiB", 415: "Not JSON or a form", 429: "Throttled; see Retry-After",
             503: "The session store is unavailable (fail closed); see Retry-After"}
     answers = {str(code): _answer(text[code], _ref("Error")) for code in statuses}
@@ -145,6 +145,17 @@ _DOCUMENT: dict[str, Any] = {
             "summary": "Set a new password with a reset token", "requestBody": _json_body(
                 _object("token", "password")),
             "responses": {"200": _answer("Password changed"), **_errors(400, 503)}}},
+        "/password/change": {"post": {
+            "summary": "Change the password knowing the current one: every session ends, and the caller gets "
+                       "a new pair", "security": _AUTHED,
+            "requestBody": _json_body(_object("current_password", "new_password")),
+            "responses": {"200": _answer("Password changed; new tokens", _ref("TokenPair")),
+                          **_errors(400, 401, 403, 429, 503)}}},
+        "/verify/resend": {"post": {
+            "summary": "Mail a new email-verification link", "security": _AUTHED,
+            "responses": {"202": _answer("Sent, or already verified", {"type": "object", "properties": {
+                "status": {"type": "string", "enum": ["sent", "already_verified"]}}}),
+                **_errors(401, 403, 409, 503)}}},
         "/.well-known/jwks.json": {"get": {"summary": "Public verification keys (RFC 7517); empty for HMAC",
                                            "responses": {"200": _answer("JWKS", {"type": "object"})}}},
         "/healthz": {"get": {"summary": "Store reachability", "responses": {
