@@ -294,7 +294,7 @@ def user_disable(
     store: StoreOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Disable an account: it can no longer log in, and the server refuses its access tokens."""
+    """Disable an account: it can no longer log in, and every session of it ends at once."""
     out.use_json(json_output)
     _set_disabled(name, True, store)
 
@@ -305,7 +305,7 @@ def user_enable(
     store: StoreOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Enable a disabled account again."""
+    """Enable a disabled account again (the sessions that disabling ended stay ended)."""
     out.use_json(json_output)
     _set_disabled(name, False, store)
 
