@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 # Light names load at once: apps embed the middleware, which needs the access policy and the errors, and
 # must not pay for password hashing (argon2), SQLite, mail (smtplib) or templates. The rest loads on first
 # use.
-from jwtkit.service._access import AccessPolicy, Principal
+from jwtkit.service._access import AccessPolicy, KeyProvider, Principal
 from jwtkit.service._config import AuthConfig, ServerSettings, Settings
 from jwtkit.service._errors import (
     AccountDisabled,
@@ -87,6 +87,7 @@ __all__ = [
     "InvalidEmail",
     "InvalidToken",
     "InvalidUsername",
+    "KeyProvider",
     "KeyRing",
     "Mailer",
     "MemoryMailer",

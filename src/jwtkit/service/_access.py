@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from jwtkit import ExpiredToken, InvalidHeader, JWTError, Key, KeySet, decode, decode_unverified
 from jwtkit.service._errors import InvalidToken, SessionRevoked, TokenExpired
@@ -37,6 +37,7 @@ __all__ = [
     "ACCESS_CLAIMS",
     "AccessPolicy",
     "AccountLookup",
+    "KeyProvider",
     "Principal",
     "Validator",
     "check_ids",
@@ -62,6 +63,22 @@ class Principal:
     session_id: str
     claims: Mapping[str, Any] = dataclasses.field(repr=False)
 
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The ``scope`` claim's space-separated scopes (RFC 9068 §2.2.3, RFC 8693 §4.2); empty without
+        one, or when it is not a string."""
+        scope = self.claims.get("scope")
+        return frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """The ``roles`` claim (RFC 9068 §2.2.3.1, SCIM's roles): the strings of that list; empty without
+        one, or when it is not a list."""
+        roles = self.claims.get("roles")
+        if not isinstance(roles, list):
+            return frozenset()
+        return frozenset(role for role in roles if isinstance(role, str))
+
 
 Validator = Callable[[Principal], "bool | Awaitable[bool]"]
 
@@ -70,6 +87,30 @@ class AccountLookup(Protocol):
     """What the policy needs of a user repository: the account by id (None when it does not exist)."""
 
     async def get(self, user_id: str) -> Any: ...
+
+
+@runtime_checkable
+class KeyProvider(Protocol):
+    """Verification keys that change while the process runs: a key ring file that ``jwtkit keys rotate``
+    rewrites, another issuer's JWKS. The policy asks :meth:`current` on every request (so it must not do
+    I/O), and :meth:`refresh` once when a token names a ``kid`` the current keys lack."""
+
+    def current(self) -> Key | KeySet:
+        """The keys to verify with now; no I/O, no waiting."""
+        ...
+
+    async def refresh(self, kid: str | None) -> bool:
+        """Look for newer keys (within the provider's own rate limit); True when the keys changed."""
+        ...
+
+
+def _kid_of(token: str) -> str | None:
+    try:
+        header, _ = decode_unverified(token)
+    except JWTError:
+        return None
+    kid = header.get("kid")
+    return kid if isinstance(kid, str) else None
 
 
 def _typ_of(token: str) -> str | None:
@@ -132,7 +173,9 @@ class AccessPolicy:
     """The access-token policy (see the module docstring). Built once, asked on every request.
 
     Args:
-        keys: the ``Key`` or ``KeySet`` that verifies tokens (its algorithms are the allow-list).
+        keys: the ``Key`` or ``KeySet`` that verifies tokens (its algorithms are the allow-list), or a
+            :class:`KeyProvider` whose keys may change (asked for its current keys on every request, and
+            to refresh once when a token names a ``kid`` they lack).
         typ: the ``typ`` header required; None accepts any type except jwtkit's refresh and single-use ones.
         issuer: the exact ``iss`` required, or None.
         audience: the ``aud`` required, or None (then tokens carrying ``aud`` are refused, RFC 7519 §4.1.3).
@@ -152,7 +195,7 @@ class AccessPolicy:
     def __init__(
         self,
         *,
-        keys: Key | KeySet,
+        keys: Key | KeySet | KeyProvider,
         typ: str | None = ACCESS_TYP,
         issuer: str | None = None,
         audience: str | None = None,
@@ -165,8 +208,8 @@ class AccessPolicy:
         validate: Validator | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not isinstance(keys, Key | KeySet):
-            raise TypeError("keys must be a jwtkit Key or KeySet")
+        if not isinstance(keys, Key | KeySet | KeyProvider):
+            raise TypeError("keys must be a jwtkit Key or KeySet, or a KeyProvider")
         if typ is not None and (not isinstance(typ, str) or not typ):
             raise TypeError("typ must be a non-empty string or None")
         if isinstance(require, str):
@@ -183,7 +226,8 @@ class AccessPolicy:
             require += tuple(name for name in ("sub", "sid") if name not in require)
         if bind_user_agent and "agent" not in require:
             require += ("agent",)
-        self.keys = keys
+        self.provider: KeyProvider | None = None if isinstance(keys, Key | KeySet) else keys
+        self._static_keys: Key | KeySet | None = keys if isinstance(keys, Key | KeySet) else None
         self.typ = typ
         self.issuer = issuer
         self.audience = audience
@@ -198,6 +242,29 @@ class AccessPolicy:
         self._ids = tuple(name for name in require if name in _ID_CLAIMS)
         # user id -> (valid until, refused); bounded, see _account_refused
         self._accounts: dict[str, tuple[float, bool]] = {}
+
+    @property
+    def keys(self) -> Key | KeySet:
+        """The keys that verify tokens now (the provider's current ones, when there is a provider)."""
+        if self._static_keys is not None:
+            return self._static_keys
+        assert self.provider is not None  # one of the two is always set
+        return self.provider.current()
+
+    async def _decode(self, token: str) -> dict[str, Any]:
+        now = None if self.clock is None else self.clock()
+        try:
+            return decode(token, self.keys, issuer=self.issuer, audience=self.audience, typ=self.typ,
+                          leeway=self.leeway, require=self.require, now=now)
+        except JWTError as exc:
+            if exc.code != "key" or self.provider is None or not await self.provider.refresh(_kid_of(token)):
+                raise refusal(exc, token, self.typ) from None
+        # the provider found newer keys for this token's kid: one more try, with them
+        try:
+            return decode(token, self.keys, issuer=self.issuer, audience=self.audience, typ=self.typ,
+                          leeway=self.leeway, require=self.require, now=now)
+        except JWTError as exc:
+            raise refusal(exc, token, self.typ) from None
 
     def __repr__(self) -> str:
         return (f"AccessPolicy(typ={self.typ!r}, issuer={self.issuer!r}, audience={self.audience!r}, "
@@ -217,12 +284,16 @@ class AccessPolicy:
             jwtkit.store.StoreUnavailable when the session cannot be checked (callers answer 503).
         """
         # decode_token's two steps, inlined: this runs on every request
-        try:
-            claims = decode(token, self.keys, issuer=self.issuer, audience=self.audience, typ=self.typ,
-                            leeway=self.leeway, require=self.require,
-                            now=None if self.clock is None else self.clock())
-        except JWTError as exc:
-            raise refusal(exc, token, self.typ) from None
+        keys = self._static_keys
+        if keys is None:
+            claims = await self._decode(token)
+        else:
+            try:
+                claims = decode(token, keys, issuer=self.issuer, audience=self.audience, typ=self.typ,
+                                leeway=self.leeway, require=self.require,
+                                now=None if self.clock is None else self.clock())
+            except JWTError as exc:
+                raise refusal(exc, token, self.typ) from None
         check_ids(claims, self._ids)
         if self.typ is None and _typ_of(token) in _NOT_ACCESS_TYPS:
             raise InvalidToken("wrong_type", "this token is not an access token")

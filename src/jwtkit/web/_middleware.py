@@ -39,7 +39,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jwtkit import Key, KeySet
-from jwtkit.service._access import AccessPolicy, Principal, Validator
+from jwtkit.service._access import AccessPolicy, KeyProvider, Principal, Validator
 from jwtkit.service._errors import InvalidToken, ServiceError
 from jwtkit.store._base import Store, StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy
@@ -123,8 +123,9 @@ class JWTAuthMiddleware:
         app: the wrapped ASGI app.
         service: a :class:`~jwtkit.service.AuthService`: its policy is used (with ``validate`` added).
         policy: an :class:`~jwtkit.service.AccessPolicy` built by the app.
-        keys: bare keys: a policy is built from them and ``typ``, ``issuer``, ``audience``, ``leeway``,
-            ``require``, ``store``, ``validate`` and ``clock``.
+        keys: bare keys, or a :class:`~jwtkit.service.KeyProvider` (keys that change: a key ring file,
+            another issuer's JWKS): a policy is built from them and ``typ``, ``issuer``, ``audience``,
+            ``leeway``, ``require``, ``store``, ``validate`` and ``clock``.
         locations: where to look for the token, in order (default: the ``Authorization`` header only).
         cookie_name: the cookie holding the access token, when ``TokenLocation.COOKIE`` is listed.
         csrf_cookie: the double-submit cookie whose value unsafe cookie-authenticated requests must echo in
@@ -152,7 +153,7 @@ class JWTAuthMiddleware:
         *,
         service: AuthService | None = None,
         policy: AccessPolicy | None = None,
-        keys: Key | KeySet | None = None,
+        keys: Key | KeySet | KeyProvider | None = None,
         typ: str | None = None,
         issuer: str | None = None,
         audience: str | None = None,
