@@ -41,10 +41,12 @@ if TYPE_CHECKING:
         User,
         UserRepository,
         normalize_email,
+        normalize_role,
         normalize_username,
     )
     from jwtkit.service._auth import AuthService, TokenPair
     from jwtkit.service._build import build_service
+    from jwtkit.service._claims import ClaimsHook, user_roles_claims
     from jwtkit.service._keyring import KeyRing
     from jwtkit.service._mail import Mailer, MemoryMailer, Message, OutboxMailer, SMTPMailer
     from jwtkit.service._passwords import Argon2Hasher, check_password, owasp_hasher
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "MemoryUserRepository": "accounts", "SQLiteUserRepository": "accounts", "User": "accounts",
     "UserRepository": "accounts", "normalize_email": "accounts", "normalize_username": "accounts",
+    "normalize_role": "accounts", "ClaimsHook": "claims",
+    "user_roles_claims": "claims",
     "AuthService": "auth", "TokenPair": "auth", "build_service": "build", "KeyRing": "keyring",
     "Mailer": "mail", "MemoryMailer": "mail", "Message": "mail", "OutboxMailer": "mail", "SMTPMailer": "mail",
     "Argon2Hasher": "passwords", "check_password": "passwords", "owasp_hasher": "passwords",
@@ -83,6 +87,7 @@ __all__ = [
     "Argon2Hasher",
     "AuthConfig",
     "AuthService",
+    "ClaimsHook",
     "InvalidCredentials",
     "InvalidEmail",
     "InvalidToken",
@@ -114,8 +119,10 @@ __all__ = [
     "build_service",
     "check_password",
     "normalize_email",
+    "normalize_role",
     "normalize_username",
     "owasp_hasher",
+    "user_roles_claims",
 ]
 
 for _name in __all__:

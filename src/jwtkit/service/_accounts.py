@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import re
 import sqlite3
 import threading
 import unicodedata
@@ -37,8 +39,8 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """One account. ``username`` is normalised (see :func:`normalize_username`); ``created`` is POSIX seconds.
-    ``repr()`` leaves the password hash out."""
+    """One account. ``username`` is normalised (see :func:`normalize_username`); ``created`` is POSIX seconds;
+    ``roles`` are names checked by :func:`normalize_role`, sorted. ``repr()`` leaves the password hash out."""
 
     id: str
     username: str
@@ -47,6 +49,27 @@ class User:
     disabled: bool
     created: float
     password_hash: str = dataclasses.field(repr=False)
+    roles: tuple[str, ...] = ()
+
+
+MAX_ROLE_LENGTH = 64
+_ROLE = re.compile(r"[a-z0-9][a-z0-9._:-]*")
+
+
+def normalize_role(role: str) -> str:
+    """A role name as stored and put in tokens: casefolded, 1 to 64 of ``a-z 0-9 . _ : -``, starting with a
+    letter or digit (no spaces: tokens list roles, and scopes are space-separated).
+
+    Raises:
+        ValueError: with the reason.
+    """
+    if not isinstance(role, str):
+        raise ValueError("a role must be text")
+    name = role.strip().casefold()
+    if not name or len(name) > MAX_ROLE_LENGTH or not _ROLE.fullmatch(name):
+        raise ValueError(f"a role is 1 to {MAX_ROLE_LENGTH} of a-z 0-9 . _ : - (starting with a letter or "
+                         f"digit), not {role!r}")
+    return name
 
 
 def normalize_username(username: str) -> str:
@@ -226,11 +249,19 @@ CREATE TABLE IF NOT EXISTS users (
     verified INTEGER NOT NULL,
     disabled INTEGER NOT NULL,
     created REAL NOT NULL,
-    password_hash TEXT NOT NULL
+    password_hash TEXT NOT NULL,
+    roles TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS users_email_key ON users (email_key);
+CREATE TABLE IF NOT EXISTS users_schema (
+    name    TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
 """
-_SELECT = "SELECT id, username, email, verified, disabled, created, password_hash FROM users"
+# The users table's version, in a table of its own (as the store's; the file is often shared, so not PRAGMA
+# user_version): 1 added roles (a JSON list). Migrations run on open, in order.
+_USERS_SCHEMA = 1
+_SELECT = "SELECT id, username, email, verified, disabled, created, password_hash, roles FROM users"
 
 
 class SQLiteUserRepository:
@@ -265,6 +296,7 @@ class SQLiteUserRepository:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # a password change must survive power loss
             conn.executescript(_SCHEMA)
+            _migrate(conn)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the users database {self.path!r}: {exc}") from exc
         return conn
@@ -295,9 +327,9 @@ class SQLiteUserRepository:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO users (id, username, email, email_key, verified, disabled, created,"
-                " password_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " password_hash, roles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (user.id, user.username, user.email, _email_key(user.email), int(user.verified),
-                 int(user.disabled), user.created, user.password_hash),
+                 int(user.disabled), user.created, user.password_hash, json.dumps(list(user.roles))),
             )
 
         try:
@@ -323,9 +355,9 @@ class SQLiteUserRepository:
         def work(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
                 "UPDATE users SET username = ?, email = ?, email_key = ?, verified = ?, disabled = ?,"
-                " created = ?, password_hash = ? WHERE id = ?",
+                " created = ?, password_hash = ?, roles = ? WHERE id = ?",
                 (user.username, user.email, _email_key(user.email), int(user.verified), int(user.disabled),
-                 user.created, user.password_hash, user.id),
+                 user.created, user.password_hash, json.dumps(list(user.roles)), user.id),
             )
             return cursor.rowcount
 
@@ -352,8 +384,39 @@ class SQLiteUserRepository:
         return [_row_to_user(row) for row in rows]
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a users table of an older release up to :data:`_USERS_SCHEMA`, in one transaction; idempotent,
+    and safe when two processes open the file at once (the write lock is taken before the version is read)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT version FROM users_schema WHERE name = 'users'").fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > _USERS_SCHEMA:
+            raise sqlite3.DatabaseError(f"the users table is at schema {version}, newer than this jwtkit "
+                                        f"({_USERS_SCHEMA}): upgrade jwtkit")
+        if version < 1:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+            if "roles" not in columns:  # a table from before roles (CREATE TABLE IF NOT EXISTS kept it)
+                conn.execute("ALTER TABLE users ADD COLUMN roles TEXT NOT NULL DEFAULT '[]'")
+        if version < _USERS_SCHEMA:
+            conn.execute("INSERT OR REPLACE INTO users_schema (name, version) VALUES ('users', ?)",
+                         (_USERS_SCHEMA,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _roles_of(raw: object) -> tuple[str, ...]:
+    try:
+        roles = json.loads(raw) if isinstance(raw, str) else []
+    except ValueError:
+        roles = []
+    return tuple(sorted(r for r in roles if isinstance(r, str))) if isinstance(roles, list) else ()
+
+
 def _row_to_user(row: tuple[Any, ...]) -> User:
-    user_id, username, email, verified, disabled, created, password_hash = row
+    user_id, username, email, verified, disabled, created, password_hash, roles = row
     return User(
         id=str(user_id),
         username=str(username),
@@ -362,4 +425,5 @@ def _row_to_user(row: tuple[Any, ...]) -> User:
         disabled=bool(disabled),
         created=float(created),
         password_hash=str(password_hash),
+        roles=_roles_of(roles),
     )

@@ -18,7 +18,8 @@ from argon2 import PasswordHasher
 
 from jwtkit import encode
 from jwtkit.service._access import ACCESS_CLAIMS, AccessPolicy, Principal, Validator, decode_token
-from jwtkit.service._accounts import User, UserRepository, normalize_email, normalize_username
+from jwtkit.service._accounts import User, UserRepository, normalize_email, normalize_role, normalize_username
+from jwtkit.service._claims import ClaimsHook, app_claims
 from jwtkit.service._config import AuthConfig
 from jwtkit.service._errors import (
     AccountDisabled,
@@ -28,6 +29,7 @@ from jwtkit.service._errors import (
     InvalidToken,
     InvalidUsername,
     RefreshReused,
+    ServiceConfigError,
     SessionRevoked,
     UsernameTaken,
     UserNotFound,
@@ -128,7 +130,11 @@ class AuthService:
         mailer: Mailer | None = None,
         clock: Clock = time.time,
         hasher: PasswordHasher | Argon2Hasher | None = None,
+        claims: ClaimsHook | None = None,
     ) -> None:
+        if claims is not None and not callable(claims):
+            raise TypeError("claims must be a callable: user -> mapping of claims (sync or async)")
+        self.claims = claims
         self.store = store
         self.users = users
         self.keys = keys
@@ -240,6 +246,26 @@ class AuthService:
         logger.info("user %s %s", user_id, "disabled" if disabled else "enabled")
         return updated
 
+    async def set_roles(self, user_id: str, roles: Sequence[str], *, end_sessions: bool = False) -> User:
+        """Replace an account's roles (each checked by :func:`normalize_role`). Tokens carry them through
+        the claims hook, so they reach the user's tokens at each session's next refresh, within one
+        ``access_ttl``; ``end_sessions`` ends every session at once instead (for a role taken away in a
+        hurry).
+
+        Raises:
+            UserNotFound (``user_not_found``); ValueError: a role name that is not one.
+        """
+        if isinstance(roles, str):
+            raise TypeError("roles must be a sequence of role names, not a string")
+        names = tuple(sorted({normalize_role(role) for role in roles}))
+        user = await self._user(user_id)
+        updated = dataclasses.replace(user, roles=names)
+        await self.users.update(updated)
+        if end_sessions:
+            await self._cut_off(user_id)
+        logger.info("user %s roles: %s", user_id, ", ".join(names) or "none")
+        return updated
+
     async def _user(self, user_id: str) -> User:
         user = await self.users.get(user_id)
         if user is None:
@@ -313,7 +339,18 @@ class AuthService:
         epoch = await self.store.get_epoch(found.id)
         return await self.users.get(found.id), epoch
 
+    async def _app_claims(self, user: User | None) -> dict[str, Any]:
+        """The app's claims for the access tokens of ``user`` (the ``claims`` hook; see ``_claims``)."""
+        if self.claims is None or user is None:
+            return {}
+        try:
+            return await app_claims(self.claims, user)
+        except ServiceConfigError as exc:
+            logger.error("no token issued to user %s: %s", user.id, exc)
+            raise
+
     async def _start_session(self, user: User, epoch: int, *, ip: str, user_agent: str) -> TokenPair:
+        extra = await self._app_claims(user)  # before the session exists: a failing hook leaves none behind
         now = self.clock()
         session = Session(
             sid=new_id(), user_id=user.id, created=now, last_used=now,
@@ -321,14 +358,15 @@ class AuthService:
             user_agent=str(user_agent)[:_MAX_USER_AGENT], ip=str(ip)[:_MAX_IP], epoch=epoch,
         )
         await self.store.create_session(session)
-        return self._pair(session, now, user_agent)
+        return self._pair(session, now, user_agent, extra)
 
-    def _pair(self, session: Session, now: float, user_agent: str) -> TokenPair:
+    def _pair(self, session: Session, now: float, user_agent: str, extra: Mapping[str, Any]) -> TokenPair:
         config = self.config
         access_expires = min(now + config.access_ttl, session.expires)
         agent = agent_hash(user_agent or "") if config.bind_user_agent else None
-        access = access_claims(issuer=config.issuer, audience=config.audience, user_id=session.user_id,
-                               sid=session.sid, now=now, expires=access_expires, agent=agent)
+        access = {**extra, **access_claims(issuer=config.issuer, audience=config.audience,
+                                           user_id=session.user_id, sid=session.sid, now=now,
+                                           expires=access_expires, agent=agent)}
         refresh = refresh_claims(issuer=config.issuer, user_id=session.user_id, sid=session.sid,
                                  family=session.family, jti=session.refresh_jti, now=now,
                                  expires=session.expires)
@@ -369,6 +407,8 @@ class AuthService:
         claims = self._decode(refresh_token, REFRESH_TYP, require=("exp", "iat", "sub", "sid", "jti", "fam"))
         user_id, sid, jti = claims["sub"], claims["sid"], claims["jti"]
         await self.access.check_account(user_id)
+        # the hook runs before the rotation, so that a failing one does not spend the refresh token
+        extra = await self._app_claims(await self.users.get(user_id)) if self.claims is not None else {}
         window = self.config.refresh_race_window
         if window:
             slot = int(self.clock() // window)
@@ -395,10 +435,10 @@ class AuthService:
                 # without revoking, so that a copy in the wrong hands cannot end the owner's session.
                 logger.warning("refresh token of session %s… presented again from another device", sid[:8])
                 raise RefreshReused("other_device", "this refresh token was already used")
-            return self._pair(session, now, user_agent)
+            return self._pair(session, now, user_agent, extra)
         await self.store.touch(sid, now)
         session = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
-        return self._pair(session, now, user_agent)
+        return self._pair(session, now, user_agent, extra)
 
     async def logout(self, sid: str) -> None:
         """End one session: its access and refresh tokens stop working at once. Idempotent."""

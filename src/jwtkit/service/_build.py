@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from jwtkit.service._accounts import MemoryUserRepository, SQLiteUserRepository, UserRepository
 from jwtkit.service._auth import AuthService
+from jwtkit.service._claims import user_roles_claims
 from jwtkit.service._config import MEMORY_USERS, Settings
 from jwtkit.service._keyring import KeyRing
 from jwtkit.service._mail import Mailer, OutboxMailer, SMTPMailer
@@ -41,4 +42,5 @@ def build_service(settings: Settings | None = None) -> AuthService:
         keys=keys,
         config=settings.config,
         mailer=mailer,
+        claims=user_roles_claims,  # the roles `jwtkit user roles` manages, in every access token
     )
