@@ -95,6 +95,7 @@ def _user_json(user: User) -> dict[str, Any]:
         "verified": user.verified,
         "disabled": user.disabled,
         "created": user.created,
+        "roles": list(user.roles),
     }
 
 
@@ -261,17 +262,67 @@ def user_list(store: StoreOption = None, json_output: JsonFlag = False) -> None:
     if out.json:
         out.emit_json([_user_json(user) for user in users])
         return
-    table = _table("username", "email", "verified", "disabled", "created", "id")
+    table = _table("username", "email", "verified", "disabled", "roles", "created", "id")
     for user in users:
         table.add_row(
             _cell(user.username),
             _cell(user.email or ""),
             "yes" if user.verified else "no",
             "yes" if user.disabled else "no",
+            _cell(" ".join(user.roles)),
             _when(user.created),
             _cell(user.id),
         )
     out.console.print(table)
+
+
+@user_app.command("roles")
+def user_roles(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    action: Annotated[str | None, typer.Argument(help="add or remove (none: show the roles).",
+                                                 show_default=False)] = None,
+    roles: Annotated[list[str] | None, typer.Argument(help="Role names.", show_default=False)] = None,
+    end_sessions: Annotated[bool, typer.Option(
+        "--end-sessions", help="End every session of the user now, instead of at each session's next "
+                               "refresh (within the access-token lifetime).")] = False,
+    store: StoreOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Show, add or remove an account's roles; jwtkit serve puts them in its access tokens (claim roles)."""
+    out.use_json(json_output)
+    if action not in (None, "add", "remove"):
+        raise CLIError("usage", f"the action is add or remove, not {action!r}")
+    if action is not None and not roles:
+        raise CLIError("usage", f"name at least one role to {action}")
+    if action is None and (roles or end_sessions):
+        raise CLIError("usage", "roles and --end-sessions go with add or remove")
+
+    async def work(service: AuthService) -> tuple[User, int]:
+        user = await _user(service, name)
+        if action is None:
+            return user, service.config.access_ttl
+        from jwtkit.service import normalize_role
+
+        current = set(user.roles)
+        try:
+            changed = {normalize_role(role) for role in roles or ()}
+        except ValueError as exc:
+            raise CLIError("invalid_role", str(exc)) from None
+        wanted = current | changed if action == "add" else current - changed
+        return await service.set_roles(user.id, sorted(wanted), end_sessions=end_sessions), \
+            service.config.access_ttl
+
+    user, access_ttl = _run(_settings(store), work)
+    if out.json:
+        out.emit_json(_user_json(user))
+        return
+    shown = " ".join(user.roles) or "(none)"
+    sys.stdout.write(terminal_safe(f"roles of {user.username}: {shown}") + "\n")
+    if action is not None:
+        when = "now: every session of the user ended" if end_sessions else (
+            f"at each session's next refresh, within {access_ttl} s (the access-token lifetime); "
+            "--end-sessions signs the user out now")
+        sys.stderr.write(f"new tokens carry them {when}\n")
 
 
 def _set_disabled(name: str, disabled: bool, store: str | None) -> None:
