@@ -1,5 +1,6 @@
 """The auth service layer: accounts, passwords, login throttling, token issuing, refresh rotation with reuse
-detection, logout, single-use tokens, the key ring and the mailer. No HTTP.
+detection, logout, single-use tokens, the key ring, other issuers' keys (RemoteKeySet) and the mailer. No
+HTTP of its own, but for fetching those keys (httpx, loaded on first use).
 
 Example:
     >>> from jwtkit.service import AuthConfig
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from jwtkit.service._keyring import KeyRing
     from jwtkit.service._mail import Mailer, MemoryMailer, Message, OutboxMailer, SMTPMailer
     from jwtkit.service._passwords import Argon2Hasher, check_password, owasp_hasher
+    from jwtkit.service._remote_keys import JWKSUnavailable, RemoteKeySet
 
 _LAZY = {
     "MemoryUserRepository": "accounts", "SQLiteUserRepository": "accounts", "User": "accounts",
@@ -59,6 +61,7 @@ _LAZY = {
     "AuthService": "auth", "TokenPair": "auth", "build_service": "build", "KeyRing": "keyring",
     "Mailer": "mail", "MemoryMailer": "mail", "Message": "mail", "OutboxMailer": "mail", "SMTPMailer": "mail",
     "Argon2Hasher": "passwords", "check_password": "passwords", "owasp_hasher": "passwords",
+    "JWKSUnavailable": "remote_keys", "RemoteKeySet": "remote_keys",
 }
 
 
@@ -92,6 +95,7 @@ __all__ = [
     "InvalidEmail",
     "InvalidToken",
     "InvalidUsername",
+    "JWKSUnavailable",
     "KeyProvider",
     "KeyRing",
     "Mailer",
@@ -101,6 +105,7 @@ __all__ = [
     "OutboxMailer",
     "Principal",
     "RefreshReused",
+    "RemoteKeySet",
     "SMTPMailer",
     "SQLiteUserRepository",
     "ServerSettings",
