@@ -9,8 +9,10 @@ import pytest
 
 import jwtkit.web
 
-PUBLIC = ["AuthError", "AuthMode", "CookiePolicy", "JWTAuthMiddleware", "TokenLocation", "app_from_env",
-          "create_app", "default_on_error", "optional_principal", "require_principal", "serve"]
+PUBLIC = ["AuthError", "AuthMode", "BearerScheme", "CookiePolicy", "JWTAuthMiddleware", "TokenLocation",
+          "app_from_env", "auth_error_handler", "auth_router", "check_roles", "check_scopes", "create_app",
+          "default_on_error", "offline_docs", "optional_principal", "require_principal", "require_roles",
+          "require_scopes", "serve"]
 
 
 def test_all_is_exactly_the_public_names_sorted() -> None:
@@ -34,6 +36,7 @@ HEAVY = ("jinja2", "argon2", "smtplib", "sqlite3", "uvicorn", "jwtkit.web._app",
 @pytest.mark.parametrize("statement", [
     "from jwtkit.web import JWTAuthMiddleware",
     "from jwtkit.web import require_principal, optional_principal",
+    "from jwtkit.web import require_scopes, require_roles, check_scopes, auth_error_handler, BearerScheme",
     "from jwtkit.service import AccessPolicy, Principal",
 ])
 def test_what_apps_embed_loads_no_templates_hashing_mail_or_server(statement: str) -> None:
@@ -44,6 +47,14 @@ def test_what_apps_embed_loads_no_templates_hashing_mail_or_server(statement: st
     loaded, count = result.stdout.rsplit(" ", 1)
     assert loaded == "[]"
     assert int(count) < 330  # 341 before the split; starlette and cryptography are most of what is left
+
+
+def test_the_fastapi_router_and_docs_load_on_first_use() -> None:
+    code = ("import sys, jwtkit.web; before = 'fastapi' in sys.modules; jwtkit.web.auth_router; "
+            "print(before, 'fastapi' in sys.modules, jwtkit.web.offline_docs.__module__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert result.stdout.strip() == "False True jwtkit.web"
 
 
 def test_the_server_still_loads_on_first_use() -> None:

@@ -3,8 +3,13 @@
 - :class:`JWTAuthMiddleware` with :class:`TokenLocation` and :class:`AuthMode`, over the one
   :class:`~jwtkit.service.AccessPolicy`; :class:`CookiePolicy`, the browser cookies of a cookie app (names,
   flags, the silent refresh);
-- :func:`require_principal` / :func:`optional_principal`: FastAPI dependencies (FastAPI stays optional);
-- :class:`AuthError`: what the on_error hook receives;
+- :data:`require_principal` / :data:`optional_principal` / :func:`require_scopes` / :func:`require_roles`:
+  FastAPI dependencies, HTTP and WebSocket, declared in OpenAPI through a :class:`BearerScheme` (FastAPI
+  stays optional: importing them imports no FastAPI); :func:`check_scopes` / :func:`check_roles`, the same
+  checks for Starlette apps;
+- :class:`AuthError`: what the on_error hook receives, and :func:`auth_error_handler`, its exception handler;
+- :func:`auth_router` (the token, refresh, logout and sessions endpoints as a FastAPI ``APIRouter``) and
+  :func:`offline_docs` (``/docs`` without a CDN): they import FastAPI, so they load on first use;
 - :func:`create_app` / :func:`serve` / :func:`app_from_env`: the server (pages, JSON API, JWKS, health,
   OpenAPI). They load on first use, so that importing the middleware pulls in no templates, password
   hashing, mail or server code.
@@ -15,28 +20,47 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from jwtkit.web._cookies import CookiePolicy
-from jwtkit.web._dependencies import optional_principal, require_principal
+from jwtkit.web._dependencies import (
+    BearerScheme,
+    auth_error_handler,
+    check_roles,
+    check_scopes,
+    optional_principal,
+    require_principal,
+    require_roles,
+    require_scopes,
+)
 from jwtkit.web._errors import AuthError
 from jwtkit.web._extract import TokenLocation
 from jwtkit.web._middleware import AuthMode, JWTAuthMiddleware, default_on_error
 
 if TYPE_CHECKING:
     from jwtkit.web._app import create_app
+    from jwtkit.web._fastapi import auth_router, offline_docs
     from jwtkit.web._server import app_from_env, serve
 
-_LAZY = {"create_app": "jwtkit.web._app", "app_from_env": "jwtkit.web._server", "serve": "jwtkit.web._server"}
+_LAZY = {"create_app": "jwtkit.web._app", "app_from_env": "jwtkit.web._server", "serve": "jwtkit.web._server",
+         "auth_router": "jwtkit.web._fastapi", "offline_docs": "jwtkit.web._fastapi"}
 
 __all__ = [
     "AuthError",
     "AuthMode",
+    "BearerScheme",
     "CookiePolicy",
     "JWTAuthMiddleware",
     "TokenLocation",
     "app_from_env",
+    "auth_error_handler",
+    "auth_router",
+    "check_roles",
+    "check_scopes",
     "create_app",
     "default_on_error",
+    "offline_docs",
     "optional_principal",
     "require_principal",
+    "require_roles",
+    "require_scopes",
     "serve",
 ]
 

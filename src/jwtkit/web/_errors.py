@@ -52,6 +52,7 @@ STATUS: dict[str, int] = {
     "account_disabled": 403,
     "account_unverified": 403,
     "csrf_failed": 403,
+    "insufficient_scope": 403,  # RFC 6750 §3.1: a valid token without the scope or role a route needs
     "invalid_link": 400,
     "throttled": 429,
     # accounts
