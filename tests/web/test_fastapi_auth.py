@@ -369,6 +369,7 @@ def test_openapi_declares_the_scheme_and_each_protected_route_lists_it(client: T
     form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
     assert form["required"] == ["username", "password"]
     assert set(token["responses"]) == {"200", "400", "401", "403", "429", "503"}
+    assert {"TokenAnswer", "ErrorBody", "SessionList"} <= set(spec["components"]["schemas"])
 
 
 AUTH = BearerScheme(token_url="/api/auth/token", scopes={"read": "Read items"}, name="api",

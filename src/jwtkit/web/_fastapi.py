@@ -88,7 +88,7 @@ def dependency_signature(dependency: Dependency) -> inspect.Signature:
 # --- the router --------------------------------------------------------------------------------------------
 
 
-class _Error(BaseModel):
+class ErrorBody(BaseModel):
     """The one error body."""
 
     error: str
@@ -97,7 +97,7 @@ class _Error(BaseModel):
     field: str | None = None
 
 
-class _Tokens(BaseModel):
+class TokenAnswer(BaseModel):
     """A token answer (RFC 6749 §5.1)."""
 
     access_token: str
@@ -107,7 +107,9 @@ class _Tokens(BaseModel):
     scope: str | None = None
 
 
-class _SessionRow(BaseModel):
+class SessionInfo(BaseModel):
+    """One active session: its device (User-Agent) and IP at login, times as POSIX seconds."""
+
     sid: str
     created: float
     last_used: float
@@ -117,12 +119,14 @@ class _SessionRow(BaseModel):
     current: bool
 
 
-class _Sessions(BaseModel):
-    sessions: list[_SessionRow]
+class SessionList(BaseModel):
+    """The caller's active sessions, newest first; ``current`` marks the one asking."""
+
+    sessions: list[SessionInfo]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": _Error} for status in statuses}
+    return {status: {"model": ErrorBody} for status in statuses}
 
 
 _TOKEN_FORM = {
@@ -338,11 +342,11 @@ def auth_router(service: "AuthService", *, scheme: BearerScheme | None = None,
     form = ("application/x-www-form-urlencoded", "application/json")
     router.add_api_route(
         "/token", token, methods=["POST"], summary="Sign in (OAuth2 password grant)",
-        response_model=None, responses={200: {"model": _Tokens}, **_errors(400, 401, 403, 429, 503)},
+        response_model=None, responses={200: {"model": TokenAnswer}, **_errors(400, 401, 403, 429, 503)},
         openapi_extra=_body(_TOKEN_FORM, *form))
     router.add_api_route(
         "/refresh", refresh, methods=["POST"], summary="New tokens for a refresh token (rotated)",
-        response_model=None, responses={200: {"model": _Tokens}, **_errors(400, 401, 403, 503)},
+        response_model=None, responses={200: {"model": TokenAnswer}, **_errors(400, 401, 403, 503)},
         openapi_extra=_body(_REFRESH_BODY, *reversed(form)))
     router.add_api_route(
         "/logout", logout, methods=["POST"], status_code=204, summary="End this session",
@@ -352,7 +356,7 @@ def auth_router(service: "AuthService", *, scheme: BearerScheme | None = None,
         response_model=None, responses=_errors(401, 503))
     router.add_api_route(
         "/sessions", sessions, methods=["GET"], summary="The caller's active sessions",
-        response_model=None, responses={200: {"model": _Sessions}, **_errors(401, 503)})
+        response_model=None, responses={200: {"model": SessionList}, **_errors(401, 503)})
     router.add_api_route(
         "/sessions/{sid}", revoke_session, methods=["DELETE"], status_code=204, summary="End one session",
         response_model=None, responses=_errors(401, 404, 503))
