@@ -24,6 +24,8 @@ from jwtkit.service import KeyRing
 
 SIGNER = Key.generate("EdDSA", kid="local-test")
 JWKS = json.dumps(KeySet([SIGNER.public()]).to_jwks()).encode()
+LEAKED = Key.generate("EdDSA", kid="leaked").to_jwk(private=True)
+MIXED = json.dumps({"keys": [LEAKED, SIGNER.public().to_jwk()]}).encode()
 REFUSED = ("jwtkit: jwks: refusing http:// for a JWKS from another machine: only https URLs are fetched "
            "(plain http only from localhost, 127.0.0.0/8 or ::1)\n")
 
@@ -34,6 +36,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = JWKS
         elif self.path == "/empty.json":
             body = b'{"keys": []}'
+        elif self.path == "/mixed.json":
+            body = MIXED
+        elif self.path == "/private.json":
+            body = json.dumps({"keys": [LEAKED]}).encode()
         elif self.path == "/big.json":
             body = b'{"keys": [], "pad": "' + b"x" * (300 * 1024) + b'"}'
         elif self.path == "/moved":
@@ -111,6 +117,19 @@ def test_loopback_http_keeps_the_other_rules(jwtkit: Runner, http_port: int) -> 
     assert big.stderr == f"jwtkit: jwks: the JWKS at {base}/big.json is larger than {256 * 1024} bytes\n"
     assert_one_line_error(big, 2, "jwks")
     assert_one_line_error(jwtkit("verify", _token(), "--jwks", f"{base}/missing"), 2, "jwks")
+
+
+def test_a_key_the_remote_set_cannot_use_is_dropped_with_a_note(jwtkit: Runner, http_port: int) -> None:
+    base = f"http://127.0.0.1:{http_port}"
+    proc = jwtkit("verify", _token(), "--jwks", f"{base}/mixed.json")
+    assert proc.returncode == 0, proc.stderr  # the rest of the set still counts
+    assert proc.stderr.splitlines() == [
+        f"jwtkit: warning: JWKS {base}/mixed.json: dropped kid 'leaked': a private key; a published set "
+        "carries public keys only"]
+    assert LEAKED["d"] not in proc.stderr
+    only = jwtkit("verify", _token(), "--jwks", f"{base}/private.json")
+    assert_one_line_error(only, 2, "jwks")
+    assert only.stderr.startswith(f"jwtkit: jwks: the JWKS at {base}/private.json has no usable key (kid ")
 
 
 @pytest.mark.parametrize("url", [

@@ -7,17 +7,16 @@ choice made once, here, at the edge; the key constructors themselves never guess
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 from jwtkit import JWTError, Key, KeySet
 
-from ._output import CLIError
+from ._output import CLIError, out
 
 __all__ = [
     "JWKS_MAX_BYTES",
@@ -123,20 +122,16 @@ def load_key_file(path: str, *, alg: str | None, password: bytes | None = None) 
 
 
 def load_jwks(source: str) -> KeySet:
-    """A key set from an https URL or a local file (R20 of docs/token-rules.md: https only, no redirects,
-    capped). Plain http is fetched from this machine only (``localhost``, 127.0.0.0/8, ``::1``), as from a
-    local ``jwtkit serve``: no network lies between, where the keys could be swapped."""
+    """A key set from an https URL or a local file (R20 of docs/token-rules.md).
+
+    A URL is fetched once by :class:`jwtkit.service.RemoteKeySet`, under its rules: https, or plain http from
+    this machine only (``localhost``, 127.0.0.0/8, ``::1``, without a proxy, as from a local ``jwtkit
+    serve``), checked before any network call; no redirects, 5 s, 256 KiB. Keys it cannot use (private keys,
+    secrets, invalid JWKs) are left out, and named on stderr. A file is read whole with
+    :meth:`jwtkit.KeySet.from_jwks`, which refuses any bad key in it."""
     if "://" in source:
-        parts = urlsplit(source)
-        scheme = parts.scheme.lower()
-        if scheme == "http" and not _is_loopback(parts):
-            raise CLIError("jwks", "refusing http:// for a JWKS from another machine: only https URLs are "
-                                   "fetched (plain http only from localhost, 127.0.0.0/8 or ::1)")
-        if scheme not in ("https", "http"):
-            raise CLIError("jwks", f"refusing {parts.scheme}:// for a JWKS: only https URLs are fetched")
-        data = _fetch(source, local=scheme == "http")
-    else:
-        data = read_limited(source, JWKS_MAX_BYTES, "JWKS file")
+        return _fetch_jwks(source)
+    data = read_limited(source, JWKS_MAX_BYTES, "JWKS file")
     jwks = _parse_json_object(data, "the JWKS")
     if not isinstance(jwks.get("keys"), list):
         raise CLIError("jwks", 'the JWKS has no "keys" list')
@@ -148,43 +143,55 @@ def load_jwks(source: str) -> KeySet:
         raise CLIError("jwks", f"the JWKS is not usable ({type(exc).__name__})") from None
 
 
-def _is_loopback(parts: SplitResult) -> bool:
-    """The URL's host is this machine: ``localhost``, or an address literal in 127.0.0.0/8 or ``::1``."""
-    try:
-        host = parts.hostname  # lowercased, without the brackets of an IPv6 literal
-        parts.port  # noqa: B018 (a bad port raises here, before any fetch)
-    except ValueError:
-        return False
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name: it could resolve anywhere
+def _fetch_jwks(url: str) -> KeySet:
+    """One fetch through RemoteKeySet; its failure is the one error line. An empty set is not an error
+    here: verify says why no key fits (the hint for an HS256 server's empty JWKS)."""
+    import asyncio
 
-
-def _fetch(url: str, *, local: bool = False) -> bytes:
-    """GET the JWKS: no redirects, 5 s, at most JWKS_MAX_BYTES. A ``local`` (loopback http) fetch ignores
-    proxy variables, so it never leaves the machine."""
-    import httpx  # only this path needs it
+    from jwtkit.service import JWKSUnavailable, RemoteKeySet, ServiceConfigError
 
     try:
-        with (
-            httpx.Client(timeout=JWKS_TIMEOUT, follow_redirects=False, trust_env=not local) as client,
-            client.stream("GET", url, headers={"Accept": "application/json"}) as response,
-        ):
-            if response.status_code != 200:
-                raise CLIError("jwks", f"GET {url} answered {response.status_code}")
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > JWKS_MAX_BYTES:
-                    raise CLIError("jwks", f"the JWKS at {url} is larger than {JWKS_MAX_BYTES} bytes")
-            return bytes(body)
-    except httpx.HTTPError as exc:
-        raise CLIError("jwks", f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+        remote = RemoteKeySet(url, timeout=JWKS_TIMEOUT, max_bytes=JWKS_MAX_BYTES)
+    except ServiceConfigError as exc:
+        raise CLIError("jwks", str(exc)) from None
+
+    async def once() -> KeySet:
+        try:
+            return await remote.fetch()
+        finally:
+            await remote.close()
+
+    # The set logs for a long-running server; here a failure is the error line (which names the dropped keys
+    # when none was left), and each key dropped from a set that still verifies is a note.
+    log = logging.getLogger("jwtkit.service._remote_keys")
+    notes = _DroppedKeys()
+    propagate = log.propagate
+    log.addHandler(notes)
+    log.propagate = False
+    try:
+        keys = asyncio.run(once())
+    except JWKSUnavailable as exc:
+        if exc.reason == "empty":
+            return KeySet([])
+        raise CLIError("jwks", exc.message) from None
+    finally:
+        log.removeHandler(notes)
+        log.propagate = propagate
+    for line in notes.lines:
+        out.note(f"jwtkit: warning: {line}")
+    return keys
+
+
+class _DroppedKeys(logging.Handler):
+    """Collects RemoteKeySet's lines about dropped keys; its other lines (outage, recovery) are left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "jwks_event", None) == "dropped":
+            self.lines.append(record.getMessage())
 
 
 def write_private_file(path: str, data: bytes, *, force: bool) -> None:
