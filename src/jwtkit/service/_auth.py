@@ -34,7 +34,7 @@ from jwtkit.service._errors import (
     UsernameTaken,
     UserNotFound,
 )
-from jwtkit.service._keyring import KeyRing
+from jwtkit.service._keyring import KeyRing, KeyRingFile
 from jwtkit.service._mail import Mailer, MemoryMailer, Message
 from jwtkit.service._passwords import MAX_PASSWORD_LENGTH, Argon2Hasher, check_password
 from jwtkit.service._throttle import LoginThrottle
@@ -93,7 +93,9 @@ class AuthService:
         store: a :class:`jwtkit.store.Store` (``open_store(url)``); sessions, cut-offs, consumed ``jti`` and
             throttle counters live there.
         users: a :class:`~jwtkit.service.UserRepository`.
-        keys: the :class:`~jwtkit.service.KeyRing`; tokens are signed with ``keys.active``.
+        keys: a :class:`~jwtkit.service.KeyRing` (fixed), or a :class:`~jwtkit.service.KeyRingFile` that
+            follows the key file while the service runs (``jwtkit keys rotate``): tokens are signed with
+            the key active now, and verified with the keys that verify now.
         config: :class:`~jwtkit.service.AuthConfig`.
         mailer: where verification and reset mails go (default: kept in memory and logged).
         clock: POSIX time source; tests pin it (give the store the same one).
@@ -125,7 +127,7 @@ class AuthService:
         *,
         store: Store,
         users: UserRepository,
-        keys: KeyRing,
+        keys: KeyRing | KeyRingFile,
         config: AuthConfig | None = None,
         mailer: Mailer | None = None,
         clock: Clock = time.time,
@@ -152,7 +154,8 @@ class AuthService:
         the session check, the account check and agent binding as configured). ``self.access`` is the one
         every caller shares; an app that adds its own ``validate`` hook gets a policy of its own."""
         config = self.config
-        return AccessPolicy(keys=self.keys.keyset, typ=ACCESS_TYP, issuer=config.issuer,
+        keys = self.keys.keyset if isinstance(self.keys, KeyRing) else self.keys  # a file: its provider
+        return AccessPolicy(keys=keys, typ=ACCESS_TYP, issuer=config.issuer,
                             audience=config.audience, require=ACCESS_CLAIMS, leeway=config.leeway,
                             store=self.store, accounts=self.users, account_cache_ttl=config.user_cache_ttl,
                             bind_user_agent=config.bind_user_agent, validate=validate, clock=self.clock)
@@ -621,8 +624,17 @@ class AuthService:
 
     def _decode(self, token: str, typ: str, *, require: Sequence[str]) -> dict[str, Any]:
         """One of the service's own non-access tokens (refresh, verify, reset), through the one decode step
-        (:func:`decode_token`) with our keys, issuer, leeway and clock."""
-        return decode_token(token, self.keys.keyset, typ=typ, issuer=self.config.issuer, audience=None,
+        (:func:`decode_token`) with our keys, issuer, leeway and clock. A token of a key the key file has
+        but this process has not loaded yet (another worker saw the rotation first) gets one more try after
+        the file is read again, as the access policy does for access tokens."""
+        keys = self.keys
+        try:
+            return decode_token(token, keys.keyset, typ=typ, issuer=self.config.issuer, audience=None,
+                                require=tuple(require), leeway=self.config.leeway, now=self.clock())
+        except InvalidToken as exc:
+            if exc.reason != "key" or not isinstance(keys, KeyRingFile) or not keys.refresh_now():
+                raise
+        return decode_token(token, keys.keyset, typ=typ, issuer=self.config.issuer, audience=None,
                             require=tuple(require), leeway=self.config.leeway, now=self.clock())
 
     @staticmethod

@@ -7,7 +7,7 @@ from jwtkit.service._accounts import MemoryUserRepository, SQLiteUserRepository,
 from jwtkit.service._auth import AuthService
 from jwtkit.service._claims import user_roles_claims
 from jwtkit.service._config import MEMORY_USERS, Settings
-from jwtkit.service._keyring import KeyRing
+from jwtkit.service._keyring import KeyRing, KeyRingFile
 from jwtkit.service._mail import Mailer, OutboxMailer, SMTPMailer
 from jwtkit.store import open_store
 
@@ -19,6 +19,8 @@ def build_service(settings: Settings | None = None) -> AuthService:
     or ``async with service:``.
 
     Without ``JWT_SECRET`` the key file is created on first run (mode 0600); there is no built-in secret.
+    The service follows that file while it runs (:class:`KeyRingFile`): ``jwtkit keys rotate`` needs no
+    restart.
 
     Raises:
         ServiceConfigError (``service_config``): short secret, unreadable or too-open key file, bad config.
@@ -26,7 +28,7 @@ def build_service(settings: Settings | None = None) -> AuthService:
     """
     settings = settings if settings is not None else Settings.from_env()
     keys = (KeyRing.from_secret(settings.secret) if settings.secret is not None
-            else KeyRing.load_or_create(settings.key_path))
+            else KeyRingFile.load_or_create(settings.key_path))
     mailer: Mailer
     if settings.smtp_host:
         mailer = SMTPMailer(settings.smtp_host, settings.smtp_port, username=settings.smtp_username,
