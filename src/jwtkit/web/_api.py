@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from jwtkit.service._auth import AuthService
+from jwtkit.service._keyring import JWKS_MAX_AGE
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._handlers import Handlers, private_body
 from jwtkit.web._http import json_ok, wants_json
@@ -22,6 +23,9 @@ from jwtkit.web._openapi import openapi_document
 __all__ = ["Machine", "PrivateJSON", "Readiness"]
 
 _JSON_START = [(b"content-type", b"application/json")]
+# Verifiers may cache the JWKS this long: `jwtkit keys rotate` publishes a new key longer than that (plus the
+# servers' look at the key file) before it signs, so a cached copy always has the key of any token it meets.
+_JWKS_CACHE = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
 
 
 class PrivateJSON:
@@ -51,7 +55,9 @@ class Machine:
         self._openapi = openapi_document()
 
     async def jwks(self, request: Request) -> Response:
-        return json_ok(self.service.jwks(), headers={"Cache-Control": "public, max-age=300"})
+        """The public keys that verify now: the active one, the next one (published ahead of signing) and the
+        retiring ones, as the service's key file holds them at this moment."""
+        return json_ok(self.service.jwks(), headers=_JWKS_CACHE)
 
     async def healthz(self, request: Request) -> Response:
         try:
