@@ -135,12 +135,52 @@ def test_keys_rotate(jwtkit: Runner, tmp_path: Path) -> None:
     assert second["kid"] != json.loads(first.stdout)["kid"] and second["alg"] == "ES256"
     assert [k["kid"] for k in second["jwks"]["keys"]] == [second["kid"]]  # HMAC keys are never published
     human = jwtkit("keys", "rotate")
-    assert human.returncode == 0 and human.stdout.startswith("new active key ")
+    assert human.returncode == 0 and human.stdout.startswith("new key ")
     assert_one_line_error(jwtkit("keys", "rotate", env={"JWT_SECRET": "x" * 40}), 2, "usage")
     assert_one_line_error(jwtkit("keys", "rotate", "--alg", "none"), 2, "usage")
     other = jwtkit("keys", "rotate", "--key-file", "other.key", "--json")
     assert other.returncode == 0 and json.loads(other.stdout)["file"] == "other.key"
     assert stat.S_IMODE((tmp_path / "other.key").stat().st_mode) == 0o600
+
+
+def test_keys_rotate_publishes_before_signing_and_says_when_servers_use_it(jwtkit: Runner,
+                                                                         tmp_path: Path) -> None:
+    from jwtkit.service import KeyRing
+    from jwtkit.service._keyring import CHECK_EVERY, PUBLISH_AHEAD
+
+    first = jwtkit("keys", "rotate", "--alg", "EdDSA")  # no file yet: nothing was published, it signs now
+    assert first.returncode == 0, first.stderr
+    assert f"it signs now: running servers use it within {CHECK_EVERY:g} s" in first.stdout
+    before = time.time()
+    second = jwtkit("keys", "rotate")
+    lines = second.stdout.splitlines()
+    assert lines[1].startswith("published now: running servers verify it")
+    assert f"within {CHECK_EVERY:g} s" in lines[1]
+    assert lines[2].startswith("it signs from ") and f"(in {PUBLISH_AHEAD:.0f} s)" in lines[2]
+    assert lines[3].startswith("the key it succeeds, ") and " verifies until " in lines[3]
+    listed = json.loads(jwtkit("keys", "list", "--json").stdout)
+    assert [key["state"] for key in listed] == ["next", "active"]
+    upcoming, current = listed
+    assert upcoming["published"] is True and upcoming["active_from"] >= before + PUBLISH_AHEAD
+    assert current["retired_at"] == upcoming["active_from"]
+    assert current["verify_until"] == current["retired_at"] + 14 * 86400  # the refresh-token lifetime
+    table = jwtkit("keys", "list", env={"COLUMNS": "250"}).stdout
+    assert upcoming["kid"] in table and " next " in table and " active " in table
+
+    # at once, and no retire window: the keys it succeeds verify nothing from now on, so they are dropped
+    now = json.loads(jwtkit("keys", "rotate", "--now", "--retire-after", "0", "--json").stdout)
+    assert now["active_from"] <= time.time() and now["seen_within"] == CHECK_EVERY
+    assert [key["kid"] for key in json.loads(jwtkit("keys", "list", "--json").stdout)] == [now["kid"]]
+    # a rotation whose retire window has ended since: listed as retired until prune drops it
+    KeyRing.rotate(tmp_path / "jwtkit.key", retire_after=50.0, now=time.time() - 100)
+    states = {key["kid"]: key["state"] for key in json.loads(jwtkit("keys", "list", "--json").stdout)}
+    assert states[now["kid"]] == "retired" and list(states.values()).count("active") == 1
+    pruned = json.loads(jwtkit("keys", "prune", "--json").stdout)
+    assert pruned["dropped"] == [now["kid"]]
+    assert jwtkit("keys", "prune").stdout == "no retired key in jwtkit.key\n"
+    assert_one_line_error(jwtkit("keys", "rotate", "--now", "--activate-in", "5"), 2, "usage")
+    assert_one_line_error(jwtkit("keys", "list", env={"JWT_SECRET": "x" * 40}), 2, "usage")
+    assert_one_line_error(jwtkit("keys", "list", "--key-file", "missing.key"), 2, "service_config")
 
 
 def test_store_unavailable_exits_3(jwtkit: Runner) -> None:

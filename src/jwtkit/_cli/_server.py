@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -529,33 +531,125 @@ def sessions_revoke_all(
 keys_app = typer.Typer(help="Signing keys of the server.", no_args_is_help=True)
 
 
+KeyFileOption = Annotated[str | None, typer.Option("--key-file", help="The server's key file.")]
+RetireAfterOption = Annotated[float | None, typer.Option(
+    "--retire-after", min=0, show_default=False,
+    help="Seconds a key keeps verifying once it stops signing (default: the refresh-token lifetime, "
+         "the longest-lived token it signed).")]
+
+
+def _key_file(key_file: str | None, what: str) -> tuple[Settings, Path]:
+    settings = _settings(None, key_path=key_file)
+    if settings.secret is not None:
+        raise CLIError("usage",
+                       f"JWT_SECRET is set: the server signs with it, so there is no key file to {what}")
+    return settings, Path(settings.key_path)
+
+
+def _when_or_dash(timestamp: float | None) -> str:
+    return "-" if timestamp is None else _when(timestamp)
+
+
 @keys_app.command("rotate")
 def keys_rotate(
     alg: Annotated[
         str | None, typer.Option("--alg", help="Algorithm of the new key (default: the current).")
     ] = None,
-    key_file: Annotated[str | None, typer.Option("--key-file", help="The server's key file.")] = None,
+    activate_in: Annotated[float | None, typer.Option(
+        "--activate-in", min=0, show_default=False,
+        help="Seconds until the new key signs; until then it is published and verifies (default: a little "
+             "longer than others may cache the server's JWKS).")] = None,
+    now: Annotated[bool, typer.Option(
+        "--now", help="Sign with the new key at once: no server runs yet, or nobody caches its JWKS.",
+    )] = False,
+    retire_after: RetireAfterOption = None,
+    key_file: KeyFileOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Make a new active signing key; older keys keep verifying until their tokens have expired."""
+    """Add a new signing key, published before it signs; older keys keep verifying until their tokens have
+    expired. Running servers follow the key file: no restart."""
     out.use_json(json_output)
-    from jwtkit.service import KeyRing
+    from jwtkit.service._keyring import CHECK_EVERY, PUBLISH_AHEAD, KeyRing
 
     check_alg(alg)
-    settings = _settings(None, key_path=key_file)
-    if settings.secret is not None:
-        raise CLIError(
-            "usage", "JWT_SECRET is set: the server signs with it, so there is no key file to rotate"
-        )
-    # Keys retire once no refresh token (the longest-lived kind) signed by them can still be valid.
-    ring = KeyRing.rotate(settings.key_path, alg=alg, retire_after=settings.config.refresh_ttl)
+    if now and activate_in is not None:
+        raise CLIError("usage", "give --now or --activate-in, not both")
+    settings, path = _key_file(key_file, "rotate")
+    # A file that does not exist yet was never published: its first key can sign at once.
+    delay = 0.0 if now or not path.exists() else (PUBLISH_AHEAD if activate_in is None else activate_in)
+    retire = float(settings.config.refresh_ttl) if retire_after is None else retire_after
+    when = time.time()
+    ring = KeyRing.rotate(path, alg=alg, retire_after=retire, activate_in=delay, now=when)
     active = ring.active
+    listed = KeyRing.list_keys(path, now=when)
+    new = next(info for info in listed if info.kid == active.kid)
+    starts = when if new.active_from is None else new.active_from
+    before = KeyRing.load(path, now=starts - 0.001).active.kid  # the key that signs until then
+    previous = next((info for info in listed if info.kid == before and info is not new), None)
     if out.json:
-        out.emit_json(
-            {"kid": active.kid, "alg": active.alg, "file": str(settings.key_path), "jwks": ring.jwks()}
-        )
+        out.emit_json({
+            "kid": active.kid, "alg": active.alg, "file": str(settings.key_path), "jwks": ring.jwks(),
+            "active_from": starts, "seen_within": CHECK_EVERY,
+            "previous": None if previous is None else {"kid": previous.kid,
+                                                        "verify_until": previous.verify_until},
+        })
+        return
+    lines = [f"new key {active.kid} ({active.alg}) in {settings.key_path}"]
+    if starts <= when:
+        lines.append(f"it signs now: running servers use it within {CHECK_EVERY:g} s")
     else:
-        sys.stdout.write(f"new active key {active.kid} ({active.alg}) in {settings.key_path}\n")
+        lines.append(f"published now: running servers verify it (and list it in /.well-known/jwks.json when "
+                     f"it is a public key) within {CHECK_EVERY:g} s")
+        lines.append(f"it signs from {_when(starts)} (in {starts - when:.0f} s): running servers use it from "
+                     "then on, without a restart")
+    if previous is not None and previous.verify_until is not None:
+        lines.append(f"the key it succeeds, {previous.kid}, verifies until {_when(previous.verify_until)}")
+    sys.stdout.write(terminal_safe("\n".join(lines)) + "\n")
+
+
+@keys_app.command("list")
+def keys_list(key_file: KeyFileOption = None, json_output: JsonFlag = False) -> None:
+    """The keys of the key file, newest first: what each does now (next, active, retiring, retired)."""
+    out.use_json(json_output)
+    from jwtkit.service._keyring import KeyRing
+
+    _, path = _key_file(key_file, "list")
+    listed = KeyRing.list_keys(path)
+    if out.json:
+        out.emit_json([{"kid": info.kid, "alg": info.alg, "state": info.state, "published": info.published,
+                        "created_at": info.created_at, "active_from": info.active_from,
+                        "retired_at": info.retired_at, "verify_until": info.verify_until}
+                       for info in listed])
+        return
+    table = _table("kid", "alg", "state", "in JWKS", "created", "signs from", "retired", "verifies until")
+    for info in listed:
+        table.add_row(
+            _cell(info.kid or ""), info.alg, info.state,
+            "yes" if info.published and info.state != "retired" else "no",
+            _when_or_dash(info.created_at), _when_or_dash(info.active_from), _when_or_dash(info.retired_at),
+            _when_or_dash(info.verify_until),
+        )
+    out.console.print(table)
+
+
+@keys_app.command("prune")
+def keys_prune(
+    retire_after: RetireAfterOption = None, key_file: KeyFileOption = None, json_output: JsonFlag = False
+) -> None:
+    """Drop the retired keys (their retire window has ended) from the key file."""
+    out.use_json(json_output)
+    from jwtkit.service._keyring import KeyRing
+
+    settings, path = _key_file(key_file, "prune")
+    retire = float(settings.config.refresh_ttl) if retire_after is None else retire_after
+    dropped = KeyRing.prune(path, retire_after=retire)
+    if out.json:
+        out.emit_json({"file": str(settings.key_path), "dropped": dropped})
+    elif dropped:
+        sys.stdout.write(terminal_safe(f"dropped {len(dropped)} retired keys from {settings.key_path}: "
+                                       f"{', '.join(dropped)}") + "\n")
+    else:
+        sys.stdout.write(terminal_safe(f"no retired key in {settings.key_path}") + "\n")
 
 
 def register(app: typer.Typer) -> None:
