@@ -241,9 +241,10 @@ class RemoteKeySet:
 
     A failed fetch (network, timeout, an answer other than 200, redirects included, a body over
     ``max_bytes``, not JSON, a set with no usable key) keeps the last good set, logs the outage once and the
-    recovery once, and is retried after ``cooldown``. Before the first good fetch the set is empty, so every
-    token is refused (reason ``key``). Keys that fail jwtkit's checks, private keys and secrets are dropped
-    one by one, with a log line each; the rest of the set still counts.
+    recovery once, and the first request after ``cooldown`` retries it. Before the first good fetch the set
+    is empty, so every token is refused (reason ``key``; ``algorithm`` without a ``kid``). Keys that fail
+    jwtkit's checks, private keys and secrets are dropped one by one, with a log line each; the rest of the
+    set still counts.
 
     Args:
         url: the JWKS URL: https, or plain http to this machine (:func:`check_url`).
@@ -390,9 +391,10 @@ class RemoteKeySet:
 
     async def open(self) -> bool:
         """Fetch the set once (discovery first, from :meth:`from_issuer`). A failure does not raise: it is
-        logged, tokens are refused (reason ``key``) until a fetch succeeds, and fetches are retried every
-        ``cooldown`` seconds. So an app starts while the issuer is down and recovers without a restart. To
-        fail at start-up instead, call :meth:`fetch`, which raises. True when a good set was loaded."""
+        logged, tokens are refused (reason ``key``) until a fetch succeeds, and the first request after each
+        ``cooldown`` starts a retry. So an app starts while the issuer is down and recovers without a
+        restart. To fail at start-up instead, call :meth:`fetch`, which raises. True when a good set was
+        loaded."""
         if self._closed:
             raise RuntimeError("this RemoteKeySet is closed")
         try:
