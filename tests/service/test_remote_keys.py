@@ -14,6 +14,8 @@ import json
 import logging
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -691,6 +693,16 @@ async def test_a_closed_set_keeps_its_keys_and_fetches_no_more(upstream: Upstrea
         await remote.fetch()
     with pytest.raises(RuntimeError):
         await remote.open()
+
+
+def test_httpx_loads_on_the_first_fetch_not_with_the_middleware() -> None:
+    code = ("import sys; from jwtkit.web import JWTAuthMiddleware; "
+            "embedded = ('httpx' in sys.modules, 'jwtkit.service._remote_keys' in sys.modules); "
+            "from jwtkit.service import RemoteKeySet; RemoteKeySet('https://issuer.example/jwks.json'); "
+            "print(embedded, 'httpx' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            check=True)
+    assert result.stdout.strip() == "(False, False) False"
 
 
 async def test_current_outside_an_event_loop_starts_nothing() -> None:

@@ -515,8 +515,9 @@ class RemoteKeySet:
             self._failing_since = now
             kept = (f"keeping the last good set of {len(self._keys)} keys" if self._good
                     else "no keys yet: every token is refused until a fetch succeeds")
-            logger.warning("JWKS %s unavailable: %s; %s; retrying every %g s", self._url or self._issuer,
-                           error, kept, self.cooldown, extra={"jwks_event": "outage"})
+            logger.warning("JWKS %s unavailable: %s; %s; tried again %g s on, at the next request",
+                           self._url or self._issuer, error, kept, self.cooldown,
+                           extra={"jwks_event": "outage"})
         else:
             logger.debug("JWKS %s still unavailable: %s", self._url or self._issuer, error)
 
