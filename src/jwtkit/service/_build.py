@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from jwtkit.service._accounts import MemoryUserRepository, SQLiteUserRepository, UserRepository
 from jwtkit.service._auth import AuthService
-from jwtkit.service._claims import user_roles_claims
+from jwtkit.service._claims import ClaimsHook, user_roles_claims
 from jwtkit.service._config import MEMORY_USERS, Settings
 from jwtkit.service._keyring import KeyRing, KeyRingFile
 from jwtkit.service._mail import Mailer, OutboxMailer, SMTPMailer
@@ -14,9 +14,10 @@ from jwtkit.store import open_store
 __all__ = ["build_service"]
 
 
-def build_service(settings: Settings | None = None) -> AuthService:
+def build_service(settings: Settings | None = None, *, claims: ClaimsHook = user_roles_claims) -> AuthService:
     """An unopened service for ``settings`` (default: :meth:`Settings.from_env`); ``await service.open()``
-    or ``async with service:``.
+    or ``async with service:``. ``claims`` is the app's claims hook (see :class:`AuthService`); the default
+    puts the account's roles (``jwtkit user roles``) in its access tokens.
 
     Without ``JWT_SECRET`` the key file is created on first run (mode 0600); there is no built-in secret.
     The service follows that file while it runs (:class:`KeyRingFile`): ``jwtkit keys rotate`` needs no
@@ -44,5 +45,5 @@ def build_service(settings: Settings | None = None) -> AuthService:
         keys=keys,
         config=settings.config,
         mailer=mailer,
-        claims=user_roles_claims,  # the roles `jwtkit user roles` manages, in every access token
+        claims=claims,
     )
