@@ -82,7 +82,7 @@ def test_error_tree() -> None:
 def test_exports_are_exactly_the_public_names() -> None:
     assert set(jwtkit.store.__all__) == {
         "DEFAULT_COMMAND_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_PURGE_INTERVAL", "Clock",
-        "ManagedStore",
+        "KeyRingRecords", "ManagedStore",
         "Rotation", "Session", "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "ThrottleState",
         "open_store"}
     for name in jwtkit.store.__all__:

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_PURGE_INTERVAL",
     "Clock",
+    "KeyRingRecords",
     "Rotation",
     "Session",
     "Store",
@@ -214,3 +215,28 @@ class Store(Protocol):
     async def purge(self) -> int:
         """Delete expired records now. Returns how many were removed (0 where the backend expires by TTL).
         Epoch records are never deleted."""
+
+
+@runtime_checkable
+class KeyRingRecords(Protocol):
+    """What a *shared* store (Redis; PostgreSQL) adds so that every node signs with one key ring: a single
+    record, an opaque document (the service seals the private keys in it before it gets here) and its
+    version, a counter that only :meth:`ring_swap` moves. Record I/O only: the schedule, the encryption and
+    the retries are the service's (:mod:`jwtkit.service`). A backend implements three calls:
+
+    - :meth:`ring_version`: one small read, asked by every node at most every few seconds;
+    - :meth:`ring_read`: the version and the document, read together (one snapshot);
+    - :meth:`ring_swap`: compare-and-set, atomic on the server: the document is replaced, and the version
+      becomes ``expected + 1``, only while the version is still ``expected`` (0: no ring yet, so the first
+      write is a create-if-absent).
+    """
+
+    async def ring_version(self) -> int:
+        """The key ring's version: 0 when there is none. Raises :class:`StoreUnavailable`."""
+
+    async def ring_read(self) -> tuple[int, str] | None:
+        """``(version, document)``, or None when there is no key ring. Raises :class:`StoreUnavailable`."""
+
+    async def ring_swap(self, expected: int, document: str) -> bool:
+        """Store ``document`` as version ``expected + 1`` if the version is ``expected`` now; False (and
+        nothing written) when another writer got there first. Raises :class:`StoreUnavailable`."""

@@ -11,6 +11,9 @@ the keyspace follows live records and the accounts that ever used ``revoke_all``
   vanish (see base.py). Use a ``maxmemory-policy`` that never evicts keys without a TTL (``noeviction`` or a
   ``volatile-*`` one), as an ``allkeys-*`` policy could drop an epoch;
 - ``{prefix}schema``: the key layout version (``2``), no TTL;
+- ``{prefix}keyring``: hash, the shared key ring (:class:`~jwtkit.store.KeyRingRecords`): ``version`` (a
+  counter that only the compare-and-set script moves) and ``doc`` (the service's document, private keys
+  sealed with AES-GCM before they get here), no TTL;
 - ``{prefix}j:{jti}``: a consumed single-use token (``SET NX PX``), until the token expires;
 - ``{prefix}t:{key}``: hash, a login-throttle counter, until its window ends.
 
@@ -351,6 +354,17 @@ redis.call('PEXPIRE', key, ARGV[4])
 return n
 """
 
+# The key ring's compare-and-set: ARGV[3] = the version the writer read, ARGV[4] = the new document.
+_RING_SWAP = """
+local key = ARGV[1] .. 'keyring'
+local current = redis.call('HGET', key, 'version')
+local version = 0
+if current then version = tonumber(current) end
+if version ~= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', key, 'version', version + 1, 'doc', ARGV[4])
+return 1
+"""
+
 
 def _ms(seconds: float) -> int:
     """A TTL in milliseconds for Redis: at least 1 (0 or less would be an error or delete the key)."""
@@ -461,7 +475,8 @@ class RedisStore(BaseStore):
         self._scripts = {name: client.register_script(source) for name, source in (
             ("check", _CHECK), ("create", _CREATE), ("get", _GET), ("touch", _TOUCH), ("revoke", _REVOKE),
             ("revoke_family", _REVOKE_FAMILY), ("revoke_all", _REVOKE_ALL), ("list", _LIST),
-            ("rotate", _ROTATE), ("throttle_hit", _THROTTLE_HIT), ("migrate_cutoff", _MIGRATE_CUTOFF))}
+            ("rotate", _ROTATE), ("throttle_hit", _THROTTLE_HIT), ("migrate_cutoff", _MIGRATE_CUTOFF),
+            ("ring_swap", _RING_SWAP))}
         try:
             await self._run(client.ping())
             await self._migrate(client)
@@ -618,6 +633,35 @@ class RedisStore(BaseStore):
 
     async def throttle_clear(self, key: str) -> None:
         await self._run(self._connected().delete(self._key("t", key)))
+
+    # the shared key ring (KeyRingRecords) ----------------------------------------------------------
+
+    def _ring_version(self, raw: object) -> int:
+        if raw is None:
+            return 0
+        try:
+            version = int(str(raw), 10)
+        except ValueError:
+            version = -1
+        if version < 1:
+            raise StoreUnavailable(f"redis store {self.url}: the key ring's version is unreadable")
+        return version
+
+    async def ring_version(self) -> int:
+        raw = await self._run(self._connected().hget(self._prefix + "keyring", "version"))
+        return self._ring_version(raw)
+
+    async def ring_read(self) -> tuple[int, str] | None:
+        version, document = await self._run(
+            self._connected().hmget(self._prefix + "keyring", ["version", "doc"]))
+        if version is None:
+            return None
+        if document is None:
+            raise StoreUnavailable(f"redis store {self.url}: the key ring has a version but no document")
+        return self._ring_version(version), str(document)
+
+    async def ring_swap(self, expected: int, document: str) -> bool:
+        return bool(await self._script("ring_swap", int(expected), document))
 
     # upkeep -----------------------------------------------------------------------------------------
 
