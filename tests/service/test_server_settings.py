@@ -6,6 +6,7 @@ generated settings, then variable by variable, refusal by refusal.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import subprocess
@@ -58,6 +59,8 @@ def server_settings(draw: st.DrawFn) -> ServerSettings:
         outbox_path=draw(texts), config=draw(auth_configs()), mail_from=draw(texts),
         smtp_host=draw(optional_texts), smtp_port=draw(st.integers(1, 65535)),
         smtp_username=draw(optional_texts), smtp_password=draw(optional_texts),
+        key_encryption_key=draw(st.none() | st.binary(min_size=32, max_size=32)),
+        keys=draw(st.sampled_from(["auto", "store", "file"])),
     )
     return ServerSettings(settings=service, host=draw(texts), port=draw(st.integers(0, 65535)),
                           workers=draw(st.integers(1, 64)), secure_cookies=draw(st.booleans()),
@@ -143,6 +146,13 @@ EXACT: list[tuple[str, str, Any, str, object]] = [
     ("JWTKIT_STORE", "redis://127.0.0.1:6390/0", _service, "store_url", "redis://127.0.0.1:6390/0"),
     ("JWTKIT_DB", "/var/lib/users.db", _service, "users_path", "/var/lib/users.db"),
     ("JWTKIT_KEY_FILE", "/etc/jwtkit.key", _service, "key_path", "/etc/jwtkit.key"),
+    ("JWTKIT_KEYS", "store", _service, "keys", "store"),
+    ("JWTKIT_KEYS", "file", _service, "keys", "file"),
+    ("JWTKIT_KEY_ENCRYPTION_KEY", "ab" * 32, _service, "key_encryption_key", b"\xab" * 32),
+    ("JWTKIT_KEY_ENCRYPTION_KEY", "q" * 42 + "g", _service, "key_encryption_key",
+     base64.urlsafe_b64decode("q" * 42 + "g=")),
+    ("JWTKIT_KEY_ENCRYPTION_KEY", "-_" * 21 + "w=", _service, "key_encryption_key",
+     base64.urlsafe_b64decode("-_" * 21 + "w=")),
     ("JWTKIT_OUTBOX", "/tmp/outbox", _service, "outbox_path", "/tmp/outbox"),
     ("JWTKIT_MAIL_FROM", "auth@example.org", _service, "mail_from", "auth@example.org"),
     ("JWTKIT_SMTP_HOST", "mail.example.org", _service, "smtp_host", "mail.example.org"),
@@ -205,6 +215,10 @@ def _flat(server: ServerSettings) -> dict[str, object]:
     ("JWTKIT_ALLOW_QUERY_TOKEN", "2", "JWTKIT_ALLOW_QUERY_TOKEN must be true or false"),
     ("JWTKIT_HOST", "a\x00b", "JWTKIT_HOST must be a non-empty string without NUL characters"),
     ("JWTKIT_SECRET_HEX", "xyz", "JWTKIT_SECRET_HEX must be hexadecimal"),
+    ("JWTKIT_KEYS", "redis", "JWTKIT_KEYS must be one of auto, store, file, not 'redis'"),
+    ("JWTKIT_KEY_ENCRYPTION_KEY", "ab" * 16,
+     "JWTKIT_KEY_ENCRYPTION_KEY must be 32 bytes in hex or base64url"),
+    ("JWTKIT_KEY_ENCRYPTION_KEY", "not a key!", "JWTKIT_KEY_ENCRYPTION_KEY must be 32 bytes in hex"),
     ("JWTKIT_SMTP_PORT", "x", "JWTKIT_SMTP_PORT must be an integer, not 'x'"),
     ("JWTKIT_SMTP_PORT", "0", "JWTKIT_SMTP_PORT must be an integer between 1 and 65535, not 0"),
     ("JWTKIT_SMTP_PASSWORD", "a\x00b", "JWTKIT_SMTP_PASSWORD must be None or a non-empty string"),

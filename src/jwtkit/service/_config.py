@@ -10,6 +10,8 @@ An empty variable counts as unset.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import math
 import os
@@ -20,9 +22,12 @@ from urllib.parse import urlsplit
 
 from jwtkit.service._errors import ServiceConfigError
 
-__all__ = ["MEMORY_USERS", "AuthConfig", "ServerSettings", "Settings"]
+__all__ = ["KEK_LENGTH", "KEY_SOURCES", "MEMORY_USERS", "AuthConfig", "ServerSettings", "Settings"]
 
 MEMORY_USERS = ":memory:"  # a users_path that keeps users in process memory (MemoryUserRepository)
+KEK_LENGTH = 32  # bytes of the key-encryption key (AES-256-GCM) that seals private keys in a shared store
+# Where the signing keys live: "auto" (in a shared store when there is one, else the key file), or forced.
+KEY_SOURCES = ("auto", "store", "file")
 
 _DEFAULT_STORE_URL = "sqlite:///jwtkit.db"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -84,6 +89,14 @@ def _secret(value: object) -> bool:
     return value is None or (isinstance(value, bytes) and bool(value))
 
 
+def _kek(value: object) -> bool:
+    return value is None or (isinstance(value, bytes) and len(value) == KEK_LENGTH)
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, str) and value in choices
+
+
 _Rule = tuple[str, Callable[[object], bool], str]
 _POSITIVE_INT = (_int_in(1, None), "a positive integer")
 _POSITIVE_NUMBER = (_number_in(0, None, open_low=True), "a positive number")
@@ -120,6 +133,8 @@ _SETTINGS_RULES: tuple[_Rule, ...] = (
     ("smtp_port", _int_in(1, 65535), "an integer between 1 and 65535"),
     ("smtp_username", *_OPTIONAL_TEXT),
     ("smtp_password", *_OPTIONAL_TEXT),
+    ("key_encryption_key", _kek, f"None or {KEK_LENGTH} bytes"),
+    ("keys", _one_of(KEY_SOURCES), "one of " + ", ".join(KEY_SOURCES)),
 )
 _SERVER_RULES: tuple[_Rule, ...] = (
     ("host", *_TEXT),
@@ -134,7 +149,8 @@ def _check(rules: tuple[_Rule, ...], values: Mapping[str, Any], label: Label) ->
     for name, valid, expected in rules:
         value = values[name]
         if not valid(value):
-            shown = "<hidden>" if name in ("secret", "smtp_password") and value is not None else repr(value)
+            hidden = name in ("secret", "smtp_password", "key_encryption_key")
+            shown = "<hidden>" if hidden and value is not None else repr(value)
             raise ServiceConfigError(f"{label(name)} must be {expected}, not {shown}")
 
 
@@ -222,9 +238,11 @@ class Settings:
 
     ``users_path`` is the users' SQLite file, or ``":memory:"`` for a :class:`MemoryUserRepository`.
     ``secret`` (from ``JWT_SECRET``) selects an HS256 key; without it the key ring lives in ``key_path``
-    (created with mode 0600 on first run). Mail goes to SMTP when ``smtp_host`` is set, else to the outbox
-    folder. ``repr()`` never shows the secret or the SMTP password. A ``str`` secret is taken as its UTF-8
-    bytes.
+    (created with mode 0600 on first run), or, with a shared store (Redis), in the store: ``keys`` is
+    ``"auto"`` (the store when it is shared, else the file), ``"store"`` or ``"file"``. Private keys in a
+    store are sealed with ``key_encryption_key`` (32 bytes, AES-256-GCM; ``JWTKIT_KEY_ENCRYPTION_KEY``).
+    Mail goes to SMTP when ``smtp_host`` is set, else to the outbox folder. ``repr()`` never shows the
+    secret, the key-encryption key or the SMTP password. A ``str`` secret is taken as its UTF-8 bytes.
 
     Raises:
         ServiceConfigError (``service_config``): a value has the wrong type or is empty.
@@ -241,10 +259,14 @@ class Settings:
     smtp_port: int = 587
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
+    key_encryption_key: bytes | None = field(default=None, repr=False)
+    keys: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.secret, str):
             object.__setattr__(self, "secret", self.secret.encode("utf-8"))
+        if isinstance(self.key_encryption_key, bytearray):
+            object.__setattr__(self, "key_encryption_key", bytes(self.key_encryption_key))
         _check_settings(_own_fields(self), _as_is)
 
     @classmethod
@@ -253,7 +275,8 @@ class Settings:
 
         Variables: ``JWT_SECRET`` (or ``JWTKIT_SECRET_HEX``), ``JWTKIT_STORE``,
         ``JWTKIT_DB`` (users database; defaults to the sqlite store's file, or to memory with a ``memory://``
-        store), ``JWTKIT_KEY_FILE``, ``JWTKIT_OUTBOX``, ``JWTKIT_MAIL_FROM``, ``JWTKIT_SMTP_HOST``,
+        store), ``JWTKIT_KEY_FILE``, ``JWTKIT_KEYS``, ``JWTKIT_KEY_ENCRYPTION_KEY``, ``JWTKIT_OUTBOX``,
+        ``JWTKIT_MAIL_FROM``, ``JWTKIT_SMTP_HOST``,
         ``JWTKIT_SMTP_PORT``, ``JWTKIT_SMTP_USERNAME``, ``JWTKIT_SMTP_PASSWORD``, ``JWTKIT_ISSUER``,
         ``JWTKIT_AUDIENCE``, ``JWTKIT_ACCESS_TTL``, ``JWTKIT_REFRESH_TTL``, ``JWTKIT_VERIFY_TTL``,
         ``JWTKIT_RESET_TTL``, ``JWTKIT_ALLOW_UNVERIFIED_LOGIN``, ``JWTKIT_BIND_USER_AGENT``,
@@ -397,6 +420,30 @@ def _parse_secret_hex(var: str, raw: str) -> bytes:
         raise ServiceConfigError(f"{var} must be hexadecimal") from None
 
 
+def _parse_kek(var: str, raw: str) -> bytes:
+    """32 bytes as `jwtkit secret` prints them: hex (64 digits) or base64url (43 characters, padding and
+    the standard alphabet's ``+/`` accepted too)."""
+    text = raw.strip()
+    if len(text) == 2 * KEK_LENGTH:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    standard = text.replace("-", "+").replace("_", "/")
+    try:
+        value = base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+    except (ValueError, binascii.Error):
+        value = b""
+    if len(value) != KEK_LENGTH:
+        raise ServiceConfigError(f"{var} must be {KEK_LENGTH} bytes in hex or base64url, as `jwtkit secret` "
+                                 "prints them")
+    return value
+
+
+def _format_kek(value: bytes | None) -> str:
+    return "" if value is None else value.hex()
+
+
 def _format_text(value: str | None) -> str:
     return "" if value is None else value
 
@@ -429,6 +476,8 @@ _ENVIRONMENT: tuple[_EnvVar, ...] = (
     _EnvVar("JWTKIT_STORE", "store_url", *_TEXT_CODEC),
     _EnvVar("JWTKIT_DB", "users_path", *_TEXT_CODEC),
     _EnvVar("JWTKIT_KEY_FILE", "key_path", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_KEYS", "keys", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_KEY_ENCRYPTION_KEY", "key_encryption_key", _parse_kek, _format_kek),
     _EnvVar("JWTKIT_OUTBOX", "outbox_path", *_TEXT_CODEC),
     _EnvVar("JWTKIT_MAIL_FROM", "mail_from", *_TEXT_CODEC),
     _EnvVar("JWTKIT_SMTP_HOST", "smtp_host", *_TEXT_CODEC),
