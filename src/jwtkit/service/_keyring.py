@@ -213,12 +213,7 @@ class KeyRing:
             newest = next(entry for entry in entries if entry.retired_at is None)
             new_key = _generate(alg or newest.key.alg)
             start = when + activate_in  # before a next key's time, too: then that one never signs
-            kept = [_Entry(new_key, created_at=when, active_from=start)]
-            for entry in entries:
-                if entry.retired_at is None or entry.retired_at > start:  # it would sign after `start`
-                    entry = dataclasses.replace(entry, retired_at=start, verify_until=start + retire_after)
-                if not _spent(entry, when, retire_after):
-                    kept.append(entry)
+            kept = _rotated(entries, new_key, when=when, start=start, retire_after=retire_after)
             _replace(file, kept)
         logger.info("rotated key file %s: new %s key %s signs from %.0f, %d other keys", file, new_key.alg,
                     new_key.kid, start, len(kept) - 1)
@@ -248,14 +243,7 @@ class KeyRing:
     def list_keys(cls, path: str | os.PathLike[str], *, now: float | None = None) -> list[KeyInfo]:
         """What the key file holds and what each key does ``now``, in the file's order (newest first)."""
         entries, _ = _read(Path(path))
-        when = time.time() if now is None else now
-        signing = _signing(entries, when)
-        return [KeyInfo(kid=entry.key.kid, alg=entry.key.alg,
-                        state="active" if entry is signing else _demoted(entry.state(when)),
-                        published=_is_asymmetric(entry.key), created_at=entry.created_at,
-                        active_from=entry.active_from, retired_at=entry.retired_at,
-                        verify_until=entry.verify_until)
-                for entry in entries]
+        return _infos(entries, time.time() if now is None else now)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -551,37 +539,71 @@ def _read(file: Path) -> tuple[list[_Entry], _Signature]:
     keys = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys, list) or not keys:
         raise ServiceConfigError(f"key file {file} must be a JWKS object with a non-empty \"keys\" list")
-    entries: list[_Entry] = []
-    for index, item in enumerate(keys):
-        if not isinstance(item, Mapping):
-            raise ServiceConfigError(f"key file {file}: key {index} is not an object")
-        jwk = dict(item)
-        times: dict[str, float | None] = {}
-        for name in _TIMES:
-            value = jwk.pop(name, None)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                      or not math.isfinite(value)):
-                raise ServiceConfigError(f"key file {file}: key {index} has a bad {name}")
-            times[name] = None if value is None else float(value)
-        try:
-            key = Key.from_jwk(jwk)
-        except JWTError as exc:
-            raise ServiceConfigError(f"key file {file}: key {index} is refused: {exc}") from exc
-        if not key.is_private:
-            raise ServiceConfigError(f"key file {file}: key {index} is a public key; the file holds private "
-                                     "keys (`jwtkit keys rotate` writes them)")
-        if times[_VERIFY_UNTIL] is not None and times[_RETIRED_AT] is None:
-            raise ServiceConfigError(f"key file {file}: key {index} has {_VERIFY_UNTIL} but no {_RETIRED_AT}")
-        entries.append(_Entry(key, **times))
+    entries = _entries(keys, f"key file {file}")
+    return entries, _signature(status)
+
+
+def _entry(item: object, where: str, index: int) -> _Entry:
+    """One key of a key ring document: a private JWK with its schedule (``where`` names the document)."""
+    if not isinstance(item, Mapping):
+        raise ServiceConfigError(f"{where}: key {index} is not an object")
+    jwk = dict(item)
+    times: dict[str, float | None] = {}
+    for name in _TIMES:
+        value = jwk.pop(name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            raise ServiceConfigError(f"{where}: key {index} has a bad {name}")
+        times[name] = None if value is None else float(value)
+    try:
+        key = Key.from_jwk(jwk)
+    except JWTError as exc:
+        raise ServiceConfigError(f"{where}: key {index} is refused: {exc}") from exc
+    if not key.is_private:
+        raise ServiceConfigError(f"{where}: key {index} is a public key; the ring holds private "
+                                 "keys (`jwtkit keys rotate` writes them)")
+    if times[_VERIFY_UNTIL] is not None and times[_RETIRED_AT] is None:
+        raise ServiceConfigError(f"{where}: key {index} has {_VERIFY_UNTIL} but no {_RETIRED_AT}")
+    return _Entry(key, **times)
+
+
+def _entries(keys: Sequence[object], where: str) -> list[_Entry]:
+    """The entries of a key ring document (JWK objects, or entries already parsed), checked (one key that
+    has not retired, distinct kids) and sorted newest first."""
+    entries = [item if isinstance(item, _Entry) else _entry(item, where, index)
+               for index, item in enumerate(keys)]
     if sum(entry.retired_at is None for entry in entries) != 1:
         raise ServiceConfigError(
-            f"key file {file} must have exactly one key without {_RETIRED_AT} (the newest, active or next)")
+            f"{where} must have exactly one key without {_RETIRED_AT} (the newest, active or next)")
     kids = [entry.key.kid for entry in entries if entry.key.kid is not None]
     if len(kids) != len(set(kids)):
-        raise ServiceConfigError(f"key file {file}: two keys share a kid")
+        raise ServiceConfigError(f"{where}: two keys share a kid")
     # newest first: the key that has not retired, then by retirement, latest first
     entries.sort(key=lambda entry: (entry.retired_at is not None, -(entry.retired_at or 0.0)))
-    return entries, _signature(status)
+    return entries
+
+
+def _rotated(entries: Sequence[_Entry], new_key: Key, *, when: float, start: float,
+             retire_after: float) -> list[_Entry]:
+    """The ring after a rotation at ``when``: ``new_key`` signs from ``start``, the key(s) that would sign
+    after it retire then (verifying for ``retire_after`` more seconds), spent keys are dropped."""
+    kept = [_Entry(new_key, created_at=when, active_from=start)]
+    for entry in entries:
+        if entry.retired_at is None or entry.retired_at > start:  # it would sign after `start`
+            entry = dataclasses.replace(entry, retired_at=start, verify_until=start + retire_after)
+        if not _spent(entry, when, retire_after):
+            kept.append(entry)
+    return kept
+
+
+def _infos(entries: Sequence[_Entry], when: float) -> list[KeyInfo]:
+    signing = _signing(entries, when)
+    return [KeyInfo(kid=entry.key.kid, alg=entry.key.alg,
+                    state="active" if entry is signing else _demoted(entry.state(when)),
+                    published=_is_asymmetric(entry.key), created_at=entry.created_at,
+                    active_from=entry.active_from, retired_at=entry.retired_at,
+                    verify_until=entry.verify_until)
+            for entry in entries]
 
 
 def _dump(entries: Sequence[_Entry]) -> bytes:
