@@ -1,4 +1,5 @@
-"""Shared fixtures: real binaries (redis-server, Chromium), free ports, and the CI rule for missing binaries.
+"""Shared fixtures: real binaries (redis-server, PostgreSQL, Chromium), free ports, and the CI rule for
+missing binaries.
 
 A test that needs a binary the machine lacks is skipped with a printed reason, except under ``CI=true``,
 where a missing binary fails the run: CI must prove what a newcomer gets.
@@ -6,13 +7,16 @@ where a missing binary fails the run: CI must prove what a newcomer gets.
 
 from __future__ import annotations
 
+import itertools
+import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from processes import free_port, require_binary, wait_for_port
+from processes import PostgresCluster, free_port, postgres_bindir, require_binary, wait_for_port
 
 CHROMIUM = "/usr/bin/chromium"
 # One rule that stops every DNS lookup Chromium makes on its own (see shared/test-recipes.md).
@@ -69,6 +73,52 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+def _postgres_cluster() -> Iterator[PostgresCluster]:
+    bindir = postgres_bindir()
+    with tempfile.TemporaryDirectory(prefix="jwtkit-pg-") as workdir:
+        cluster = PostgresCluster(bindir, Path(workdir))
+        cluster.init()
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            if cluster.running():
+                cluster.thaw()  # harmless unless a test left it frozen
+                cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the whole test session (``.url`` is its ``postgres`` database).
+    Tests that stop or freeze a server take ``own_postgres_cluster`` instead."""
+    yield from _postgres_cluster()
+
+
+@pytest.fixture
+def own_postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway cluster for this test alone (fault tests stop it, freeze it, start it again)."""
+    yield from _postgres_cluster()
+
+
+_databases = itertools.count()
+
+
+def create_database(cluster: PostgresCluster) -> str:
+    """A new empty database in ``cluster``; its URL."""
+    name = f"jwtkit_test_{os.getpid()}_{next(_databases)}"
+    psql = os.path.join(cluster.bindir, "psql")
+    subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(cluster.port),
+                    "-U", "postgres", "-d", "postgres", "-c", f'CREATE DATABASE "{name}"'],
+                   check=True, capture_output=True, timeout=60)
+    return cluster.database_url(name)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """A fresh, empty database for this test on the session's cluster: tests never see each other's rows."""
+    return create_database(postgres_cluster)
 
 
 @pytest.fixture(scope="session")

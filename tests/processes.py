@@ -1,4 +1,5 @@
-"""Real binaries and loopback ports for tests that start real servers (redis-server, Chromium, jwtkit serve).
+"""Real binaries and loopback ports for tests that start real servers (redis-server, PostgreSQL, Chromium,
+jwtkit serve).
 
 A test that needs a binary the machine lacks is skipped with a printed reason, except under ``CI=true``,
 where a missing binary fails the run. The folder ``tests/`` is on ``sys.path`` (the root conftest lives
@@ -11,6 +12,7 @@ import datetime
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -76,3 +78,80 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (Debian's ``initdb``/``pg_ctl`` under ``pg_config --bindir``) on a free
+    loopback port, in a temporary directory, with ``-A trust`` (see shared/test-recipes.md). As root, the
+    binaries run as the ``postgres`` system user (they refuse root). Tests may ``stop()`` it
+    (``-m immediate``), ``freeze()``/``thaw()`` it (SIGSTOP/SIGCONT on the postmaster and its children) and
+    ``start()`` it again on the same port. Never the machine's own PostgreSQL on 5432."""
+
+    def __init__(self, bindir: str, workdir: Path) -> None:
+        self.bindir = bindir
+        self.workdir = workdir
+        self.data = workdir / "data"
+        self.port = free_port()
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            shutil.chown(workdir, "postgres", "postgres")
+
+    @property
+    def url(self) -> str:
+        return self.database_url("postgres")
+
+    def database_url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [os.path.join(self.bindir, tool), *args]
+        if self._as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, timeout=60)
+        if result.returncode != 0:
+            error = result.stderr.decode(errors="replace")
+            raise RuntimeError(f"{tool} failed ({result.returncode}): {error}")
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.workdir / "log"), "-w", "start", "-o",
+                  f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                  "-c max_connections=200")
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        """``pg_ctl -m immediate stop``: the server dies at once, as in a crash."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def _pids(self) -> list[int]:
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout
+        return [postmaster, *(int(pid) for pid in children.split())]
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and its backends: connections stay open, nothing answers."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+
+
+def postgres_bindir() -> str:
+    """Debian's PostgreSQL server binaries (``pg_config --bindir``); skip when missing, fail under CI=true."""
+    pg_config = shutil.which("pg_config")
+    bindir = ""
+    if pg_config:
+        bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
+    if bindir and all(os.access(os.path.join(bindir, tool), os.X_OK) for tool in ("initdb", "pg_ctl")):
+        return bindir
+    reason = "PostgreSQL server binaries (initdb, pg_ctl under pg_config --bindir) are not installed"
+    if IN_CI:
+        pytest.fail(f"{reason}, and CI=true requires them", pytrace=False)
+    pytest.skip(reason)
