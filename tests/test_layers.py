@@ -43,12 +43,13 @@ FORBIDDEN_THIRD_PARTY = {
         "redis",
         "sqlite3",
         "plyvel",
+        "asyncpg",
         "requests",
         "urllib",
         "socket",
     },
     "service": {"starlette", "fastapi", "uvicorn"},
-    "web": {"sqlite3", "redis", "plyvel"},
+    "web": {"sqlite3", "redis", "plyvel", "asyncpg"},
 }
 
 

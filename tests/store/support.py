@@ -11,7 +11,7 @@ import pytest
 from clock import FakeClock
 from jwtkit.store import ManagedStore, Session
 
-BACKENDS = ["memory", "sqlite", "leveldb", "redis"]
+BACKENDS = ["memory", "sqlite", "leveldb", "redis", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 T0 = 1_700_000_000.0
 
 
@@ -33,6 +33,9 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
     if backend == "leveldb":
         pytest.importorskip("plyvel")
         return f"leveldb:///{tmp_path}/jwtkit.ldb"
+    if backend == "postgresql":
+        postgres: str = request.getfixturevalue("postgres_url")  # a fresh database for this test
+        return postgres
     url: str = request.getfixturevalue("redis_url")
     return url
 
@@ -41,9 +44,16 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
 # raw access to each backend's records -------------------------------------------------------------------
 
 # How many raw records one live session takes (session row/key plus any index entries).
-RECORDS_PER_SESSION = {"MemoryStore": 1, "SQLiteStore": 1, "LevelDBStore": 3}
+RECORDS_PER_SESSION = {"MemoryStore": 1, "SQLiteStore": 1, "LevelDBStore": 3, "PostgresStore": 1}
 # Records a store keeps whatever it holds (LevelDB: its layout version key).
-FIXED_RECORDS = {"MemoryStore": 0, "SQLiteStore": 0, "LevelDBStore": 1}
+FIXED_RECORDS = {"MemoryStore": 0, "SQLiteStore": 0, "LevelDBStore": 1, "PostgresStore": 0}
+POSTGRES_TABLES = ("jwtkit_sessions", "jwtkit_epochs", "jwtkit_consumed", "jwtkit_throttles")
+
+
+async def postgres_execute(store: ManagedStore, sql: str, *args: object) -> object:
+    """Run raw SQL on a PostgresStore's pool (to corrupt or count rows)."""
+    async with store._pool.acquire() as connection:  # type: ignore[attr-defined]
+        return await connection.fetchval(sql, *args)
 
 
 def expires_by_ttl(store: ManagedStore) -> bool:
@@ -63,6 +73,9 @@ async def corrupt_session(store: ManagedStore, sid: str) -> None:
         conn.close()
     elif kind == "LevelDBStore":
         store._db.put(b"s:" + sid.encode(), b"\xff{not json")  # type: ignore[attr-defined]
+    elif kind == "PostgresStore":  # typed columns: what a foreign writer could still leave is out of range
+        await postgres_execute(store, "UPDATE jwtkit_sessions SET created = 'NaN', expires = 'NaN' "
+                               "WHERE sid = $1", sid.encode())
     else:
         client = store._client  # type: ignore[attr-defined]
         key = store._key("s", sid)  # type: ignore[attr-defined]
@@ -82,6 +95,9 @@ async def corrupt_epoch(store: ManagedStore, user_id: str) -> None:
         conn.close()
     elif kind == "LevelDBStore":
         store._db.put(b"e:" + user_id.encode(), b"\xff12")  # type: ignore[attr-defined]
+    elif kind == "PostgresStore":
+        await postgres_execute(store, "INSERT INTO jwtkit_epochs (user_id, epoch) VALUES ($1, -12) "
+                               "ON CONFLICT (user_id) DO UPDATE SET epoch = -12", user_id.encode())
     else:
         client = store._client  # type: ignore[attr-defined]
         await client.set(store._key("e", user_id), "12abc")  # type: ignore[attr-defined]
@@ -102,6 +118,10 @@ async def record_count(store: ManagedStore) -> int:
             conn.close()
     if kind == "LevelDBStore":
         return len(list(store._db.iterator(include_value=False)))  # type: ignore[attr-defined]
+    if kind == "PostgresStore":
+        counted = [await postgres_execute(store, f"SELECT count(*) FROM {table}")
+                   for table in POSTGRES_TABLES]
+        return sum(int(n) for n in counted)  # type: ignore[call-overload]
     raise AssertionError(f"{kind} expires by TTL")
 
 

@@ -17,6 +17,7 @@ from jwtkit.store import (
 )
 from jwtkit.store._leveldb import LevelDBStore
 from jwtkit.store._memory import MemoryStore
+from jwtkit.store._postgres import PostgresStore
 from jwtkit.store._redis import RedisStore
 from jwtkit.store._sqlite import SQLiteStore
 
@@ -30,6 +31,8 @@ from jwtkit.store._sqlite import SQLiteStore
     ("redis://:pw@127.0.0.1:6390/2", RedisStore),
     ("rediss://127.0.0.1:6390", RedisStore),
     ("SQLITE:///upper.db", SQLiteStore),
+    ("postgresql://postgres@127.0.0.1:5499/jwtkit", PostgresStore),
+    ("postgres://u:pw@db.example/jwtkit?sslmode=require&max_size=4", PostgresStore),
 ])
 def test_scheme_picks_the_backend(url: str, kind: type) -> None:
     store = open_store(url)
@@ -37,13 +40,34 @@ def test_scheme_picks_the_backend(url: str, kind: type) -> None:
     assert isinstance(store, Store)  # the runtime-checkable protocol of store/_base.py
 
 
-@pytest.mark.parametrize("url", ["", "jwtkit.db", "postgres://localhost/db", "mysql://x", "file:///x.db",
+@pytest.mark.parametrize("url", ["", "jwtkit.db", "mysql://x", "file:///x.db",
                                  "memory://?colour=red", "leveldb://host/x", "leveldb:///"])
 def test_bad_urls(url: str) -> None:
     with pytest.raises(StoreConfigError) as caught:
         open_store(url)
     assert caught.value.code == "store_config"
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("query", ["min_size=-1", "max_size=0", "max_size=1.5", "min_size=3&max_size=2",
+                                   "pool_timeout=0", "command_timeout=-1", "connect_timeout=x", "colour=red"])
+def test_bad_postgresql_options(query: str) -> None:
+    with pytest.raises(StoreConfigError):
+        open_store(f"postgresql://127.0.0.1:5499/db?{query}")
+    with pytest.raises(StoreConfigError):  # as keywords too
+        open_store("postgresql://127.0.0.1:5499/db", **dict(p.split("=") for p in query.split("&")))
+
+
+def test_postgresql_options_and_password_hiding() -> None:
+    store = open_store("postgresql://jwt:hunter2@127.0.0.1:5499/db?min_size=2&max_size=5&pool_timeout=0.5"
+                       "&command_timeout=0.25&connect_timeout=2&sslmode=disable", max_size=6)
+    assert isinstance(store, PostgresStore)
+    assert (store._min_size, store._max_size, store._pool_timeout) == (2, 6, 0.5)
+    assert (store._command_timeout, store._connect_timeout) == (0.25, 2.0)
+    assert store._dsn == "postgresql://jwt:hunter2@127.0.0.1:5499/db?sslmode=disable"  # libpq options pass
+    assert store.url == ("postgresql://jwt:***@127.0.0.1:5499/db?min_size=2&max_size=5&pool_timeout=0.5"
+                         "&command_timeout=0.25&connect_timeout=2&sslmode=disable")
+    assert "hunter2" not in repr(store)
 
 
 def test_non_string_url() -> None:

@@ -6,6 +6,8 @@ URLs (query options may follow ``?``; keyword options given to :func:`open_store
 - ``sqlite:///jwtkit.db`` (relative to the working directory), ``sqlite:////abs/path/jwtkit.db``: the default.
 - ``leveldb:///dir`` / ``leveldb:////abs/dir``: through plyvel (``pip install jwtkit[leveldb]``); one process.
 - ``redis://[:password@]host:port/db``, ``rediss://…`` (TLS): for many nodes; ``?prefix=jwtkit:``.
+- ``postgresql://user[:password]@host:port/db`` (or ``postgres://``): for many nodes, through asyncpg
+  (``pip install jwtkit[postgresql]``); ``?min_size=1&max_size=10&pool_timeout=1``.
 
 Example:
     >>> import asyncio
@@ -56,7 +58,7 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMES = ("memory", "sqlite", "leveldb", "redis", "rediss")
+SCHEMES = ("memory", "sqlite", "leveldb", "redis", "rediss", "postgresql", "postgres")
 
 
 def _file_path(url: str, scheme: str, path: str) -> str:
@@ -74,7 +76,9 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
         clock: POSIX time source for every expiry decision (tests pass a fake one).
         options: backend options, also accepted as URL query parameters: ``purge_interval`` (seconds, 0 = off;
             sqlite, leveldb, memory), ``busy_timeout`` (sqlite, seconds), ``prefix``, ``connect_timeout``,
-            ``command_timeout`` (redis) and redis-py's ``ssl_*`` options for ``rediss://``.
+            ``command_timeout`` (redis, postgresql), redis-py's ``ssl_*`` options for ``rediss://``, and
+            ``min_size``, ``max_size``, ``pool_timeout`` (postgresql; other URL parameters such as ``sslmode``
+            go to asyncpg).
 
     Raises:
         StoreConfigError: (``store_config``) unknown scheme, bad path or option, or a missing optional
@@ -91,6 +95,10 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
         from jwtkit.store._redis import RedisStore
 
         return RedisStore(url, clock=clock, **options)
+    if scheme in ("postgresql", "postgres"):
+        from jwtkit.store._postgres import PostgresStore
+
+        return PostgresStore(url, clock=clock, **options)
     merged: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
     merged.update(options)
     purge_interval = parse_float_option("purge_interval",
