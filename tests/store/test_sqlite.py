@@ -202,20 +202,23 @@ async def test_locked_file_raises_unavailable_after_busy_timeout(tmp_path: Path)
 
 
 async def test_writes_do_not_stall_the_event_loop(tmp_path: Path) -> None:
+    # Another connection holds the write lock, so the store's write waits (busy_timeout) in its thread; the
+    # event loop must keep running other tasks meanwhile. Were the write on the loop's thread, nothing else
+    # could run until the lock is released, which only this test's own code does.
     clock = FakeClock()
     async with open_store(f"sqlite:///{tmp_path}/loop.db", clock=clock) as store:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.create_task(ticker())
-        await asyncio.gather(*(store.create_session(new_session(clock)) for _ in range(50)))
-        task.cancel()
-        assert ticks > 50  # the loop kept turning while the writer thread worked
+        blocker = sqlite3.connect(tmp_path / "loop.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        session = new_session(clock)
+        write = asyncio.create_task(store.create_session(session))
+        other = asyncio.create_task(asyncio.sleep(0.05, result="ran"))
+        done, _ = await asyncio.wait({write, other}, timeout=2, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {other}  # the other task finished while the write still waited for the lock
+        assert other.result() == "ran"
+        blocker.execute("COMMIT")
+        blocker.close()
+        await asyncio.wait_for(write, timeout=5)  # and the write went through once the lock was free
+        assert await store.check(session.sid, "alice") is True
 
 
 async def test_scheduled_purge_runs_in_the_background(tmp_path: Path) -> None:
