@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 import string
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -158,9 +160,14 @@ async def test_register_verified_flag(service: AuthService) -> None:
 # repositories -------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[*BACKENDS, pytest.param("postgresql", marks=pytest.mark.postgresql)])
 async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> UserRepository:
-    repository = make_users(request.param, tmp_path)
+    if request.param == "postgresql":
+        from jwtkit.service._accounts_postgres import PostgresUserRepository
+
+        repository: UserRepository = PostgresUserRepository(request.getfixturevalue("postgres_url"))
+    else:
+        repository = make_users(request.param, tmp_path)
     await repository.open()
     yield repository  # type: ignore[misc]
     await repository.close()
@@ -284,3 +291,57 @@ async def test_users_database_file_is_private(tmp_path: Path) -> None:
     await repo.open()
     await repo.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.postgresql
+async def test_postgres_users_with_roles_two_nodes_and_one_schema(postgres_url: str) -> None:
+    from jwtkit.service._accounts_postgres import PostgresUserRepository
+
+    nodes = [PostgresUserRepository(postgres_url) for _ in range(2)]
+    await asyncio.gather(*(node.open() for node in nodes))  # two nodes on an empty database at once
+    try:
+        a, b = nodes
+        alice = User(id="1", username="alice", email=None, verified=True, disabled=False, created=1.0,
+                     password_hash="$argon2id$x", roles=("admin", "editor"))
+        results = await asyncio.gather(a.add(alice), b.add(User(**{**_fields(alice), "id": "2"})),
+                                       return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["NoneType", "UsernameTaken"]
+        stored = await b.get_by_username("alice")
+        assert stored is not None and stored.roles == ("admin", "editor")
+        conn = await asyncpg_connect(postgres_url)
+        try:
+            assert await conn.fetch("SELECT name, version FROM jwtkit_users_schema") == [("users", 1)]
+        finally:
+            await conn.close()
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+async def asyncpg_connect(url: str) -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(url)
+
+
+@pytest.mark.postgresql
+async def test_postgres_users_database_down_is_store_unavailable(own_postgres_cluster: Any) -> None:
+    from jwtkit.service._accounts_postgres import PostgresUserRepository
+
+    repo = PostgresUserRepository(own_postgres_cluster.url + "?command_timeout=1&connect_timeout=1")
+    await repo.open()
+    try:
+        await repo.add(user("1", "alice"))
+        own_postgres_cluster.stop()
+        with pytest.raises(StoreUnavailable):
+            await repo.get("1")
+        own_postgres_cluster.start()
+        for _ in range(50):  # the pool reconnects by itself once the server is back
+            try:
+                found = await repo.get("1")
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.1)
+        assert found is not None and found.username == "alice"
+    finally:
+        await repo.close()
