@@ -240,7 +240,14 @@ class PostgresStore(BaseStore):
             raise StoreUnavailable(f"postgresql store {self.url} is closed")
         try:
             async with pool.acquire(timeout=self._pool_timeout) as connection:
-                yield connection
+                try:
+                    yield connection
+                except TimeoutError:
+                    # A command that timed out may still run on a server that does not answer: drop the
+                    # connection at once rather than wait in the pool for its cancellation (a frozen server
+                    # would hold that wait too); the pool opens a fresh one when needed.
+                    connection.terminate()
+                    raise
         except _FAULTS as exc:
             raise self._unavailable(exc) from exc
 
