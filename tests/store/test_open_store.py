@@ -32,7 +32,7 @@ from jwtkit.store._sqlite import SQLiteStore
     ("rediss://127.0.0.1:6390", RedisStore),
     ("SQLITE:///upper.db", SQLiteStore),
     ("postgresql://postgres@127.0.0.1:5499/jwtkit", PostgresStore),
-    ("postgres://u:pw@db.example/jwtkit?sslmode=require&max_size=4", PostgresStore),
+    ("postgres://u:pw@db.example/jwtkit?sslmode=require&pool_max=4", PostgresStore),
 ])
 def test_scheme_picks_the_backend(url: str, kind: type) -> None:
     store = open_store(url)
@@ -49,7 +49,7 @@ def test_bad_urls(url: str) -> None:
     assert isinstance(caught.value, ValueError)
 
 
-@pytest.mark.parametrize("query", ["min_size=-1", "max_size=0", "max_size=1.5", "min_size=3&max_size=2",
+@pytest.mark.parametrize("query", ["pool_min=-1", "pool_max=0", "pool_max=1.5", "pool_min=3&pool_max=2",
                                    "pool_timeout=0", "command_timeout=-1", "connect_timeout=x", "colour=red"])
 def test_bad_postgresql_options(query: str) -> None:
     with pytest.raises(StoreConfigError):
@@ -59,15 +59,16 @@ def test_bad_postgresql_options(query: str) -> None:
 
 
 def test_postgresql_options_and_password_hiding() -> None:
-    store = open_store("postgresql://jwt:hunter2@127.0.0.1:5499/db?min_size=2&max_size=5&pool_timeout=0.5"
-                       "&command_timeout=0.25&connect_timeout=2&sslmode=disable", max_size=6)
+    store = open_store("postgresql://jwt:hunter2@127.0.0.1:5499/db?pool_min=2&pool_max=5&pool_timeout=0.5"
+                       "&command_timeout=0.25&connect_timeout=2&sslmode=disable", pool_max=6)
     assert isinstance(store, PostgresStore)
-    assert (store._min_size, store._max_size, store._pool_timeout) == (2, 6, 0.5)
+    assert (store._pool_min, store._pool_max, store._pool_timeout) == (2, 6, 0.5)
     assert (store._command_timeout, store._connect_timeout) == (0.25, 2.0)
     assert store._dsn == "postgresql://jwt:hunter2@127.0.0.1:5499/db?sslmode=disable"  # libpq options pass
-    assert store.url == ("postgresql://jwt:***@127.0.0.1:5499/db?min_size=2&max_size=5&pool_timeout=0.5"
+    assert store.url == ("postgresql://jwt:***@127.0.0.1:5499/db?pool_min=2&pool_max=5&pool_timeout=0.5"
                          "&command_timeout=0.25&connect_timeout=2&sslmode=disable")
     assert "hunter2" not in repr(store)
+    assert "pem-secret" not in open_store("postgresql://127.0.0.1:5499/db?sslpassword=pem-secret").url
 
 
 def test_non_string_url() -> None:

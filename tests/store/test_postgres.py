@@ -26,7 +26,7 @@ TIMEOUTS = {"command_timeout": 0.5, "connect_timeout": 0.5, "pool_timeout": 0.5,
 @pytest.fixture
 async def nodes(postgres_url: str, clock: FakeClock) -> AsyncIterator[tuple[ManagedStore, ManagedStore]]:
     """Two stores on one database, as two server nodes would be (patient: the races wait on held locks)."""
-    first, second = (open_store(postgres_url, clock=clock, min_size=5, command_timeout=10, pool_timeout=10)
+    first, second = (open_store(postgres_url, clock=clock, pool_min=5, command_timeout=10, pool_timeout=10)
                      for _ in range(2))
     await first.open()
     await second.open()
@@ -249,7 +249,7 @@ async def assert_unavailable_within(store: ManagedStore, sid: str, bound: float)
 
 @pytest.fixture
 async def faulty(own_postgres_cluster: PostgresCluster, clock: FakeClock) -> AsyncIterator[ManagedStore]:
-    store = open_store(own_postgres_cluster.url, clock=clock, max_size=4, **TIMEOUTS)
+    store = open_store(own_postgres_cluster.url, clock=clock, pool_max=4, **TIMEOUTS)
     await store.open()
     try:
         yield store
@@ -313,7 +313,7 @@ async def test_open_on_a_stopped_server_is_unavailable(own_postgres_cluster: Pos
 
 async def test_exhausted_pool_is_unavailable_after_the_pool_timeout(postgres_url: str, raw: Any,
                                                                     clock: FakeClock) -> None:
-    async with open_store(postgres_url, clock=clock, max_size=1, **TIMEOUTS) as store:
+    async with open_store(postgres_url, clock=clock, pool_max=1, **TIMEOUTS) as store:
         session = new_session(clock)
         await store.create_session(session)
         transaction = raw.transaction()

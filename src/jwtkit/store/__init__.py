@@ -7,7 +7,7 @@ URLs (query options may follow ``?``; keyword options given to :func:`open_store
 - ``leveldb:///dir`` / ``leveldb:////abs/dir``: through plyvel (``pip install jwtkit[leveldb]``); one process.
 - ``redis://[:password@]host:port/db``, ``rediss://…`` (TLS): for many nodes; ``?prefix=jwtkit:``.
 - ``postgresql://user[:password]@host:port/db`` (or ``postgres://``): for many nodes, through asyncpg
-  (``pip install jwtkit[postgresql]``); ``?min_size=1&max_size=10&pool_timeout=1``.
+  (``pip install jwtkit[postgresql]``); ``?pool_min=1&pool_max=10&pool_timeout=1``.
 
 Example:
     >>> import asyncio
@@ -77,7 +77,7 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
         options: backend options, also accepted as URL query parameters: ``purge_interval`` (seconds, 0 = off;
             sqlite, leveldb, memory), ``busy_timeout`` (sqlite, seconds), ``prefix``, ``connect_timeout``,
             ``command_timeout`` (redis, postgresql), redis-py's ``ssl_*`` options for ``rediss://``, and
-            ``min_size``, ``max_size``, ``pool_timeout`` (postgresql; other URL parameters such as ``sslmode``
+            ``pool_min``, ``pool_max``, ``pool_timeout`` (postgresql; other URL parameters such as ``sslmode``
             go to asyncpg).
 
     Raises:

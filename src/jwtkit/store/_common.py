@@ -34,8 +34,8 @@ class _State(enum.Enum):
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password (in the user info or a ``password``/``ssl_password`` query parameter)
-    replaced by ``***`` (for ``repr``, logs and ``Store.url``)."""
+    """The URL with any password (in the user info or a ``password``/``ssl_password``/``sslpassword`` query
+    parameter) replaced by ``***`` (for ``repr``, logs and ``Store.url``)."""
     parts = urlsplit(url)
     if parts.password is None and "password" not in parts.query:
         return url
@@ -43,7 +43,7 @@ def redact_url(url: str) -> str:
     if parts.password is not None:
         netloc = f"{parts.username or ''}:***@" + netloc.rpartition("@")[2]
     if "password" in query:
-        query = urlencode([(k, "***" if k in ("password", "ssl_password") else v)
+        query = urlencode([(k, "***" if k in ("password", "ssl_password", "sslpassword") else v)
                            for k, v in parse_qsl(query, keep_blank_values=True)])
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 

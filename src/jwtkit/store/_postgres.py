@@ -23,7 +23,8 @@ serialize exactly the contended row (ten tabs rotating one session queue on it, 
 the first committed, so it answers CONCURRENT or REUSED), and never abort with a serialization failure that
 every caller would have to retry.
 
-Faults: a bounded pool (``min_size``, ``max_size``), ``connect_timeout`` per new connection,
+Faults: a bounded pool (``pool_min``, ``pool_max``: the names the accounts table's URL takes, so one
+database URL serves both), ``connect_timeout`` per new connection,
 ``command_timeout`` per statement and ``pool_timeout`` to get a connection; a refused connection, a server
 gone, a timeout, or a pool exhausted past ``pool_timeout`` raise :class:`StoreUnavailable`. Broken
 connections are dropped from the pool, so the first command after the server is back reconnects.
@@ -200,11 +201,11 @@ class PostgresStore(BaseStore):
         self._pool_timeout = parse_float_option("pool_timeout",
                                                 merged.pop("pool_timeout", DEFAULT_CONNECT_TIMEOUT),
                                                 minimum=0.001)
-        self._min_size = self._size_option("min_size", merged.pop("min_size", DEFAULT_MIN_SIZE), 0)
-        self._max_size = self._size_option("max_size", merged.pop("max_size", DEFAULT_MAX_SIZE), 1)
-        if self._min_size > self._max_size:
-            raise StoreConfigError(f"postgresql store {self.url}: min_size={self._min_size} is above "
-                                   f"max_size={self._max_size}")
+        self._pool_min = self._size_option("pool_min", merged.pop("pool_min", DEFAULT_MIN_SIZE), 0)
+        self._pool_max = self._size_option("pool_max", merged.pop("pool_max", DEFAULT_MAX_SIZE), 1)
+        if self._pool_min > self._pool_max:
+            raise StoreConfigError(f"postgresql store {self.url}: pool_min={self._pool_min} is above "
+                                   f"pool_max={self._pool_max}")
         passthrough = {k: v for k, v in merged.items()
                        if k in _PASSTHROUGH and k in query and k not in options}
         unknown = set(merged) - set(passthrough)
@@ -270,7 +271,7 @@ class PostgresStore(BaseStore):
     async def _open(self) -> None:
         try:
             pool = await asyncio.wait_for(asyncpg.create_pool(
-                self._dsn, min_size=self._min_size, max_size=self._max_size, timeout=self._connect_timeout,
+                self._dsn, min_size=self._pool_min, max_size=self._pool_max, timeout=self._connect_timeout,
                 command_timeout=self._command_timeout, reset=_no_reset,
                 server_settings={"application_name": "jwtkit"}),
                 self._connect_timeout + self._command_timeout)
