@@ -23,11 +23,12 @@ from jwtkit.store import open_store
 from .conftest import PASSWORD, REUSE_AFTER, CountingHasher, FakeClock
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgresql", marks=pytest.mark.postgresql)])
 async def nodes(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock,
                 keys: KeyRing) -> AsyncIterator[tuple[AuthService, AuthService]]:
-    url = (request.getfixturevalue("redis_url") if request.param == "redis"
-           else f"sqlite:///{tmp_path}/jwtkit.db")
+    url = (request.getfixturevalue({"redis": "redis_url", "postgresql": "postgres_url"}[request.param])
+           if request.param in ("redis", "postgresql") else f"sqlite:///{tmp_path}/jwtkit.db")
     pair = tuple(
         AuthService(store=open_store(url, clock=clock), users=SQLiteUserRepository(tmp_path / "users.db"),
                     keys=keys, mailer=MemoryMailer(), clock=clock, hasher=CountingHasher())

@@ -22,11 +22,13 @@ from .conftest import PASSWORD, CountingHasher, FakeClock, store_url_for
 NEW_PASSWORD = "a completely different passphrase"
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis",
+                        pytest.param("postgresql", marks=pytest.mark.postgresql)])
 async def race_service(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock,
                        hasher: CountingHasher, mailer: MemoryMailer) -> AsyncIterator[AuthService]:
     backend = request.param
-    url = request.getfixturevalue("redis_url") if backend == "redis" else store_url_for(backend, tmp_path)
+    url = (request.getfixturevalue({"redis": "redis_url", "postgresql": "postgres_url"}[backend])
+           if backend in ("redis", "postgresql") else store_url_for(backend, tmp_path))
     service = AuthService(store=open_store(url, clock=clock), users=MemoryUserRepository(),
                           keys=KeyRing.generate(), config=AuthConfig(user_cache_ttl=0), mailer=mailer,
                           clock=clock, hasher=hasher)

@@ -33,14 +33,16 @@ from .conftest import (
 )
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgresql", marks=pytest.mark.postgresql)])
 async def any_service(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock, hasher: CountingHasher,
     mailer: MemoryMailer, keys: KeyRing,
 ) -> AsyncIterator[AuthService]:
-    """An opened service on the memory and SQLite stores and on a real redis-server."""
+    """An opened service on the memory and SQLite stores, a real redis-server and a real PostgreSQL."""
     kind: str = request.param
-    url = request.getfixturevalue("redis_url") if kind == "redis" else store_url_for(kind, tmp_path)
+    url = (request.getfixturevalue({"redis": "redis_url", "postgresql": "postgres_url"}[kind])
+           if kind in ("redis", "postgresql") else store_url_for(kind, tmp_path))
     users = make_users("sqlite" if kind == "sqlite" else "memory", tmp_path)
     svc = AuthService(store=open_store(url, clock=clock), users=users, keys=keys, mailer=mailer,
                       clock=clock, hasher=hasher)
