@@ -6,6 +6,8 @@ another exception, and recovery without reopening the store."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -333,3 +335,17 @@ async def test_exhausted_pool_is_unavailable_after_the_pool_timeout(postgres_url
             await blocked  # it waited past command_timeout: unavailable, and nothing was written
         assert await store.check(session.sid, "alice") is True
         assert await store.rotate_refresh(session.sid, session.refresh_jti, "n") is Rotation.ROTATED
+
+
+async def test_an_id_too_long_to_index_fails_closed(postgres_url: str, clock: FakeClock) -> None:
+    """PostgreSQL cannot index a key above about 2.7 kB after compression (docs/stores.md): such a write is
+    StoreUnavailable, and a lookup of it answers as for any unknown id."""
+    huge = secrets.token_hex(8000)  # random: it does not compress
+    async with open_store(postgres_url, clock=clock, purge_interval=0) as store:
+        with pytest.raises(StoreUnavailable):
+            await store.create_session(dataclasses.replace(new_session(clock), sid=huge))
+        with pytest.raises(StoreUnavailable):
+            await store.consume(huge, clock() + 60)
+        assert await store.check(huge, "alice") is False
+        assert await store.get_session(huge) is None
+        assert await store.rotate_refresh(huge, "a", "b") is Rotation.INACTIVE
