@@ -283,7 +283,7 @@ async def test_frozen_server_is_unavailable_within_the_command_timeout(
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
             await faulty.check(session.sid, "alice")
-        assert time.monotonic() - started < 0.5 + 0.5  # command_timeout, then the pool's own bound
+        assert time.monotonic() - started < 0.5 + 0.4  # command_timeout, not also a wait for the cancel
         await assert_unavailable_within(faulty, session.sid, 2.0)
         # many callers at once: every one fails closed, none with another exception
         outcomes = await asyncio.gather(*(faulty.check(session.sid, "alice") for _ in range(10)),
@@ -328,7 +328,7 @@ async def test_exhausted_pool_is_unavailable_after_the_pool_timeout(postgres_url
             started = time.monotonic()
             with pytest.raises(StoreUnavailable):  # ...so this one finds the pool exhausted
                 await store.check(session.sid, "alice")
-            assert time.monotonic() - started < 0.5 + 0.3
+            assert time.monotonic() - started < 0.5 + 0.4  # pool_timeout
         finally:
             await transaction.rollback()
         with pytest.raises(StoreUnavailable):
