@@ -90,7 +90,8 @@ def test_raw_garbage_on_the_socket_does_not_kill_the_server(serve_plain: ServePr
 
 @pytest.mark.redis
 def test_redis_store_outage_503_then_recovery(tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
-    process = start_serve(tmp_path, "--no-secure-cookies", "--store", redis_server.url)
+    process = start_serve(tmp_path, "--no-secure-cookies", "--store", redis_server.url,
+                          env={"JWTKIT_KEY_ENCRYPTION_KEY": "ab" * 32})  # the keys live in the store
     try:
         add_user(process, "dan")
         with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:
@@ -170,7 +171,8 @@ def test_the_tutorials_curl_commands(serve_plain: ServeProcess, tmp_path: Path) 
 def test_started_while_redis_is_down_it_answers_503_then_opens_by_itself(
         tmp_path: Path, redis_server) -> None:  # type: ignore[no-untyped-def]
     redis_server.kill()
-    process = start_serve(tmp_path, "--no-secure-cookies", "--store", redis_server.url)
+    process = start_serve(tmp_path, "--no-secure-cookies", "--store", redis_server.url,
+                          env={"JWTKIT_KEY_ENCRYPTION_KEY": "ab" * 32})  # the keys live in the store
     try:
         add_user(process, "gil")  # the user repository (SQLite) does not need the store
         with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:

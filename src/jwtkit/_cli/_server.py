@@ -50,11 +50,12 @@ def _settings(store: str | None, **overrides: Any) -> Settings:
 
 
 def _run(settings: Settings, work: Callable[[AuthService], Awaitable[T]]) -> T:
-    """Open the service, run one piece of work, close it."""
-    from jwtkit.service import build_service
+    """Open the service, run one piece of work, close it. The work issues no token, so a key ring kept in a
+    shared store (and its key-encryption key) is not needed for it."""
+    from jwtkit.service._build import assemble
 
     async def go() -> T:
-        service = build_service(settings)
+        service = assemble(settings, signs=False)
         await service.open()
         try:
             return await work(service)
@@ -546,6 +547,37 @@ def _key_file(key_file: str | None, what: str) -> tuple[Settings, Path]:
     return settings, Path(settings.key_path)
 
 
+def _stored_ring(store: str | None, key_file: str | None, what: str) -> Settings | None:
+    """The settings when the keys live in the shared store (``--store`` or the environment), else None (the
+    key file). A ring in the store without its key-encryption key is the service's one-line error."""
+    from jwtkit.service._build import key_source
+
+    settings = _settings(store, key_path=key_file)
+    if settings.secret is not None:
+        raise CLIError("usage",
+                       f"JWT_SECRET is set: the server signs with it, so there is no key ring to {what}")
+    if key_source(settings) != "store":
+        return None
+    if key_file is not None:
+        raise CLIError("usage", f"the keys live in the store {settings.store_url}: give --store or "
+                                "--key-file, not both")
+    return settings
+
+
+def _in_store(settings: Settings, work: Callable[[Any, bytes], Awaitable[T]]) -> T:
+    """Run ``work(store, key_encryption_key)`` on the opened shared store."""
+    from jwtkit.store import open_store
+
+    kek = settings.key_encryption_key
+    assert kek is not None  # key_source said "store"
+
+    async def go() -> T:
+        async with open_store(settings.store_url) as opened:
+            return await work(opened, kek)
+
+    return asyncio.run(go())
+
+
 def _when_or_dash(timestamp: float | None) -> str:
     return "-" if timestamp is None else _when(timestamp)
 
@@ -564,16 +596,21 @@ def keys_rotate(
     )] = False,
     retire_after: RetireAfterOption = None,
     key_file: KeyFileOption = None,
+    store: StoreOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Add a new signing key, published before it signs; older keys keep verifying until their tokens have
-    expired. Running servers follow the key file: no restart."""
+    expired. Running servers follow the key file, or the ring in a shared store: no restart."""
     out.use_json(json_output)
     from jwtkit.service._keyring import CHECK_EVERY, PUBLISH_AHEAD, KeyRing
 
     check_alg(alg)
     if now and activate_in is not None:
         raise CLIError("usage", "give --now or --activate-in, not both")
+    shared = _stored_ring(store, key_file, "rotate")
+    if shared is not None:
+        _rotate_in_store(shared, alg, activate_in, now, retire_after)
+        return
     settings, path = _key_file(key_file, "rotate")
     # A file that does not exist yet was never published: its first key can sign at once.
     delay = 0.0 if now or not path.exists() else (PUBLISH_AHEAD if activate_in is None else activate_in)
@@ -607,14 +644,65 @@ def keys_rotate(
     sys.stdout.write(terminal_safe("\n".join(lines)) + "\n")
 
 
+def _rotate_in_store(settings: Settings, alg: str | None, activate_in: float | None, now: bool,
+                     retire_after: float | None) -> None:
+    from jwtkit.service._keyring import CHECK_EVERY, PUBLISH_AHEAD
+    from jwtkit.service._keyring_store import list_stored_keys, rotate_stored_ring
+
+    retire = float(settings.config.refresh_ttl) if retire_after is None else retire_after
+    when = time.time()
+
+    async def work(store: Any, kek: bytes) -> tuple[Any, list[Any], bool]:
+        existed = bool(await list_stored_keys(store, kek, now=when))
+        delay = 0.0 if now or not existed else (PUBLISH_AHEAD if activate_in is None else activate_in)
+        ring = await rotate_stored_ring(store, kek, alg=alg, retire_after=retire, activate_in=delay, now=when)
+        return ring, await list_stored_keys(store, kek, now=when), existed
+
+    ring, listed, _ = _in_store(settings, work)
+    active = ring.active
+    new = next(info for info in listed if info.kid == active.kid)
+    starts = when if new.active_from is None else new.active_from
+    previous = next((info for info in listed if info.state == "active" and info is not new), None)
+    if previous is None and starts <= when:
+        previous = next((info for info in listed if info.retired_at == starts and info is not new), None)
+    where = settings.store_url
+    if out.json:
+        out.emit_json({
+            "kid": active.kid, "alg": active.alg, "store": where, "jwks": ring.jwks(),
+            "active_from": starts, "seen_within": CHECK_EVERY,
+            "previous": None if previous is None else {"kid": previous.kid,
+                                                        "verify_until": previous.verify_until},
+        })
+        return
+    lines = [f"new key {active.kid} ({active.alg}) in the key ring of {where}"]
+    if starts <= when:
+        lines.append(f"it signs now: running servers use it within {CHECK_EVERY:g} s")
+    else:
+        lines.append(f"published now: running servers verify it (and list it in /.well-known/jwks.json when "
+                     f"it is a public key) within {CHECK_EVERY:g} s")
+        lines.append(f"it signs from {_when(starts)} (in {starts - when:.0f} s): running servers use it from "
+                     "then on, without a restart")
+    if previous is not None and previous.verify_until is not None:
+        lines.append(f"the key it succeeds, {previous.kid}, verifies until {_when(previous.verify_until)}")
+    sys.stdout.write(terminal_safe("\n".join(lines)) + "\n")
+
+
 @keys_app.command("list")
-def keys_list(key_file: KeyFileOption = None, json_output: JsonFlag = False) -> None:
-    """The keys of the key file, newest first: what each does now (next, active, retiring, retired)."""
+def keys_list(
+    key_file: KeyFileOption = None, store: StoreOption = None, json_output: JsonFlag = False
+) -> None:
+    """The keys of the key file (or of the shared store's ring), newest first: what each does now (next,
+    active, retiring, retired)."""
     out.use_json(json_output)
     from jwtkit.service._keyring import KeyRing
+    from jwtkit.service._keyring_store import list_stored_keys
 
-    _, path = _key_file(key_file, "list")
-    listed = KeyRing.list_keys(path)
+    shared = _stored_ring(store, key_file, "list")
+    if shared is not None:
+        listed = _in_store(shared, lambda opened, kek: list_stored_keys(opened, kek))
+    else:
+        _, path = _key_file(key_file, "list")
+        listed = KeyRing.list_keys(path)
     if out.json:
         out.emit_json([{"kid": info.kid, "alg": info.alg, "state": info.state, "published": info.published,
                         "created_at": info.created_at, "active_from": info.active_from,
@@ -634,12 +722,27 @@ def keys_list(key_file: KeyFileOption = None, json_output: JsonFlag = False) -> 
 
 @keys_app.command("prune")
 def keys_prune(
-    retire_after: RetireAfterOption = None, key_file: KeyFileOption = None, json_output: JsonFlag = False
+    retire_after: RetireAfterOption = None, key_file: KeyFileOption = None, store: StoreOption = None,
+    json_output: JsonFlag = False,
 ) -> None:
-    """Drop the retired keys (their retire window has ended) from the key file."""
+    """Drop the retired keys (their retire window has ended) from the key file or the shared store's ring."""
     out.use_json(json_output)
     from jwtkit.service._keyring import KeyRing
+    from jwtkit.service._keyring_store import prune_stored_ring
 
+    shared = _stored_ring(store, key_file, "prune")
+    if shared is not None:
+        retire = float(shared.config.refresh_ttl) if retire_after is None else retire_after
+        dropped = _in_store(shared, lambda opened, kek: prune_stored_ring(opened, kek, retire_after=retire))
+        where = f"the key ring of {shared.store_url}"
+        if out.json:
+            out.emit_json({"store": shared.store_url, "dropped": dropped})
+        elif dropped:
+            sys.stdout.write(terminal_safe(f"dropped {len(dropped)} retired keys from {where}: "
+                                           f"{', '.join(dropped)}") + "\n")
+        else:
+            sys.stdout.write(terminal_safe(f"no retired key in {where}") + "\n")
+        return
     settings, path = _key_file(key_file, "prune")
     retire = float(settings.config.refresh_ttl) if retire_after is None else retire_after
     dropped = KeyRing.prune(path, retire_after=retire)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from jwtkit.service._build import build_service
     from jwtkit.service._claims import ClaimsHook, user_roles_claims
     from jwtkit.service._keyring import KeyInfo, KeyRing, KeyRingFile
+    from jwtkit.service._keyring_store import StoreKeyRing
     from jwtkit.service._mail import Mailer, MemoryMailer, Message, OutboxMailer, SMTPMailer
     from jwtkit.service._passwords import Argon2Hasher, check_password, owasp_hasher
     from jwtkit.service._remote_keys import JWKSUnavailable, RemoteKeySet
@@ -59,7 +60,7 @@ _LAZY = {
     "normalize_role": "accounts", "ClaimsHook": "claims",
     "user_roles_claims": "claims",
     "AuthService": "auth", "TokenPair": "auth", "build_service": "build", "KeyRing": "keyring",
-    "KeyInfo": "keyring", "KeyRingFile": "keyring",
+    "KeyInfo": "keyring", "KeyRingFile": "keyring", "StoreKeyRing": "keyring_store",
     "Mailer": "mail", "MemoryMailer": "mail", "Message": "mail", "OutboxMailer": "mail", "SMTPMailer": "mail",
     "Argon2Hasher": "passwords", "check_password": "passwords", "owasp_hasher": "passwords",
     "JWKSUnavailable": "remote_keys", "RemoteKeySet": "remote_keys",
@@ -116,6 +117,7 @@ __all__ = [
     "ServiceError",
     "SessionRevoked",
     "Settings",
+    "StoreKeyRing",
     "Throttled",
     "TokenExpired",
     "TokenPair",

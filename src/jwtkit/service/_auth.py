@@ -17,7 +17,7 @@ from typing import Any
 from argon2 import PasswordHasher
 
 from jwtkit import encode
-from jwtkit.service._access import ACCESS_CLAIMS, AccessPolicy, Principal, Validator, decode_token
+from jwtkit.service._access import ACCESS_CLAIMS, AccessPolicy, Principal, Validator, _kid_of, decode_token
 from jwtkit.service._accounts import User, UserRepository, normalize_email, normalize_role, normalize_username
 from jwtkit.service._claims import ClaimsHook, app_claims
 from jwtkit.service._config import AuthConfig
@@ -35,6 +35,7 @@ from jwtkit.service._errors import (
     UserNotFound,
 )
 from jwtkit.service._keyring import KeyRing, KeyRingFile
+from jwtkit.service._keyring_store import StoreKeyRing
 from jwtkit.service._mail import Mailer, MemoryMailer, Message
 from jwtkit.service._passwords import MAX_PASSWORD_LENGTH, Argon2Hasher, check_password
 from jwtkit.service._throttle import LoginThrottle
@@ -95,7 +96,9 @@ class AuthService:
         users: a :class:`~jwtkit.service.UserRepository`.
         keys: a :class:`~jwtkit.service.KeyRing` (fixed), or a :class:`~jwtkit.service.KeyRingFile` that
             follows the key file while the service runs (``jwtkit keys rotate``): tokens are signed with
-            the key active now, and verified with the keys that verify now.
+            the key active now, and verified with the keys that verify now; or a
+            :class:`~jwtkit.service.StoreKeyRing`, the ring every node shares in a shared store (loaded by
+            :meth:`open`).
         config: :class:`~jwtkit.service.AuthConfig`.
         mailer: where verification and reset mails go (default: kept in memory and logged).
         clock: POSIX time source; tests pin it (give the store the same one).
@@ -127,7 +130,7 @@ class AuthService:
         *,
         store: Store,
         users: UserRepository,
-        keys: KeyRing | KeyRingFile,
+        keys: KeyRing | KeyRingFile | StoreKeyRing,
         config: AuthConfig | None = None,
         mailer: Mailer | None = None,
         clock: Clock = time.time,
@@ -173,6 +176,12 @@ class AuthService:
         if self._state is _State.CLOSED:
             raise RuntimeError("this AuthService was closed; build a new one")
         await self.store.open()
+        if isinstance(self.keys, StoreKeyRing):
+            try:
+                await self.keys.open()
+            except BaseException:
+                await self.store.close()
+                raise
         await self.users.open()
         await self.hasher.prepare()
         self._state = _State.OPENED
@@ -182,6 +191,8 @@ class AuthService:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        if isinstance(self.keys, StoreKeyRing):
+            await self.keys.close()
         try:
             await self.users.close()
         finally:
@@ -407,7 +418,8 @@ class AuthService:
                 (RFC 9700 §4.14).
             SessionRevoked (``session_revoked``), TokenExpired (``token_expired``), InvalidToken.
         """
-        claims = self._decode(refresh_token, REFRESH_TYP, require=("exp", "iat", "sub", "sid", "jti", "fam"))
+        claims = await self._decode(refresh_token, REFRESH_TYP,
+                                    require=("exp", "iat", "sub", "sid", "jti", "fam"))
         user_id, sid, jti = claims["sub"], claims["sid"], claims["jti"]
         await self.access.check_account(user_id)
         # the hook runs before the rotation, so that a failing one does not spend the refresh token
@@ -529,7 +541,7 @@ class AuthService:
             InvalidToken (``.reason`` ``used`` for a second click, ``stale`` when the address changed,
             ``wrong_type`` for another kind of token), TokenExpired.
         """
-        claims = self._decode(token, VERIFY_EMAIL_TYP, require=("exp", "iat", "sub", "jti"))
+        claims = await self._decode(token, VERIFY_EMAIL_TYP, require=("exp", "iat", "sub", "jti"))
         self._check_purpose(claims, PURPOSE_VERIFY_EMAIL)
         user = await self.users.get(claims["sub"])
         binding = claims.get("emh")
@@ -582,7 +594,7 @@ class AuthService:
             WeakPassword (``weak_password``): checked before the token is spent, so the user may try again.
             InvalidToken (``.reason`` ``used``, ``stale``, ``wrong_type``, ...), TokenExpired.
         """
-        claims = self._decode(token, RESET_TYP, require=("exp", "iat", "sub", "jti"))
+        claims = await self._decode(token, RESET_TYP, require=("exp", "iat", "sub", "jti"))
         self._check_purpose(claims, PURPOSE_RESET)
         user = await self.users.get(claims["sub"])
         binding = claims.get("pwh")
@@ -622,17 +634,22 @@ class AuthService:
 
     # decoding ------------------------------------------------------------------------------------------
 
-    def _decode(self, token: str, typ: str, *, require: Sequence[str]) -> dict[str, Any]:
+    async def _decode(self, token: str, typ: str, *, require: Sequence[str]) -> dict[str, Any]:
         """One of the service's own non-access tokens (refresh, verify, reset), through the one decode step
         (:func:`decode_token`) with our keys, issuer, leeway and clock. A token of a key the key file has
         but this process has not loaded yet (another worker saw the rotation first) gets one more try after
-        the file is read again, as the access policy does for access tokens."""
+        the file (or the shared store's ring) is read again, as the access policy does for access tokens."""
         keys = self.keys
         try:
             return decode_token(token, keys.keyset, typ=typ, issuer=self.config.issuer, audience=None,
                                 require=tuple(require), leeway=self.config.leeway, now=self.clock())
         except InvalidToken as exc:
-            if exc.reason != "key" or not isinstance(keys, KeyRingFile) or not keys.refresh_now():
+            if exc.reason != "key":
+                raise
+            if isinstance(keys, KeyRingFile):
+                if not keys.refresh_now():
+                    raise
+            elif not isinstance(keys, StoreKeyRing) or not await keys.refresh(_kid_of(token)):
                 raise
         return decode_token(token, keys.keyset, typ=typ, issuer=self.config.issuer, audience=None,
                             require=tuple(require), leeway=self.config.leeway, now=self.clock())

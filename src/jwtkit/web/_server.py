@@ -23,7 +23,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from jwtkit.service import KeyRing, Settings
+from jwtkit.service import Settings
+from jwtkit.service._build import prepare_keys
 from jwtkit.service._config import ServerSettings
 
 if TYPE_CHECKING:
@@ -100,9 +101,9 @@ def serve(server: ServerSettings | Settings | None = None, **options: Any) -> No
         SystemExit: granian stopped with an error (its status).
     """
     settings = _server_settings(server, options)
-    if settings.settings.secret is None:
-        # create the key file once, before any worker could race to create it (0600, never a built-in secret)
-        KeyRing.load_or_create(settings.settings.key_path)
+    # Create the key file once, before any worker could race to create it (0600, never a built-in secret);
+    # or load the ring of a shared store, so that a missing or wrong key-encryption key is one line now.
+    prepare_keys(settings.settings)
     with _bind(settings) as sock:
         child = subprocess.Popen(_supervisor_command(sock.fileno()), env={**os.environ, **settings.to_env()},
                                  pass_fds=(sock.fileno(),))
