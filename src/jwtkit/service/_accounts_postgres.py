@@ -5,7 +5,8 @@ table, through asyncpg (the driver the PostgreSQL store chose by measurement, se
   transaction under ``pg_advisory_xact_lock``: nodes that start at once on an empty database agree on one
   schema, and a database of a newer jwtkit is refused rather than misread.
 - A bounded pool (``min_size``/``max_size`` from the URL's ``pool_min``/``pool_max`` query options, default
-  1 and 10), with ``connect_timeout`` and ``command_timeout`` (seconds, default 5). Every database fault
+  1 and 10), with ``connect_timeout``, ``command_timeout`` and ``pool_timeout`` (seconds, default 5; the
+  store's URL options, so one URL serves ``JWTKIT_DB`` and ``JWTKIT_STORE``). Every database fault
   (refused, gone, timed out, pool exhausted past the timeout) is :class:`~jwtkit.store.StoreUnavailable`,
   as for the other backends: the web layer answers 503, never 500.
 - Usernames are unique by a constraint, so two nodes registering one name at once get one account and one
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS jwtkit_users (
 CREATE INDEX IF NOT EXISTS jwtkit_users_email_key ON jwtkit_users (email_key);
 """
 _SELECT = "SELECT id, username, email, verified, disabled, created, password_hash, roles FROM jwtkit_users"
-_OPTIONS = ("pool_min", "pool_max", "connect_timeout", "command_timeout")
+# the store's options too, so that one URL serves JWTKIT_DB and JWTKIT_STORE (purge_interval is the store's)
+_OPTIONS = ("pool_min", "pool_max", "pool_timeout", "connect_timeout", "command_timeout", "purge_interval")
 
 
 def is_postgres_url(value: str) -> bool:
@@ -89,6 +91,7 @@ class PostgresUserRepository:
             raise ServiceConfigError("the users database option pool_min must not exceed pool_max")
         self._connect_timeout = _number(ours, "connect_timeout", 5.0, low=0.001)
         self._command_timeout = _number(ours, "command_timeout", 5.0, low=0.001)
+        self._pool_timeout = _number(ours, "pool_timeout", self._connect_timeout, low=0.001)
         self._dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
         self._shown = urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", ""))
         self._pool: Any = None
@@ -144,7 +147,7 @@ class PostgresUserRepository:
         if pool is None:
             raise RuntimeError("PostgresUserRepository is not open: await repo.open() first")
         try:
-            async with pool.acquire(timeout=self._connect_timeout) as conn:
+            async with pool.acquire(timeout=self._pool_timeout) as conn:
                 return await work(conn)
         except self._asyncpg.UniqueViolationError:
             raise UsernameTaken() from None
