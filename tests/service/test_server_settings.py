@@ -358,3 +358,24 @@ def test_bad_settings_are_refused_where_built(bad: dict[str, Any]) -> None:
 def test_bad_server_settings_are_refused_where_built(bad: dict[str, Any]) -> None:
     with pytest.raises(ServiceConfigError):
         ServerSettings(**bad)
+
+
+@pytest.mark.parametrize(("store", "users"), [
+    ("postgresql://jwtkit@db.internal/jwtkit", "postgresql://jwtkit@db.internal/jwtkit"),  # one database
+    ("postgres://db/jwtkit?pool_max=20", "postgres://db/jwtkit?pool_max=20"),
+    ("redis://127.0.0.1:6390/0", "jwtkit.db"),  # Redis holds no accounts: the local file stays
+])
+def test_the_users_database_follows_a_postgresql_store(store: str, users: str) -> None:
+    assert Settings.from_env({"JWTKIT_STORE": store}).users_path == users
+    # JWTKIT_DB still wins: accounts in PostgreSQL, sessions in Redis
+    split = Settings.from_env({"JWTKIT_STORE": "redis://127.0.0.1:6390/0", "JWTKIT_DB": "postgresql://db/u"})
+    assert split.users_path == "postgresql://db/u"
+
+
+def test_build_service_picks_the_postgresql_users_repository() -> None:
+    from jwtkit.service._accounts_postgres import PostgresUserRepository
+    from jwtkit.service._build import users_for
+
+    assert isinstance(users_for("postgresql://db/u"), PostgresUserRepository)
+    assert type(users_for(":memory:")).__name__ == "MemoryUserRepository"
+    assert type(users_for("users.db")).__name__ == "SQLiteUserRepository"

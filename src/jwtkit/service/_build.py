@@ -8,6 +8,7 @@ import logging
 from typing import Literal
 
 from jwtkit.service._accounts import MemoryUserRepository, SQLiteUserRepository, UserRepository
+from jwtkit.service._accounts_postgres import PostgresUserRepository, is_postgres_url
 from jwtkit.service._auth import AuthService
 from jwtkit.service._claims import ClaimsHook, user_roles_claims
 from jwtkit.service._config import MEMORY_USERS, Settings
@@ -82,6 +83,15 @@ async def _load_stored_ring(store: ManagedStore, settings: Settings) -> None:
         await StoreKeyRing(store, kek).open()
 
 
+def users_for(where: str) -> UserRepository:
+    """The account repository ``JWTKIT_DB`` names: ``:memory:``, a ``postgresql://`` URL, or a SQLite file."""
+    if where == MEMORY_USERS:
+        return MemoryUserRepository()
+    if is_postgres_url(where):
+        return PostgresUserRepository(where)  # asyncpg loads when one is built
+    return SQLiteUserRepository(where)
+
+
 def build_service(settings: Settings | None = None, *, claims: ClaimsHook = user_roles_claims) -> AuthService:
     """An unopened service for ``settings`` (default: :meth:`Settings.from_env`); ``await service.open()``
     or ``async with service:``. ``claims`` is the app's claims hook (see :class:`AuthService`); the default
@@ -129,8 +139,7 @@ def assemble(settings: Settings | None = None, *, claims: ClaimsHook = user_role
     else:
         # development: mails land in the outbox folder, and each link is printed on the console
         mailer = OutboxMailer(settings.outbox_path, sender=settings.mail_from, console=True)
-    users: UserRepository = (MemoryUserRepository() if settings.users_path == MEMORY_USERS
-                             else SQLiteUserRepository(settings.users_path))
+    users = users_for(settings.users_path)
     return AuthService(
         store=store,
         users=users,

@@ -274,9 +274,10 @@ class Settings:
         """Read ``JWT_SECRET`` and a service's ``JWTKIT_*`` variables; keyword ``overrides`` win over both.
 
         Variables: ``JWT_SECRET`` (or ``JWTKIT_SECRET_HEX``), ``JWTKIT_STORE``,
-        ``JWTKIT_DB`` (users database; defaults to the sqlite store's file, or to memory with a ``memory://``
-        store), ``JWTKIT_KEY_FILE``, ``JWTKIT_KEYS``, ``JWTKIT_KEY_ENCRYPTION_KEY``, ``JWTKIT_OUTBOX``,
-        ``JWTKIT_MAIL_FROM``, ``JWTKIT_SMTP_HOST``,
+        ``JWTKIT_DB`` (users database: a SQLite file, ``:memory:`` or a ``postgresql://`` URL; defaults to
+        the sqlite store's file, to the same database with a ``postgresql://`` store, or to memory with a
+        ``memory://`` store), ``JWTKIT_KEY_FILE``, ``JWTKIT_KEYS``, ``JWTKIT_KEY_ENCRYPTION_KEY``,
+        ``JWTKIT_OUTBOX``, ``JWTKIT_MAIL_FROM``, ``JWTKIT_SMTP_HOST``,
         ``JWTKIT_SMTP_PORT``, ``JWTKIT_SMTP_USERNAME``, ``JWTKIT_SMTP_PASSWORD``, ``JWTKIT_ISSUER``,
         ``JWTKIT_AUDIENCE``, ``JWTKIT_ACCESS_TTL``, ``JWTKIT_REFRESH_TTL``, ``JWTKIT_VERIFY_TTL``,
         ``JWTKIT_RESET_TTL``, ``JWTKIT_ALLOW_UNVERIFIED_LOGIN``, ``JWTKIT_BIND_USER_AGENT``,
@@ -584,6 +585,8 @@ def _resolve(env: Mapping[str, str], overrides: Mapping[str, Any], *,
             values["users_path"] = store_file
         elif isinstance(store_url, str) and store_url.startswith("memory:"):
             values["users_path"] = MEMORY_USERS
+        elif isinstance(store_url, str) and store_url.startswith(("postgresql://", "postgres://")):
+            values["users_path"] = store_url  # one database for accounts and sessions
     if server and "base_url" not in values:
         shown = f"[{values['host']}]" if ":" in values["host"] else values["host"]
         values["base_url"] = f"http://{shown}:{values['port']}"  # mailed links point at the listening address
