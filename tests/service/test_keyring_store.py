@@ -32,8 +32,6 @@ from jwtkit.store import KeyRingRecords, open_store
 
 from .conftest import PASSWORD, CountingHasher, FakeClock
 
-pytestmark = pytest.mark.redis
-
 KEK = bytes(range(32))
 OTHER_KEK = bytes(range(1, 33))
 
@@ -54,9 +52,16 @@ def _node(url: str, tmp_path: Path, clock: FakeClock, kek: bytes = KEK, **option
                        clock=clock, hasher=CountingHasher())
 
 
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def url(request: pytest.FixtureRequest) -> str:
+    """A fresh shared store: Redis, or PostgreSQL."""
+    return str(request.getfixturevalue({"redis": "redis_url", "postgresql": "postgres_url"}[request.param]))
+
+
 @pytest.fixture
-async def nodes(redis_url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[tuple[AuthService, ...]]:
-    pair = (_node(redis_url, tmp_path, clock), _node(redis_url, tmp_path, clock))
+async def nodes(url: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[tuple[AuthService, ...]]:
+    pair = (_node(url, tmp_path, clock), _node(url, tmp_path, clock))
     for node in pair:
         await node.store.open()
     await asyncio.gather(*(_ring(node).open() for node in pair))  # two nodes load the ring at the same moment
@@ -74,16 +79,41 @@ def _ring(node: AuthService) -> StoreKeyRing:
     return node.keys
 
 
-async def _raw(redis_url: str) -> dict[str, str]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+async def _raw(url: str) -> dict[str, str]:
+    """The stored ring as the database holds it, read around jwtkit."""
+    if url.startswith("postgres"):
+        import asyncpg
+
+        connection = await asyncpg.connect(url)
+        try:
+            row = await connection.fetchrow("SELECT version, doc FROM jwtkit_keyring WHERE name = 'ring'")
+        finally:
+            await connection.close()
+        return {"version": str(row[0]), "doc": row[1]}
+    client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
         return await client.hgetall("jwtkit:keyring")  # type: ignore[no-any-return,misc]
     finally:
         await client.aclose()
 
 
-async def _set_doc(redis_url: str, **fields: str) -> None:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+async def _set_doc(url: str, **fields: str) -> None:
+    """Overwrite the stored ring's fields around jwtkit (a tampering database user)."""
+    if url.startswith("postgres"):
+        import asyncpg
+
+        connection = await asyncpg.connect(url)
+        try:
+            if "version" in fields:
+                await connection.execute("UPDATE jwtkit_keyring SET version = $1 WHERE name = 'ring'",
+                                         int(fields["version"]))
+            if "doc" in fields:
+                await connection.execute("UPDATE jwtkit_keyring SET doc = $1 WHERE name = 'ring'",
+                                         fields["doc"])
+        finally:
+            await connection.close()
+        return
+    client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
         await client.hset("jwtkit:keyring", mapping=fields)  # type: ignore[misc]
     finally:
@@ -103,11 +133,11 @@ async def test_two_nodes_started_together_share_one_ring(nodes: tuple[AuthServic
 
 
 async def test_a_rotation_reaches_every_node_within_the_bound(
-    nodes: tuple[AuthService, AuthService], clock: FakeClock, redis_url: str,
+    nodes: tuple[AuthService, AuthService], clock: FakeClock, url: str,
 ) -> None:
     a, b = nodes
     old = a.keys.active.kid
-    async with open_store(redis_url, clock=clock) as third:  # a third process, as `jwtkit keys rotate` is
+    async with open_store(url, clock=clock) as third:  # a third process, as `jwtkit keys rotate` is
         assert isinstance(third, KeyRingRecords)
         ring = await rotate_stored_ring(third, KEK, activate_in=0, now=clock())
     new = ring.active.kid
@@ -149,9 +179,9 @@ async def test_a_token_of_a_kid_not_loaded_yet_refreshes_at_once(
 
 
 async def test_two_concurrent_rotations_leave_exactly_one_active_key(
-    nodes: tuple[AuthService, AuthService], clock: FakeClock, redis_url: str,
+    nodes: tuple[AuthService, AuthService], clock: FakeClock, url: str,
 ) -> None:
-    stores = [open_store(redis_url, clock=clock) for _ in range(2)]
+    stores = [open_store(url, clock=clock) for _ in range(2)]
     for store in stores:
         await store.open()
     try:
@@ -163,15 +193,15 @@ async def test_two_concurrent_rotations_leave_exactly_one_active_key(
             await store.close()
     assert len({ring.active.kid for ring in rings}) == 2  # both rotations took effect, in turn
     assert [info.state for info in listed].count("active") == 1
-    assert len(listed) == 3 and (await _raw(redis_url))["version"] == "3"
+    assert len(listed) == 3 and (await _raw(url))["version"] == "3"
     for node in nodes:
         await _ring(node).look()
         assert node.keys.active.kid == next(info.kid for info in listed if info.state == "active")
 
 
 async def test_private_keys_at_rest_are_sealed(nodes: tuple[AuthService, AuthService],
-                                               redis_url: str) -> None:
-    raw = await _raw(redis_url)
+                                               url: str) -> None:
+    raw = await _raw(url)
     active = nodes[0].keys.active
     secret = active.to_jwk(private=True)["k"]
     assert secret not in raw["doc"]
@@ -181,27 +211,28 @@ async def test_private_keys_at_rest_are_sealed(nodes: tuple[AuthService, AuthSer
 
 
 async def test_nonces_are_fresh_for_every_write(nodes: tuple[AuthService, AuthService], clock: FakeClock,
-                                                redis_url: str) -> None:
-    first = json.loads((await _raw(redis_url))["doc"])["keys"]
+                                                url: str) -> None:
+    first = json.loads((await _raw(url))["doc"])["keys"]
     await rotate_stored_ring(nodes[0].store, KEK, now=clock())  # type: ignore[arg-type]
-    second = json.loads((await _raw(redis_url))["doc"])["keys"]
+    second = json.loads((await _raw(url))["doc"])["keys"]
     old = next(record for record in second if record["kid"] == first[0]["kid"])
     assert old["nonce"] != first[0]["nonce"] and old["sealed"] != first[0]["sealed"]
 
 
 async def test_a_wrong_key_encryption_key_is_a_start_up_error(
-    nodes: tuple[AuthService, AuthService], redis_url: str, tmp_path: Path, clock: FakeClock,
+    nodes: tuple[AuthService, AuthService], url: str, tmp_path: Path, clock: FakeClock,
 ) -> None:
-    intruder = _node(redis_url, tmp_path, clock, kek=OTHER_KEK)
+    intruder = _node(url, tmp_path, clock, kek=OTHER_KEK)
     with pytest.raises(ServiceConfigError, match="the key-encryption key does not decrypt the key ring"):
         await intruder.open()
-    settings = Settings(store_url=redis_url, users_path=str(tmp_path / "u.db"), key_encryption_key=OTHER_KEK)
+    settings = Settings(store_url=url, users_path=str(tmp_path / "u.db"), key_encryption_key=OTHER_KEK)
     with pytest.raises(ServiceConfigError, match="the key-encryption key does not decrypt the key ring"):
         await asyncio.to_thread(prepare_keys, settings)
 
 
-def test_without_the_key_encryption_key_a_node_refuses_in_one_line(redis_url: str, tmp_path: Path) -> None:
-    settings = Settings(store_url=redis_url, users_path=str(tmp_path / "u.db"))
+@pytest.mark.redis
+def test_without_the_key_encryption_key_a_node_refuses_in_one_line(url: str, tmp_path: Path) -> None:
+    settings = Settings(store_url=url, users_path=str(tmp_path / "u.db"))
     with pytest.raises(ServiceConfigError) as info:
         build_service(settings)
     message = str(info.value)
@@ -210,55 +241,57 @@ def test_without_the_key_encryption_key_a_node_refuses_in_one_line(redis_url: st
         prepare_keys(settings)
 
 
-def test_which_ring_a_node_uses(redis_url: str, tmp_path: Path) -> None:
-    shared = Settings(store_url=redis_url, key_encryption_key=KEK)
+@pytest.mark.redis
+def test_which_ring_a_node_uses(url: str, tmp_path: Path) -> None:
+    shared = Settings(store_url=url, key_encryption_key=KEK)
     assert key_source(shared) == "store"
-    assert key_source(Settings(store_url=redis_url, keys="file")) == "file"  # a key file per node
-    assert key_source(Settings(store_url=redis_url, secret=b"s" * 32)) == "secret"
+    assert key_source(Settings(store_url=url, keys="file")) == "file"  # a key file per node
+    assert key_source(Settings(store_url=url, secret=b"s" * 32)) == "secret"
     assert key_source(Settings(store_url="memory://")) == "file"
     assert key_source(Settings(store_url=f"sqlite:///{tmp_path}/x.db", keys="auto")) == "file"
     with pytest.raises(ServiceConfigError, match="JWTKIT_KEYS=store needs a shared store"):
         key_source(Settings(store_url="memory://", keys="store", key_encryption_key=KEK))
 
 
-async def test_a_tampered_record_is_refused(nodes: tuple[AuthService, AuthService], redis_url: str,
+async def test_a_tampered_record_is_refused(nodes: tuple[AuthService, AuthService], url: str,
                                             tmp_path: Path, clock: FakeClock) -> None:
     a, _ = nodes
     before = a.keys.active.kid
-    raw = await _raw(redis_url)
+    raw = await _raw(url)
     document = json.loads(raw["doc"])
     sealed = document["keys"][0]["sealed"]
     document["keys"][0]["sealed"] = ("A" if sealed[0] != "A" else "B") + sealed[1:]
-    await _set_doc(redis_url, version="7", doc=json.dumps(document))
+    await _set_doc(url, version="7", doc=json.dumps(document))
     await _ring(a).look()  # a running node keeps the ring it had, and says why in its log
     assert a.keys.active.kid == before and _ring(a).version == 1
     with pytest.raises(ServiceConfigError, match="does not decrypt the key ring"):
-        await _node(redis_url, tmp_path, clock).open()  # a starting node refuses it
+        await _node(url, tmp_path, clock).open()  # a starting node refuses it
 
 
 async def test_a_record_replayed_into_another_version_is_refused(
-    nodes: tuple[AuthService, AuthService], redis_url: str, tmp_path: Path, clock: FakeClock,
+    nodes: tuple[AuthService, AuthService], url: str, tmp_path: Path, clock: FakeClock,
 ) -> None:
-    raw = await _raw(redis_url)
-    await _set_doc(redis_url, version="2", doc=raw["doc"])  # the version is associated data
+    raw = await _raw(url)
+    await _set_doc(url, version="2", doc=raw["doc"])  # the version is associated data
     with pytest.raises(ServiceConfigError, match="does not decrypt the key ring"):
-        await _node(redis_url, tmp_path, clock).open()
+        await _node(url, tmp_path, clock).open()
 
 
 async def test_a_record_moved_to_another_kid_is_refused(
-    nodes: tuple[AuthService, AuthService], redis_url: str, tmp_path: Path, clock: FakeClock,
+    nodes: tuple[AuthService, AuthService], url: str, tmp_path: Path, clock: FakeClock,
 ) -> None:
     await rotate_stored_ring(nodes[0].store, KEK, now=clock())  # type: ignore[arg-type]
-    raw = await _raw(redis_url)
+    raw = await _raw(url)
     document = json.loads(raw["doc"])
     first, second = document["keys"]
     first["sealed"], second["sealed"] = second["sealed"], first["sealed"]
     first["nonce"], second["nonce"] = second["nonce"], first["nonce"]
-    await _set_doc(redis_url, doc=json.dumps(document))
+    await _set_doc(url, doc=json.dumps(document))
     with pytest.raises(ServiceConfigError, match="does not decrypt the key ring"):
-        await _node(redis_url, tmp_path, clock).open()
+        await _node(url, tmp_path, clock).open()
 
 
+@pytest.mark.redis
 async def test_the_cli_rotates_the_shared_ring_and_every_running_node_follows(
     redis_url: str, tmp_path: Path,
 ) -> None:
@@ -295,6 +328,7 @@ async def test_the_cli_rotates_the_shared_ring_and_every_running_node_follows(
             await node.close()
 
 
+@pytest.mark.redis
 def test_serve_without_the_key_encryption_key_prints_one_line_and_exits_2(
     redis_url: str, tmp_path: Path,
 ) -> None:

@@ -7,7 +7,13 @@ once; the version row lives in ``jwtkit_store_schema``, name ``jwtkit.store``):
 - ``jwtkit_sessions``: one row per session, until it expires (purge);
 - ``jwtkit_epochs``: the per-user epoch, never deleted (see base.py);
 - ``jwtkit_consumed``: consumed single-use ``jti`` values, until the tokens expire;
-- ``jwtkit_throttles``: login-throttle counters, until their window ends.
+- ``jwtkit_throttles``: login-throttle counters, until their window ends;
+- ``jwtkit_keyring``: the shared key ring (:class:`~jwtkit.store.KeyRingRecords`), one row ``name = 'ring'``
+  with its ``version`` and the service's sealed document, never purged. Created with ``IF NOT EXISTS`` on
+  every open (under the same lock), so a database of schema version 1 from before it gains it in place.
+  The compare-and-set is one statement: ``INSERT ... ON CONFLICT DO NOTHING`` for the first version, else
+  ``UPDATE ... WHERE version = $expected`` (READ COMMITTED re-checks the condition on the row a concurrent
+  writer committed, so of two writers from one version exactly one updates).
 
 Ids, keys and every other string are stored as ``bytea`` (their UTF-8 bytes, lone surrogates included):
 a PostgreSQL ``text`` cannot hold NUL, and ids come from tokens and forms. Times are ``double precision``
@@ -112,6 +118,9 @@ _SCHEMA = [
     )""",
     "CREATE INDEX jwtkit_throttles_by_expiry ON jwtkit_throttles (expires)",
 ]
+
+_KEYRING_TABLE = ("CREATE TABLE IF NOT EXISTS jwtkit_keyring "
+                  "(name text PRIMARY KEY, version bigint NOT NULL, doc text NOT NULL)")
 
 _COLUMNS = ("s.sid, s.user_id, s.created, s.last_used, s.expires, s.family, s.refresh_jti, s.user_agent, "
             "s.ip, s.revoked, s.epoch")
@@ -300,12 +309,14 @@ class PostgresStore(BaseStore):
             version = await connection.fetchval(
                 "SELECT version FROM jwtkit_store_schema WHERE name = 'jwtkit.store'")
             if version == SCHEMA_VERSION:
+                await connection.execute(_KEYRING_TABLE)  # added beside schema version 1, in place
                 return
             if version is not None:
                 raise StoreConfigError(f"postgresql store {self.url} has schema version {version}; "
                                        f"this jwtkit knows {SCHEMA_VERSION}: upgrade jwtkit")
             for statement in _SCHEMA:
                 await connection.execute(statement)
+            await connection.execute(_KEYRING_TABLE)
             await connection.execute("INSERT INTO jwtkit_store_schema (name, version) "
                                      "VALUES ('jwtkit.store', $1)", SCHEMA_VERSION)
         log.info("postgresql store %s: created schema version %d", self.url, SCHEMA_VERSION)
@@ -484,6 +495,30 @@ class PostgresStore(BaseStore):
 
     async def throttle_clear(self, key: str) -> None:
         await self._execute("DELETE FROM jwtkit_throttles WHERE key = $1", _b(key))
+
+    # the shared key ring (KeyRingRecords) ----------------------------------------------------------
+
+    def _ring_version(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise StoreUnavailable(f"postgresql store {self.url}: the key ring's version is unreadable")
+        return value
+
+    async def ring_version(self) -> int:
+        row = await self._fetchrow("SELECT version FROM jwtkit_keyring WHERE name = 'ring'")
+        return 0 if row is None else self._ring_version(row[0])
+
+    async def ring_read(self) -> tuple[int, str] | None:
+        row = await self._fetchrow("SELECT version, doc FROM jwtkit_keyring WHERE name = 'ring'")
+        return None if row is None else (self._ring_version(row[0]), str(row[1]))
+
+    async def ring_swap(self, expected: int, document: str) -> bool:
+        if expected == 0:
+            status = await self._execute("INSERT INTO jwtkit_keyring (name, version, doc) "
+                                         "VALUES ('ring', 1, $1) ON CONFLICT (name) DO NOTHING", document)
+            return status == "INSERT 0 1"
+        status = await self._execute("UPDATE jwtkit_keyring SET version = version + 1, doc = $2 "
+                                     "WHERE name = 'ring' AND version = $1", int(expected), document)
+        return status == "UPDATE 1"
 
     # upkeep -----------------------------------------------------------------------------------------
 
