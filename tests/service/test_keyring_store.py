@@ -337,3 +337,26 @@ def test_serve_without_the_key_encryption_key_prints_one_line_and_exits_2(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "JWTKIT_KEY_ENCRYPTION_KEY" in lines[0], proc.stderr
     assert lines[0].startswith("jwtkit: service_config: ")
+
+
+@pytest.mark.redis
+async def test_keys_import_moves_a_key_file_into_an_empty_store_once(redis_url: str, tmp_path: Path) -> None:
+    from jwtkit.service import KeyRing
+
+    file = tmp_path / "jwtkit.key"
+    KeyRing.load_or_create(file, "ES256")
+    before = KeyRing.rotate(file, activate_in=0)  # two keys: the signing one and the one it succeeds
+    env = {"JWTKIT_KEY_ENCRYPTION_KEY": KEK.hex()}
+    proc = await asyncio.to_thread(run_jwtkit, tmp_path, "keys", "import", "--json", "--store", redis_url,
+                                   env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["kids"]) == 2
+    store = open_store(redis_url)
+    assert isinstance(store, KeyRingRecords)
+    async with store:
+        ring = StoreKeyRing(store, KEK)
+        await ring.open()
+        assert ring.active.kid == before.active.kid and ring.version == 1
+        assert {key.kid for key in ring.keyset.keys} == {key.kid for key in before.keyset.keys}
+    again = await asyncio.to_thread(run_jwtkit, tmp_path, "keys", "import", "--store", redis_url, env=env)
+    assert again.returncode == 2 and "exists already" in again.stderr and "\n" not in again.stderr.strip()

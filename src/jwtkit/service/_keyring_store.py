@@ -33,6 +33,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -56,9 +57,13 @@ from jwtkit.service._keyring import (
     _rotated,
     _spent,
 )
+from jwtkit.service._keyring import (
+    _read as _read_file,
+)
 from jwtkit.store import KeyRingRecords, StoreUnavailable
 
-__all__ = ["SWAP_ATTEMPTS", "StoreKeyRing", "list_stored_keys", "prune_stored_ring", "rotate_stored_ring"]
+__all__ = ["SWAP_ATTEMPTS", "StoreKeyRing", "import_key_file", "list_stored_keys", "prune_stored_ring",
+           "rotate_stored_ring"]
 
 logger = logging.getLogger("jwtkit.service._keyring_store")
 
@@ -229,6 +234,23 @@ async def prune_stored_ring(store: KeyRingRecords, kek: bytes, *, retire_after: 
 
     await _swap(store, kek, "HS256", prune, when)
     return dropped
+
+
+async def import_key_file(store: KeyRingRecords, kek: bytes, path: str | os.PathLike[str]) -> list[KeyInfo]:
+    """Put the keys of a local key file, with their schedule, into a shared store that has no key ring yet
+    (one create-if-absent: the move from one machine to several keeps every key and token valid).
+
+    Raises:
+        ServiceConfigError (``service_config``): the file cannot be read (see :meth:`KeyRing.load`), or the
+            store has a key ring already (it is never overwritten).
+    """
+    kek = _check_kek(kek)
+    entries, _ = _read_file(Path(path))
+    if not await store.ring_swap(0, _seal(entries, kek, 1)):
+        raise ServiceConfigError(f"{_where(store)} exists already (version {await store.ring_version()}): "
+                                 "import only fills an empty store, and never overwrites a ring")
+    logger.info("imported key file %s into %s (%d keys)", path, _where(store), len(entries))
+    return _infos(entries, time.time())
 
 
 async def list_stored_keys(store: KeyRingRecords, kek: bytes, *, now: float | None = None) -> list[KeyInfo]:
