@@ -4,9 +4,14 @@ with one client and with 32 concurrent clients (asyncio tasks on one event loop)
 Also reported: microseconds per check on SQLite (target: under 20 µs), and the commands the Redis server saw
 per check (INFO commandstats), which shows that a check is one round trip (one EVALSHA).
 
-Redis runs on a redis-server this benchmark starts on a free loopback port (never 6379); without the binary
-that backend is skipped. Files go to a temporary directory (``--dir=PATH`` to choose the disk: SQLite and
-LevelDB sync every revocation to it).
+Redis runs on a redis-server this benchmark starts on a free loopback port (never 6379), without persistence
+(``--save "" --appendonly no``); without the binary that backend is skipped. PostgreSQL runs on a throwaway
+cluster this benchmark creates (Debian's ``initdb``/``pg_ctl`` under ``pg_config --bindir``, as the
+``postgres`` system user when run as root, ``-A trust``) on a free loopback port (never 5432), with the
+server's durable defaults (``fsync=on``, ``synchronous_commit=on``: every write commits to the WAL on disk)
+and the store's default pool (``pool_max`` 10); without the binaries that backend is skipped. No process is
+pinned to a CPU. Files go to a temporary directory (``--dir=PATH`` to choose the disk: SQLite and LevelDB
+sync every revocation to it, PostgreSQL every commit).
 
 Run: ``python -m benchmarks store`` or ``python -m benchmarks.bench_store [--quick] [--dir=PATH]``.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import secrets
 import shutil
 import socket
@@ -65,6 +71,55 @@ def _redis_server(workdir: Path) -> Iterator[str | None]:
     finally:
         proc.kill()
         proc.wait()
+
+
+def _postgres_bindir() -> str | None:
+    """Debian's PostgreSQL server binaries (``pg_config --bindir``); None without initdb and pg_ctl."""
+    pg_config = shutil.which("pg_config")
+    if pg_config is None:
+        return None
+    bindir = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip()
+    if bindir and all(os.access(os.path.join(bindir, tool), os.X_OK) for tool in ("initdb", "pg_ctl")):
+        return bindir
+    return None
+
+
+@contextlib.contextmanager
+def _postgres_server(base: str | None) -> Iterator[str | None]:
+    """A throwaway PostgreSQL cluster on a free loopback port (as tests/processes.py's PostgresCluster, but
+    with fsync on); None when the binaries are missing; RuntimeError or OSError when it does not start."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        yield None
+        return
+    # its own directory (not inside the 0700 work directory), owned by postgres when we are root
+    workdir = Path(tempfile.mkdtemp(prefix="jwtkit-bench-pg-", dir=base))
+    as_root = os.geteuid() == 0
+    data, port = workdir / "data", _free_port()
+
+    def run(tool: str, *args: str) -> None:
+        command = [os.path.join(bindir, tool), *args]
+        if as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({result.returncode}): "
+                               f"{result.stderr.decode(errors='replace').strip()}")
+
+    try:
+        if as_root:
+            shutil.chown(workdir, "postgres", "postgres")
+        # --no-sync only skips initdb's own final flush of the new files; the server below runs durable
+        run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+        run("pg_ctl", "-D", str(data), "-l", str(workdir / "log"), "-w", "start", "-o",
+            f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on "
+            "-c max_connections=100")
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():  # also after a start that failed half-way
+            with contextlib.suppress(Exception):
+                run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _session(user_id: str = "bench", epoch: int = 0) -> Session:
@@ -154,13 +209,23 @@ async def _run(argv: list[str]) -> None:
     rows: list[list[object]] = []
     per_check: dict[str, float] = {}
     redis_commands: dict[str, float] = {}
+    missing = {"redis": "redis-server is not installed",
+               "postgresql": "PostgreSQL server binaries (initdb, pg_ctl under pg_config --bindir) "
+                             "are not installed"}
     try:
-        with _redis_server(workdir) as redis_url:
+        with contextlib.ExitStack() as servers:
+            redis_url = servers.enter_context(_redis_server(workdir))
+            postgres_url: str | None = None
+            try:
+                postgres_url = servers.enter_context(_postgres_server(base))
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                missing["postgresql"] = f"the throwaway cluster did not start: {exc}"
             urls = {"memory": "memory://", "sqlite": f"sqlite:///{workdir}/bench.db",
-                    "leveldb": f"leveldb:///{workdir}/bench.ldb", "redis": redis_url}
+                    "leveldb": f"leveldb:///{workdir}/bench.ldb", "redis": redis_url,
+                    "postgresql": postgres_url}
             for name, url in urls.items():
                 if url is None:
-                    print(f"\n## store/{name}: skipped (redis-server is not installed)")
+                    print(f"\n## store/{name}: skipped ({missing[name]})")
                     continue
                 try:
                     store = open_store(url, purge_interval=0)
@@ -180,6 +245,9 @@ async def _run(argv: list[str]) -> None:
               f"consume {CLIENTS}"]
     print(table(f"store: operations per second (1 client / {CLIENTS} concurrent tasks; {checks} checks, "
                 f"{writes} writes per run, median of {repeat})", header, rows))
+    print("durability: sqlite and leveldb sync every revocation; postgresql runs with fsync=on, "
+          "synchronous_commit=on (default pool, pool_max 10); redis runs without persistence "
+          "(--save '' --appendonly no)")
     print(table("store: one check, single client", ["backend", "µs per check"],
                 [[name, value] for name, value in per_check.items()]))
     if "sqlite" in per_check:
