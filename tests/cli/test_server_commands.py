@@ -101,11 +101,11 @@ def test_sessions_list_revoke_and_revoke_all(jwtkit: Runner, tmp_path: Path) -> 
     assert {s["user_agent"] for s in listed} == {"phone", "laptop", "tablet"}
     assert {s["ip"] for s in listed} == {"192.0.2.7"}
 
-    revoked = jwtkit("sessions", "revoke", phone.session.sid)
+    revoked = jwtkit("sessions", "revoke", "--", phone.session.sid)
     assert revoked.returncode == 0 and revoked.stdout == f"revoked session {phone.session.sid}\n"
     assert _authenticate(tmp_path, phone.access_token) == "session_revoked"
     assert _authenticate(tmp_path, laptop.access_token) == "ok"
-    assert_one_line_error(jwtkit("sessions", "revoke", phone.session.sid), 4, "session_not_found")
+    assert_one_line_error(jwtkit("sessions", "revoke", "--", phone.session.sid), 4, "session_not_found")
     assert_one_line_error(jwtkit("sessions", "revoke", "no-such-sid"), 4, "session_not_found")
 
     assert jwtkit("sessions", "revoke-all", "alice").returncode == 0
@@ -289,7 +289,7 @@ def test_cli_and_running_server_share_users_and_sessions(jwtkit: Runner, tmp_pat
         assert httpx.get(f"{base}/private", headers=bearer).status_code == 200
 
         (session,) = json.loads(jwtkit("sessions", "list", "alice", "--json").stdout)
-        assert jwtkit("sessions", "revoke", session["sid"]).returncode == 0
+        assert jwtkit("sessions", "revoke", "--", session["sid"]).returncode == 0
         refused = httpx.get(f"{base}/private", headers=bearer)
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"].startswith("Bearer")

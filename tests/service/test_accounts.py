@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import stat
 import string
@@ -303,7 +304,7 @@ async def test_postgres_users_with_roles_two_nodes_and_one_schema(postgres_url: 
         a, b = nodes
         alice = User(id="1", username="alice", email=None, verified=True, disabled=False, created=1.0,
                      password_hash="$argon2id$x", roles=("admin", "editor"))
-        results = await asyncio.gather(a.add(alice), b.add(User(**{**_fields(alice), "id": "2"})),
+        results = await asyncio.gather(a.add(alice), b.add(dataclasses.replace(alice, id="2")),
                                        return_exceptions=True)
         assert sorted(type(r).__name__ for r in results) == ["NoneType", "UsernameTaken"]
         stored = await b.get_by_username("alice")

@@ -36,6 +36,11 @@ StoreOption = Annotated[
     str | None,
     typer.Option("--store", help="Store URL: sqlite:///jwtkit.db, leveldb:///dir, redis://..."),
 ]
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Accounts database: a SQLite file, or postgresql://... (default: beside the "
+                              "store: its SQLite file, or the same PostgreSQL database)."),
+]
 PASSWORD_MAX_BYTES = 4096
 
 
@@ -125,6 +130,7 @@ def serve_command(
         int | None, typer.Option("--port", min=1, max=65535, help="TCP port (default 8000).")
     ] = None,
     store: StoreOption = None,
+    db: DbOption = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, max=64, help="Worker processes (default 1).")
     ] = None,
@@ -157,6 +163,7 @@ def serve_command(
         host=host,
         port=port,
         store_url=store or None,
+        users_path=db or None,
         workers=workers,
         issuer=issuer,
         audience=audience or None,
@@ -235,6 +242,7 @@ def user_add(
     ] = False,
     verified: Annotated[bool, typer.Option("--verified", help="Mark the email as verified.")] = False,
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Create an account."""
@@ -246,7 +254,7 @@ def user_add(
     async def work(service: AuthService) -> User:
         return await service.register(name, password, email=email, verified=verified)
 
-    user = _run(_settings(store), work)
+    user = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json(_user_json(user))
     else:
@@ -254,14 +262,14 @@ def user_add(
 
 
 @user_app.command("list")
-def user_list(store: StoreOption = None, json_output: JsonFlag = False) -> None:
+def user_list(store: StoreOption = None, db: DbOption = None, json_output: JsonFlag = False) -> None:
     """List accounts."""
     out.use_json(json_output)
 
     async def work(service: AuthService) -> list[User]:
         return await service.list_users()
 
-    users = _run(_settings(store), work)
+    users = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json([_user_json(user) for user in users])
         return
@@ -289,6 +297,7 @@ def user_roles(
         "--end-sessions", help="End every session of the user now, instead of at each session's next "
                                "refresh (within the access-token lifetime).")] = False,
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Show, add or remove an account's roles; jwtkit serve puts them in its access tokens (claim roles)."""
@@ -315,7 +324,7 @@ def user_roles(
         return await service.set_roles(user.id, sorted(wanted), end_sessions=end_sessions), \
             service.config.access_ttl
 
-    user, access_ttl = _run(_settings(store), work)
+    user, access_ttl = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json(_user_json(user))
         return
@@ -328,12 +337,12 @@ def user_roles(
         sys.stderr.write(f"new tokens carry them {when}\n")
 
 
-def _set_disabled(name: str, disabled: bool, store: str | None) -> None:
+def _set_disabled(name: str, disabled: bool, store: str | None, db: str | None) -> None:
     async def work(service: AuthService) -> User:
         user = await _user(service, name)
         return await service.set_disabled(user.id, disabled)
 
-    user = _run(_settings(store), work)
+    user = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json(_user_json(user))
     else:
@@ -346,22 +355,24 @@ def _set_disabled(name: str, disabled: bool, store: str | None) -> None:
 def user_disable(
     name: Annotated[str, typer.Argument(help="User name.")],
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Disable an account: it can no longer log in, and every session of it ends at once."""
     out.use_json(json_output)
-    _set_disabled(name, True, store)
+    _set_disabled(name, True, store, db)
 
 
 @user_app.command("enable")
 def user_enable(
     name: Annotated[str, typer.Argument(help="User name.")],
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Enable a disabled account again (the sessions that disabling ended stay ended)."""
     out.use_json(json_output)
-    _set_disabled(name, False, store)
+    _set_disabled(name, False, store, db)
 
 
 def _confirm(question: str) -> bool:
@@ -377,6 +388,7 @@ def user_delete(
     name: Annotated[str, typer.Argument(help="User name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Delete an account: every session of the user ends, then the account is removed."""
@@ -390,7 +402,7 @@ def user_delete(
             raise CLIError("aborted", f"user {user.username} was not deleted", EXIT_INVALID)
         return await service.delete_user(user.id)
 
-    user = _run(_settings(store), work)
+    user = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json({"user": user.username, "id": user.id, "deleted": True})
     else:
@@ -404,6 +416,7 @@ def user_passwd(
         bool, typer.Option("--password-stdin", help="Read the new password from stdin (first line).")
     ] = False,
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Set a new password for a user; every session of the user ends (a password reset)."""
@@ -418,7 +431,7 @@ def user_passwd(
             raise CLIError("usage", "the password is empty")
         return await service.set_password(user.id, password)
 
-    user = _run(_settings(store), work)
+    user = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json({**_user_json(user), "sessions_ended": True})
     else:
@@ -431,6 +444,7 @@ def user_passwd(
 def user_verify(
     name: Annotated[str, typer.Argument(help="User name.")],
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Mark a user's email address as verified (the user needs one)."""
@@ -440,7 +454,7 @@ def user_verify(
         user = await _user(service, name)
         return await service.mark_verified(user.id)
 
-    user = _run(_settings(store), work)
+    user = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json(_user_json(user))
     else:
@@ -456,6 +470,7 @@ sessions_app = typer.Typer(help="List and revoke login sessions.", no_args_is_he
 def sessions_list(
     name: Annotated[str, typer.Argument(help="User name.")],
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """A user's active sessions, newest first."""
@@ -465,7 +480,7 @@ def sessions_list(
         user = await _user(service, name)
         return await service.list_sessions(user.id)
 
-    sessions = _run(_settings(store), work)
+    sessions = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json([_session_json(session) for session in sessions])
         return
@@ -486,6 +501,7 @@ def sessions_list(
 def sessions_revoke(
     sid: Annotated[str, typer.Argument(help="Session id (see sessions list).")],
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Revoke one session: its access and refresh tokens stop working at once."""
@@ -497,7 +513,7 @@ def sessions_revoke(
             return False
         return await service.revoke_session(session.user_id, sid)
 
-    revoked = _run(_settings(store), work)
+    revoked = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json({"sid": sid, "revoked": revoked})
     elif revoked:
@@ -510,6 +526,7 @@ def sessions_revoke(
 def sessions_revoke_all(
     name: Annotated[str, typer.Argument(help="User name.")],
     store: StoreOption = None,
+    db: DbOption = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Log a user out everywhere: every session ends."""
@@ -520,7 +537,7 @@ def sessions_revoke_all(
         await service.logout_all(user.id)
         return user
 
-    user = _run(_settings(store), work)
+    user = _run(_settings(store, users_path=db), work)
     if out.json:
         out.emit_json({"user": user.username, "revoked_all": True})
     else:
@@ -778,8 +795,39 @@ def keys_import(
                                    f"{shared.store_url}; the file is no longer read") + "\n")
 
 
+# --- db --------------------------------------------------------------------------------------------------
+
+db_app = typer.Typer(help="The databases' schemas.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(store: StoreOption = None, db: DbOption = None, json_output: JsonFlag = False) -> None:
+    """Bring the store's and the accounts database's schemas up to this jwtkit, and stop.
+
+    Servers do the same when they open (idempotent, one node at a time under a lock); this command is for
+    operators who apply schema changes themselves, before starting the new release. A schema newer than
+    this jwtkit is refused, never rewritten.
+    """
+    out.use_json(json_output)
+    settings = _settings(store, users_path=db)
+
+    async def work(service: AuthService) -> None:
+        return None  # opening the service applied both schemas
+
+    from jwtkit.store._common import redact_url
+
+    _run(settings, work)
+    shown = {"store": redact_url(settings.store_url), "accounts": redact_url(settings.users_path)}
+    if out.json:
+        out.emit_json({**shown, "upgraded": True})
+        return
+    sys.stdout.write(terminal_safe(f"schemas are up to date: store {shown['store']}, accounts "
+                                   f"{shown['accounts']}") + "\n")
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_command)
     app.add_typer(user_app, name="user")
     app.add_typer(sessions_app, name="sessions")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(db_app, name="db")
