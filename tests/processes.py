@@ -8,6 +8,7 @@ there), so any test module can ``from processes import free_port, require_binary
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -141,6 +142,20 @@ class PostgresCluster:
     def thaw(self) -> None:
         for pid in self._pids():
             os.kill(pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """``kill -9`` the server and its backends; :meth:`start` brings it back (crash recovery)."""
+        pids = self._pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:  # gone before a restart looks at postmaster.pid
+            for _ in range(200):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.01)
 
 
 def postgres_bindir() -> str:
