@@ -27,8 +27,8 @@ KeySource = Literal["secret", "file", "store"]
 
 def key_source(settings: Settings, store: object | None = None) -> KeySource:
     """Where the signing keys of ``settings`` live: ``JWT_SECRET`` (``"secret"``); a shared store
-    (``"store"``: ``keys="store"``, or ``"auto"`` with a store that holds a shared ring, Redis); else the key
-    file (``"file"``). ``store`` is the store of ``settings`` when already built.
+    (``"store"``: ``keys="store"``, or ``"auto"`` with a store that holds a shared ring: Redis, PostgreSQL);
+    else the key file (``"file"``). ``store`` is the store of ``settings`` when already built.
 
     Raises:
         ServiceConfigError (``service_config``): ``keys="store"`` with a store that cannot hold the ring, or
@@ -99,8 +99,8 @@ def build_service(settings: Settings | None = None, *, claims: ClaimsHook = user
 
     Without ``JWT_SECRET`` the key file is created on first run (mode 0600); there is no built-in secret.
     The service follows that file while it runs (:class:`KeyRingFile`): ``jwtkit keys rotate`` needs no
-    restart. With a shared store (Redis) the ring lives in the store instead (:func:`key_source`), sealed
-    with ``settings.key_encryption_key``, and ``await service.open()`` loads it (:class:`StoreKeyRing`).
+    restart. With a shared store (Redis, PostgreSQL) the ring lives in the store instead (:func:`key_source`),
+    sealed with ``settings.key_encryption_key``; ``await service.open()`` loads it (:class:`StoreKeyRing`).
 
     Raises:
         ServiceConfigError (``service_config``): short secret, unreadable or too-open key file, bad config,
