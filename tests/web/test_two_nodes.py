@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,24 @@ def test_the_walk_across_two_nodes(nodes: tuple[ServeProcess, ServeProcess], tmp
         assert call(other, "GET", "/private", token=pair["access_token"])[0] == 200
         for token in (on_a["access_token"], on_b["access_token"]):
             assert call(node, "GET", "/private", token=token)[0] == 200
+
+
+def test_two_nodes_started_at_the_same_moment_on_an_empty_database_agree(tmp_path: Path,
+                                                                         postgres_url: str) -> None:
+    env = {"JWTKIT_STORE": postgres_url, "JWTKIT_KEY_ENCRYPTION_KEY": secrets.token_hex(32)}
+    workdirs = [tmp_path / "a", tmp_path / "b"]
+    for workdir in workdirs:
+        workdir.mkdir()
+    with ThreadPoolExecutor(2) as pool:  # both create the schema and the key ring, racing
+        started = list(pool.map(lambda workdir: start_serve(workdir, env=env), workdirs))
+    try:
+        a, b = started
+        assert call(a, "POST", "/register", {"username": "alice", "password": PASSWORD})[0] == 201
+        kids = {kid_of(call(node, "POST", "/auth", {"username": "alice", "password": PASSWORD})[1]
+                       ["access_token"]) for node in (a, b)}
+        assert len(kids) == 1  # one ring, one active key: both nodes sign with it
+        assert call(b, "GET", "/private", token=call(a, "POST", "/auth", {
+            "username": "alice", "password": PASSWORD})[1]["access_token"])[0] == 200
+    finally:
+        for node in started:
+            stop_serve(node)
