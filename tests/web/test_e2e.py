@@ -123,8 +123,9 @@ def test_two_workers_share_the_key_and_the_store(tmp_path: Path) -> None:
         tokens = []
         for _ in range(6):  # new connections land on either worker
             with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:
-                tokens.append(client.post("/auth", json={"username": "eve", "password": PASSWORD}
-                                          ).json()["access_token"])
+                answer = client.post("/auth", json={"username": "eve", "password": PASSWORD})
+                assert answer.status_code == 200, (answer.status_code, answer.text, process.log())
+                tokens.append(answer.json()["access_token"])
         for token in tokens:
             with httpx.Client(base_url=process.url, headers=JSON, timeout=30) as client:
                 assert client.get("/private", headers={"Authorization": f"Bearer {token}"}).status_code == 200

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from jwtkit.service._errors import InvalidEmail, InvalidUsername, UsernameTaken, UserNotFound
 from jwtkit.store._base import StoreUnavailable
+from jwtkit.store._common import enter_wal
 from jwtkit.store._sqlite import create_private_file
 
 __all__ = [
@@ -293,7 +294,7 @@ class SQLiteUserRepository:
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False,
                                    isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            enter_wal(conn, self.timeout)
             conn.execute("PRAGMA synchronous=FULL")  # a password change must survive power loss
             conn.executescript(_SCHEMA)
             _migrate(conn)

@@ -9,6 +9,8 @@ import contextlib
 import enum
 import logging
 import math
+import sqlite3
+import time
 from types import TracebackType
 from typing import Protocol, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -19,6 +21,7 @@ __all__ = [
     "BaseStore",
     "ManagedStore",
     "corrupt_session",
+    "enter_wal",
     "log",
     "parse_float_option",
     "redact_url",
@@ -151,3 +154,21 @@ class BaseStore:
             else:
                 if removed:
                     log.debug("purged %d expired records from %s", removed, self.url)
+
+
+def enter_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """``PRAGMA journal_mode = WAL`` on ``conn``, retried for up to ``timeout`` seconds while another
+    connection holds the file. SQLite answers "database is locked" at once for a journal-mode change (it
+    runs no busy handler there), which processes opening a new file together hit (``jwtkit serve --workers
+    2`` at first start). Returns the mode SQLite reports; raises the last error when the file stays locked.
+    Blocking: call it from a worker thread."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)

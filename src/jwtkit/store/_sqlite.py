@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 from jwtkit.store._base import Clock, Rotation, Session, StoreConfigError, StoreUnavailable, ThrottleState
-from jwtkit.store._common import BaseStore, corrupt_session, log
+from jwtkit.store._common import BaseStore, corrupt_session, enter_wal, log
 from jwtkit.store._policy import (
     EPOCH_MAX,
     UNREADABLE_EPOCH,
@@ -322,7 +322,7 @@ class SQLiteStore(BaseStore):
         with _mapped(self.path):
             conn = self._connect()
             try:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = enter_wal(conn, self._busy_timeout_ms / 1000)
                 if str(mode).lower() != "wal":
                     raise StoreUnavailable(f"sqlite store {self.path}: cannot switch to WAL (got {mode})")
                 conn.execute("PRAGMA synchronous = FULL")  # see the module docstring
