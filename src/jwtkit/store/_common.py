@@ -9,13 +9,15 @@ import contextlib
 import enum
 import logging
 import math
-import sqlite3
 import time
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jwtkit.store._base import Clock, Session, Store, StoreConfigError, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    import sqlite3  # at run time only where SQLite is used: the middleware imports this module
 
 __all__ = [
     "BaseStore",
@@ -162,6 +164,8 @@ def enter_wal(conn: sqlite3.Connection, timeout: float) -> str:
     runs no busy handler there), which processes opening a new file together hit (``jwtkit serve --workers
     2`` at first start). Returns the mode SQLite reports; raises the last error when the file stays locked.
     Blocking: call it from a worker thread."""
+    import sqlite3
+
     deadline = time.monotonic() + timeout
     pause = 0.005
     while True:
