@@ -266,7 +266,35 @@ class KeyInfo:
     verify_until: float | None
 
 
-class KeyRingFile:
+class FollowedRing:
+    """What a ring that changes while the process runs answers from its ``ring`` of the moment: the signing
+    key, the verification keys (also as :class:`KeyProvider` ``current()``) and the public JWKS. One home
+    for the key file's ring and the shared store's."""
+
+    @property
+    def ring(self) -> KeyRing:
+        raise NotImplementedError
+
+    @property
+    def active(self) -> Key:
+        """The key that signs now."""
+        return self.ring.active
+
+    @property
+    def keyset(self) -> KeySet:
+        """Every key that verifies now: the active one, the next one once published, the retiring ones."""
+        return self.ring.keyset
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWKS of the keys that verify now (see :meth:`KeyRing.jwks`)."""
+        return self.ring.jwks()
+
+    def current(self) -> KeySet:
+        """The verification keys now (KeyProvider); no waiting."""
+        return self.ring.keyset
+
+
+class KeyRingFile(FollowedRing):
     """The key ring of a key file, followed while the process runs: the :class:`KeyProvider` of the
     service's access policy, and the source of its signing key and JWKS.
 
@@ -341,25 +369,7 @@ class KeyRingFile:
             loaded = self._reschedule(loaded, now)
         return loaded.ring
 
-    @property
-    def active(self) -> Key:
-        """The key that signs now."""
-        return self.ring.active
-
-    @property
-    def keyset(self) -> KeySet:
-        """Every key that verifies now: the active one, the next one once published, the retiring ones."""
-        return self.ring.keyset
-
-    def jwks(self) -> dict[str, Any]:
-        """The public JWKS of the keys that verify now (see :meth:`KeyRing.jwks`)."""
-        return self.ring.jwks()
-
     # KeyProvider ---------------------------------------------------------------------------------------
-
-    def current(self) -> KeySet:
-        """The verification keys now; at most one ``stat`` every ``check_every`` seconds, no waiting."""
-        return self.ring.keyset
 
     async def refresh(self, kid: str | None) -> bool:
         """Look at the file at once (see :meth:`refresh_now`)."""

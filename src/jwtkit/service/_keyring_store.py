@@ -34,17 +34,17 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from jwtkit import Key, KeySet
+from jwtkit import Key
 from jwtkit.service._errors import ServiceConfigError
 from jwtkit.service._keyring import (
     CHECK_EVERY,
     DEFAULT_RETIRE_AFTER,
     REFRESH_COOLDOWN,
+    FollowedRing,
     KeyInfo,
     KeyRing,
     _entries,
@@ -259,7 +259,7 @@ async def list_stored_keys(store: KeyRingRecords, kek: bytes, *, now: float | No
     return [] if found is None else _infos(found[1], time.time() if now is None else now)
 
 
-class StoreKeyRing:
+class StoreKeyRing(FollowedRing):
     """The key ring in a shared store, followed while the process runs: the :class:`KeyProvider` of the
     service's access policy and the source of its signing key and JWKS, as :class:`KeyRingFile` is for a
     file. :meth:`open` (called by ``AuthService.open``) loads it, creating it on an empty store.
@@ -336,25 +336,7 @@ class StoreKeyRing:
             self._loaded = loaded
         return loaded.ring
 
-    @property
-    def active(self) -> Key:
-        """The key that signs now."""
-        return self.ring.active
-
-    @property
-    def keyset(self) -> KeySet:
-        """Every key that verifies now."""
-        return self.ring.keyset
-
-    def jwks(self) -> dict[str, Any]:
-        """The public JWKS of the keys that verify now (see :meth:`KeyRing.jwks`)."""
-        return self.ring.jwks()
-
     # KeyProvider ---------------------------------------------------------------------------------------
-
-    def current(self) -> KeySet:
-        """The verification keys now; no waiting (a due look runs in the background)."""
-        return self.ring.keyset
 
     async def refresh(self, kid: str | None) -> bool:
         """Look at the store now, unless the last such look was less than ``refresh_cooldown`` seconds ago;
