@@ -32,9 +32,15 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_FEED_RETENTION",
     "DEFAULT_PURGE_INTERVAL",
     "Clock",
+    "FeedCursor",
+    "FeedLost",
     "KeyRingRecords",
+    "Revocation",
+    "RevocationFeed",
+    "RevocationKind",
     "Rotation",
     "Session",
     "Store",
@@ -49,6 +55,10 @@ Clock = Callable[[], float]
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_COMMAND_TIMEOUT = 1.0
 DEFAULT_PURGE_INTERVAL = 300.0
+# How long a revocation stays in a store's feed (RevocationFeed): at least the longest access-token lifetime
+# plus leeway of any node reading it, since a mirror that loses an entry younger than that could accept a
+# revoked token.
+DEFAULT_FEED_RETENTION = 3600.0
 
 
 class StoreError(Exception):
@@ -67,6 +77,22 @@ class StoreConfigError(StoreError, ValueError):
     """A store URL or option is wrong. Raised where the store is built, never per request."""
 
     code = "store_config"
+
+
+class FeedLost(StoreError):
+    """A :class:`RevocationFeed` cannot continue from the reader's cursor.
+
+    ``reset`` is False when the feed was only trimmed past the cursor (the reader reloads with
+    :meth:`RevocationFeed.feed_load`); True when the store lost data (its generation marker is gone or
+    different, or the feed went back behind the cursor): revocations may be missing from the store itself, so
+    a reader must not trust what it cannot see for one access-token lifetime.
+    """
+
+    code = "feed_lost"
+
+    def __init__(self, message: str, *, reset: bool) -> None:
+        super().__init__(message)
+        self.reset = reset
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +241,65 @@ class Store(Protocol):
     async def purge(self) -> int:
         """Delete expired records now. Returns how many were removed (0 where the backend expires by TTL).
         Epoch records are never deleted."""
+
+
+class RevocationKind(enum.Enum):
+    """What a :class:`Revocation` ends."""
+
+    SESSION = "session"  # the subject is a sid: that session was revoked (logout, device, reuse detection)
+    USER = "user"  # the subject is a user id: the user's epoch moved (revoke_all), every older session is dead
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """One entry of a store's revocation feed. ``at`` is the store's clock (the injected one) when it was
+    recorded, POSIX seconds."""
+
+    kind: RevocationKind
+    subject: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FeedCursor:
+    """Where a reader of a :class:`RevocationFeed` is: the store's data ``generation`` when the cursor was made
+    (a random marker the store creates when it has none, so an emptied store shows a new one) and a
+    backend-specific ``position`` (opaque to readers)."""
+
+    generation: str
+    position: str
+
+
+@runtime_checkable
+class RevocationFeed(Protocol):
+    """What a *shared* store (Redis, PostgreSQL; the memory store for tests) adds so that each node can keep
+    the revocations in process (``jwtkit.store.RevocationMirror``): an ordered feed of every revocation, kept
+    for :attr:`feed_retention` seconds.
+
+    The entry is written in the same atomic step as the revocation itself (the Lua script, the transaction):
+    once :meth:`Store.revoke`, :meth:`Store.revoke_family`, :meth:`Store.revoke_all` or a ``REUSED`` rotation
+    has returned, the feed holds it. Every session those calls mark revoked appears as a ``SESSION`` entry
+    (a family revocation, one per session); ``revoke_all`` as one ``USER`` entry.
+    """
+
+    feed_retention: float
+
+    async def feed_load(self) -> tuple[list[Revocation], FeedCursor]:
+        """Every revocation the feed still holds, oldest first, and the cursor after the last one. Creates the
+        generation marker when there is none. Raises :class:`StoreUnavailable`."""
+        ...
+
+    async def feed_read(self, cursor: FeedCursor, *, wait: float) -> tuple[list[Revocation], FeedCursor]:
+        """The revocations after ``cursor``, oldest first, and the cursor after them; when there are none yet,
+        waits up to ``wait`` seconds for the first. An empty answer means nothing was recorded between the
+        moment of the call and its answer.
+
+        Raises:
+            FeedLost: the feed was trimmed past ``cursor`` (``reset=False``), or the store's generation is not
+                ``cursor.generation`` or its feed is behind ``cursor`` (``reset=True``).
+            StoreUnavailable: the store cannot answer.
+        """
+        ...
 
 
 @runtime_checkable
