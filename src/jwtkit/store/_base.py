@@ -247,7 +247,7 @@ class RevocationKind(enum.Enum):
     """What a :class:`Revocation` ends."""
 
     SESSION = "session"  # the subject is a sid: that session was revoked (logout, device, reuse detection)
-    USER = "user"  # the subject is a user id: the user's epoch moved (revoke_all), every older session is dead
+    USER = "user"  # the subject is a user id: its epoch moved (revoke_all), every older session is dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,8 +262,8 @@ class Revocation:
 
 @dataclass(frozen=True, slots=True)
 class FeedCursor:
-    """Where a reader of a :class:`RevocationFeed` is: the store's data ``generation`` when the cursor was made
-    (a random marker the store creates when it has none, so an emptied store shows a new one) and a
+    """Where a reader of a :class:`RevocationFeed` is: the store's data ``generation`` when the cursor was
+    made (a random marker the store creates when it has none, so an emptied store shows a new one) and a
     backend-specific ``position`` (opaque to readers)."""
 
     generation: str
