@@ -9,6 +9,7 @@ import pytest
 import jwtkit.store
 from jwtkit.store import (
     DEFAULT_PURGE_INTERVAL,
+    FeedLost,
     Store,
     StoreConfigError,
     StoreError,
@@ -100,14 +101,16 @@ def test_repr_and_url_hide_the_password() -> None:
 def test_error_tree() -> None:
     assert issubclass(StoreUnavailable, StoreError)
     assert issubclass(StoreConfigError, StoreError)
-    assert {StoreError.code, StoreUnavailable.code, StoreConfigError.code} == {
-        "store", "store_unavailable", "store_config"}
+    assert issubclass(FeedLost, StoreError)
+    assert {StoreError.code, StoreUnavailable.code, StoreConfigError.code, FeedLost.code} == {
+        "store", "store_unavailable", "store_config", "feed_lost"}
 
 
 def test_exports_are_exactly_the_public_names() -> None:
     assert set(jwtkit.store.__all__) == {
-        "DEFAULT_COMMAND_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_PURGE_INTERVAL", "Clock",
-        "KeyRingRecords", "ManagedStore",
+        "DEFAULT_COMMAND_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_FEED_RETENTION",
+        "DEFAULT_PURGE_INTERVAL", "Clock", "FeedCursor", "FeedLost", "KeyRingRecords", "ManagedStore", "Revocation", "RevocationFeed",
+        "RevocationKind", "RevocationMirror",
         "Rotation", "Session", "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "ThrottleState",
         "open_store"}
     for name in jwtkit.store.__all__:

@@ -46,6 +46,7 @@ from jwtkit.store._base import (
     ThrottleState,
 )
 from jwtkit.store._common import ManagedStore, parse_float_option
+from jwtkit.store._mirror import RevocationMirror
 
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",
@@ -60,6 +61,7 @@ __all__ = [
     "Revocation",
     "RevocationFeed",
     "RevocationKind",
+    "RevocationMirror",
     "Rotation",
     "Session",
     "Store",
@@ -118,8 +120,10 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
     if scheme == "memory":
         from jwtkit.store._memory import MemoryStore
 
+        feed_retention = parse_float_option("feed_retention",
+                                            merged.pop("feed_retention", DEFAULT_FEED_RETENTION))
         _no_other_options(url, merged)
-        return MemoryStore(url, clock=clock, purge_interval=purge_interval)
+        return MemoryStore(url, clock=clock, purge_interval=purge_interval, feed_retention=feed_retention)
     if parts.netloc:
         raise StoreConfigError(f"{scheme} store URL {url!r} has a host part; "
                                f"use {scheme}:///path (three slashes)")

@@ -2,14 +2,31 @@
 persists.
 
 Every method runs to completion without awaiting, so on one event loop each is atomic (``consume`` included).
+It implements :class:`~jwtkit.store.RevocationFeed` too (the reference the shared backends are tested
+against, and what the mirror's own tests drive): a list of entries numbered from 1, trimmed by age on each
+append, and :meth:`MemoryStore.clear` to play a server that restarted empty.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import dataclasses
+import secrets
 from collections.abc import Collection
 
-from jwtkit.store._base import DEFAULT_PURGE_INTERVAL, Clock, Rotation, Session, ThrottleState
+from jwtkit.store._base import (
+    DEFAULT_FEED_RETENTION,
+    DEFAULT_PURGE_INTERVAL,
+    Clock,
+    FeedCursor,
+    FeedLost,
+    Revocation,
+    RevocationKind,
+    Rotation,
+    Session,
+    ThrottleState,
+)
 from jwtkit.store._common import BaseStore, corrupt_session
 from jwtkit.store._policy import (
     as_read,
@@ -37,12 +54,86 @@ class MemoryStore(BaseStore):
     slot is "corrupt"."""
 
     def __init__(self, url: str = "memory://", *, clock: Clock,
-                 purge_interval: float = DEFAULT_PURGE_INTERVAL) -> None:
+                 purge_interval: float = DEFAULT_PURGE_INTERVAL,
+                 feed_retention: float = DEFAULT_FEED_RETENTION) -> None:
         super().__init__(url, clock=clock, purge_interval=purge_interval)
+        self.feed_retention = float(feed_retention)
         self._sessions: dict[str, object] = {}
         self._epochs: dict[str, object] = {}  # never purged (see base.py)
         self._consumed: dict[str, float] = {}
         self._throttles: dict[str, _Throttle] = {}
+        self._generation = secrets.token_hex(8)
+        self._feed: list[tuple[int, Revocation]] = []  # (number, entry), numbers increasing
+        self._feed_last = 0  # the number of the last entry ever appended
+        self._feed_trimmed = 0  # the number of the last entry trimmed away
+        self._feed_waiters: list[asyncio.Future[None]] = []
+
+    def clear(self) -> None:
+        """Drop every record and the feed, as a server that restarted without persistence would: the feed
+        gets a new generation (readers see :class:`FeedLost` with ``reset=True``)."""
+        self._sessions.clear()
+        self._epochs.clear()
+        self._consumed.clear()
+        self._throttles.clear()
+        self._feed.clear()
+        self._feed_last = self._feed_trimmed = 0
+        self._generation = secrets.token_hex(8)
+        self._wake_readers()
+
+    # the revocation feed ----------------------------------------------------------------------------
+
+    def _publish(self, kind: RevocationKind, subject: str, now: float) -> None:
+        self._feed_last += 1
+        self._feed.append((self._feed_last, Revocation(kind, subject, now)))
+        cut = bisect.bisect_left(self._feed, now - self.feed_retention, key=lambda item: item[1].at)
+        if cut:
+            self._feed_trimmed = self._feed[cut - 1][0]
+            del self._feed[:cut]
+        self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        waiters, self._feed_waiters = self._feed_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _after(self, cursor: FeedCursor) -> list[Revocation]:
+        if cursor.generation != self._generation:
+            raise FeedLost("the memory store was cleared", reset=True)
+        try:
+            position = int(cursor.position)
+        except ValueError:
+            raise FeedLost(f"not a cursor of this store: {cursor.position!r}", reset=True) from None
+        if position > self._feed_last:
+            raise FeedLost("the feed is behind the cursor", reset=True)
+        if position < self._feed_trimmed:
+            raise FeedLost("the feed was trimmed past the cursor", reset=False)
+        start = bisect.bisect_right(self._feed, position, key=lambda item: item[0])
+        return [entry for _, entry in self._feed[start:]]
+
+    def _cursor(self) -> FeedCursor:
+        return FeedCursor(self._generation, str(self._feed_last))
+
+    async def feed_load(self) -> tuple[list[Revocation], FeedCursor]:
+        self._require_open()
+        return [entry for _, entry in self._feed], self._cursor()
+
+    async def feed_read(self, cursor: FeedCursor, *, wait: float) -> tuple[list[Revocation], FeedCursor]:
+        self._require_open()
+        entries = self._after(cursor)
+        if not entries and wait > 0:
+            waiter = asyncio.get_running_loop().create_future()
+            self._feed_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, wait)
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._feed_waiters:
+                    self._feed_waiters.remove(waiter)
+            self._require_open()
+            entries = self._after(cursor)
+        return entries, self._cursor()
 
     async def _open(self) -> None:
         return None
@@ -101,6 +192,7 @@ class MemoryStore(BaseStore):
             return False
         was_active = self._active(session, None, now)
         self._sessions[sid] = dataclasses.replace(session, revoked=True)
+        self._publish(RevocationKind.SESSION, sid, now)
         return was_active
 
     async def revoke(self, sid: str) -> bool:
@@ -129,6 +221,7 @@ class MemoryStore(BaseStore):
             new = repaired_epoch([s.epoch for s in self._sessions.values()
                                   if isinstance(s, Session) and s.user_id == user_id])
         self._epochs[user_id] = new
+        self._publish(RevocationKind.USER, user_id, self._clock())
         return new
 
     async def list_sessions(self, user_id: str) -> list[Session]:
