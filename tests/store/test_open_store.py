@@ -109,8 +109,8 @@ def test_error_tree() -> None:
 def test_exports_are_exactly_the_public_names() -> None:
     assert set(jwtkit.store.__all__) == {
         "DEFAULT_COMMAND_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_FEED_RETENTION",
-        "DEFAULT_PURGE_INTERVAL", "Clock", "FeedCursor", "FeedLost", "KeyRingRecords", "ManagedStore", "Revocation", "RevocationFeed",
-        "RevocationKind", "RevocationMirror",
+        "DEFAULT_PURGE_INTERVAL", "Clock", "FeedCursor", "FeedLost", "KeyRingRecords", "ManagedStore",
+        "Revocation", "RevocationFeed", "RevocationKind", "RevocationMirror",
         "Rotation", "Session", "Store", "StoreConfigError", "StoreError", "StoreUnavailable", "ThrottleState",
         "open_store"}
     for name in jwtkit.store.__all__:
