@@ -1,8 +1,11 @@
 """Two service instances (two nodes) over one store: throttle counters, logouts and refresh reuse hold
-across them. SQLite (one file shared by two connections) and real Redis."""
+across them. SQLite (one file shared by two connections), real Redis and real PostgreSQL; on the last two
+each node has its revocation mirror (the default), so a revocation made on one node reaches the other
+within ``mirror_max_lag`` instead of at once: the tests wait for it, with that bound as the deadline."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -43,6 +46,26 @@ async def nodes(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
             await node.close()
 
 
+async def refused_within_max_lag(node: AuthService, token: str) -> None:
+    """SessionRevoked from ``node`` for ``token`` within the node's mirror_max_lag (at once without a
+    mirror); fails past it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + node.config.mirror_max_lag + 0.25
+    while True:
+        try:
+            await node.authenticate(token)
+        except SessionRevoked:
+            return
+        assert node.mirror is not None, "without a mirror the revocation is seen at once"
+        assert loop.time() < deadline, "the revocation did not reach this node within mirror_max_lag"
+        await asyncio.sleep(0.005)
+
+
+def test_the_shared_stores_get_a_mirror(nodes: tuple[AuthService, AuthService]) -> None:
+    a, _ = nodes
+    assert (a.mirror is not None) == a.store.url.startswith(("redis", "postgres"))
+
+
 async def test_throttle_counters_are_shared(nodes: tuple[AuthService, AuthService]) -> None:
     a, b = nodes
     await a.register("alice", PASSWORD)
@@ -64,12 +87,14 @@ async def test_logout_and_logout_all_reach_every_node(
     await b.authenticate(one.access_token)
     await a.logout(one.session.sid)
     with pytest.raises(SessionRevoked):
-        await b.authenticate(one.access_token)
+        await a.authenticate(one.access_token)  # on the node that revoked it: at once
+    await refused_within_max_lag(b, one.access_token)
     await a.authenticate(two.access_token)
     clock.advance(1)
     await b.logout_all(alice.id)
     with pytest.raises(SessionRevoked):
-        await a.authenticate(two.access_token)
+        await b.authenticate(two.access_token)
+    await refused_within_max_lag(a, two.access_token)
 
 
 async def test_refresh_reuse_across_nodes(nodes: tuple[AuthService, AuthService], clock: FakeClock) -> None:
@@ -80,5 +105,6 @@ async def test_refresh_reuse_across_nodes(nodes: tuple[AuthService, AuthService]
     clock.advance(REUSE_AFTER)
     with pytest.raises(RefreshReused):
         await a.refresh(first.refresh_token)
+    await refused_within_max_lag(b, second.access_token)
     with pytest.raises(SessionRevoked):
-        await b.authenticate(second.access_token)
+        await a.authenticate(second.access_token)

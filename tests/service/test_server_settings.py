@@ -175,6 +175,8 @@ EXACT: list[tuple[str, str, Any, str, object]] = [
     ("JWTKIT_LEEWAY", "30", _config, "leeway", 30),
     ("JWTKIT_USER_CACHE_TTL", "0", _config, "user_cache_ttl", 0.0),
     ("JWTKIT_REFRESH_RACE_WINDOW", "0", _config, "refresh_race_window", 0),
+    ("JWTKIT_REVOCATION_MIRROR", "off", _config, "revocation_mirror", "off"),
+    ("JWTKIT_MIRROR_MAX_LAG", "0.5", _config, "mirror_max_lag", 0.5),
 ]
 
 
@@ -242,6 +244,8 @@ def _flat(server: ServerSettings) -> dict[str, object]:
     ("JWTKIT_USER_CACHE_TTL", "-1", "JWTKIT_USER_CACHE_TTL must be a number between 0 and 3600"),
     ("JWTKIT_REFRESH_RACE_WINDOW", "61",
      "JWTKIT_REFRESH_RACE_WINDOW must be an integer between 0 and 60 (seconds), not 61"),
+    ("JWTKIT_REVOCATION_MIRROR", "yes", "JWTKIT_REVOCATION_MIRROR must be one of auto, on, off, not 'yes'"),
+    ("JWTKIT_MIRROR_MAX_LAG", "0", "JWTKIT_MIRROR_MAX_LAG must be a number above 0 and at most 60"),
     ("JWTKIT_ISSUER", "\x00", "JWTKIT_ISSUER must be a non-empty string without NUL characters"),
 ])
 def test_each_refusal_names_the_variable(var: str, raw: str, message: str) -> None:

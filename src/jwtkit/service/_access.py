@@ -5,10 +5,16 @@ jwtkit's server, :class:`jwtkit.web.JWTAuthMiddleware` and the FastAPI dependenc
 
 1. decode: signature, ``typ`` (``at+jwt`` for the service's tokens, RFC 9068 §2.1; built from bare keys,
    jwtkit's refresh and single-use types are refused), issuer, audience, required claims, leeway;
-2. the session: ``store.check(sid, sub)`` (revoked, expired, or older than the account's epoch);
+2. the session: ``store.check(sid, sub)`` (revoked, expired, or older than the account's epoch), answered
+   in process by a :class:`~jwtkit.store.RevocationMirror` when one is given and current;
 3. the account: disabled or deleted accounts are refused (the flag is cached for ``user_cache_ttl``);
 4. the client: the ``agent`` claim must match the User-Agent, when binding is on;
 5. the app's own ``validate`` hook, when one is given.
+
+Step 1 is skipped for a token this policy verified before and that has not expired (the verified-token
+cache, ``token_cache`` entries, keyed by the whole token and the keys it was verified with; the claims are
+parsed again from the payload on each hit, so nothing a caller does to them reaches the cache). Steps 2 to 5
+run on every request: a refusal or a session state is never cached.
 
 Each rule is written once, here. :func:`decode_token` is the one decode-and-map step for every kind of
 token the service reads (access, refresh, single-use), so the "wrong token type" rule has one home too.
@@ -19,6 +25,7 @@ middleware.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hmac
 import inspect
@@ -26,12 +33,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import orjson
 
 from jwtkit import ExpiredToken, InvalidHeader, JWTError, Key, KeySet, decode, decode_unverified
 from jwtkit.service._errors import InvalidToken, SessionRevoked, TokenExpired
 from jwtkit.service._tokens import ACCESS_TYP, REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP, agent_hash
 from jwtkit.store._base import Store
+
+if TYPE_CHECKING:
+    from jwtkit.store._mirror import RevocationMirror
 
 __all__ = [
     "ACCESS_CLAIMS",
@@ -52,6 +64,9 @@ _ID_CLAIMS = frozenset({"sub", "sid", "jti", "fam"})
 # jwtkit's own token kinds that are never access tokens, refused even by a policy built from bare keys.
 _NOT_ACCESS_TYPS = frozenset({REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP})
 _MAX_CACHED_ACCOUNTS = 10_000
+DEFAULT_TOKEN_CACHE = 4096
+# a verified token without ``exp`` (a policy may not require one) is verified again after this long
+_MAX_CACHED_AGE = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +201,9 @@ class AccessPolicy:
         account_cache_ttl: seconds an account's state may be reused (0: looked up on every request).
         bind_user_agent: the ``agent`` claim must be the hash of the request's User-Agent.
         validate: the app's own last check (sync or async); False refuses with reason ``rejected``.
+        mirror: the in-process revocation mirror that answers the session check when it can (needs
+            ``store``, which answers whenever the mirror cannot).
+        token_cache: how many verified tokens to remember (0: every token is verified every time).
         clock: the time source (tests pin it); the wall clock when None.
 
     Raises:
@@ -206,6 +224,8 @@ class AccessPolicy:
         account_cache_ttl: float = 0.0,
         bind_user_agent: bool = False,
         validate: Validator | None = None,
+        mirror: RevocationMirror | None = None,
+        token_cache: int = DEFAULT_TOKEN_CACHE,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(keys, Key | KeySet | KeyProvider):
@@ -220,6 +240,10 @@ class AccessPolicy:
             raise ValueError("account_cache_ttl must not be negative")
         if validate is not None and not callable(validate):
             raise TypeError("validate must be callable")
+        if mirror is not None and store is None:
+            raise TypeError("a mirror needs the store it mirrors (store=)")
+        if isinstance(token_cache, bool) or not isinstance(token_cache, int) or token_cache < 0:
+            raise ValueError("token_cache must be a non-negative int")
         require = tuple(require)
         if store is not None or accounts is not None:
             # the session and the account are named by these claims: a token without them cannot pass
@@ -238,7 +262,11 @@ class AccessPolicy:
         self.account_cache_ttl = float(account_cache_ttl)
         self.bind_user_agent = bind_user_agent
         self.validate = validate
+        self.mirror = mirror
         self.clock = clock
+        self.token_cache = token_cache
+        # token -> (verified until, the keys that verified it); insertion order is the LRU order
+        self._verified: dict[str, tuple[float, object]] = {}
         self._ids = tuple(name for name in require if name in _ID_CLAIMS)
         # user id -> (valid until, refused); bounded, see _account_refused
         self._accounts: dict[str, tuple[float, bool]] = {}
@@ -283,24 +311,44 @@ class AccessPolicy:
             JWTError code, ``wrong_type``, ``claim``, ``disabled``, ``agent`` or ``rejected``);
             jwtkit.store.StoreUnavailable when the session cannot be checked (callers answer 503).
         """
-        # decode_token's two steps, inlined: this runs on every request
+        now = time.time() if self.clock is None else self.clock()
         keys = self._static_keys
-        if keys is None:
-            claims = await self._decode(token)
+        current = keys if keys is not None else self.provider.current()  # type: ignore[union-attr]
+        verified = self._verified.pop(token, None) if self.token_cache else None
+        claims: dict[str, Any]
+        if verified is not None and verified[1] is current and now < verified[0]:
+            # verified before by these keys: the claims again, from the payload (R11 held then)
+            segment = token.split(".", 2)[1]
+            claims = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) & 3)))
+            self._verified[token] = verified  # back to the LRU's young end
         else:
-            try:
-                claims = decode(token, keys, issuer=self.issuer, audience=self.audience, typ=self.typ,
-                                leeway=self.leeway, require=self.require,
-                                now=None if self.clock is None else self.clock())
-            except JWTError as exc:
-                raise refusal(exc, token, self.typ) from None
-        check_ids(claims, self._ids)
-        if self.typ is None and _typ_of(token) in _NOT_ACCESS_TYPS:
-            raise InvalidToken("wrong_type", "this token is not an access token")
+            # decode_token's two steps, inlined: this runs on every request
+            if keys is None:
+                claims = await self._decode(token)
+                current = self.provider.current()  # type: ignore[union-attr]  # a refresh may change them
+            else:
+                try:
+                    claims = decode(token, keys, issuer=self.issuer, audience=self.audience, typ=self.typ,
+                                    leeway=self.leeway, require=self.require, now=now)
+                except JWTError as exc:
+                    raise refusal(exc, token, self.typ) from None
+            check_ids(claims, self._ids)
+            if self.typ is None and _typ_of(token) in _NOT_ACCESS_TYPS:
+                raise InvalidToken("wrong_type", "this token is not an access token")
+            if self.token_cache:
+                self._remember(token, claims, now, current)
         sub = claims.get("sub")
         sid = claims.get("sid")
-        if self.store is not None and not await self.store.check(sid, sub):  # type: ignore[arg-type]
-            raise SessionRevoked()
+        store = self.store
+        if store is not None:
+            mirror = self.mirror
+            active = None if mirror is None else mirror.lookup(sid, sub)  # type: ignore[arg-type]
+            if active and now >= claims.get("exp", float("inf")):
+                active = None  # inside the leeway after exp: the session's own expiry is the store's
+            if active is None:
+                active = await store.check(sid, sub)  # type: ignore[arg-type]
+            if not active:
+                raise SessionRevoked()
         if self.accounts is not None:
             # the account rule (check_account); a fresh cache entry answers without a coroutine
             cached = self._accounts.get(sub)  # type: ignore[arg-type]
@@ -321,6 +369,16 @@ class AccessPolicy:
             if not verdict:
                 raise InvalidToken("rejected", "the token was rejected")
         return principal
+
+    def _remember(self, token: str, claims: Mapping[str, Any], now: float, keys: object) -> None:
+        exp = claims.get("exp")
+        until = now + _MAX_CACHED_AGE
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            until = min(until, exp + self.leeway)
+        cache = self._verified
+        if len(cache) >= self.token_cache:
+            del cache[next(iter(cache))]  # the least recently used
+        cache[token] = (until, keys)
 
     def expired_session(self, token: str, *, grace: float) -> tuple[str, str] | None:
         """``(sub, sid)`` of a token that passes every decode rule of this policy except that its ``exp``

@@ -54,7 +54,18 @@ from jwtkit.service._tokens import (
     refresh_claims,
     refresh_successor,
 )
-from jwtkit.store._base import Clock, Rotation, Session, Store, StoreUnavailable
+from jwtkit.store._base import (
+    Clock,
+    KeyRingRecords,
+    RevocationFeed,
+    RevocationKind,
+    Rotation,
+    Session,
+    Store,
+    StoreConfigError,
+    StoreUnavailable,
+)
+from jwtkit.store._mirror import RevocationMirror
 
 __all__ = ["AuthService", "Principal", "TokenPair"]
 
@@ -86,6 +97,7 @@ class _State(enum.Enum):
 
 LAST_USED_RESOLUTION = 60.0  # seconds: how far a session's "last used" may lag behind its last request
 _LAST_NOTED_MAX = 100_000
+MIRROR_CLOCK_MARGIN = 30  # seconds added to the mirror's window for clock skew between nodes
 
 class AuthService:
     """Accounts, login and tokens over a session store, a user repository and a key ring.
@@ -149,8 +161,29 @@ class AuthService:
         self.hasher = hasher if isinstance(hasher, Argon2Hasher) else Argon2Hasher(hasher)
         self.throttle = LoginThrottle(store, self.config, clock)
         self._state = _State.UNOPENED
+        self.mirror = self._revocation_mirror()
         self.access = self.access_policy()
         self._last_noted: dict[str, float] = {}  # sid -> when this process last wrote its last_used
+
+    def _revocation_mirror(self) -> RevocationMirror | None:
+        """The mirror ``config.revocation_mirror`` asks for (see AuthConfig), or None."""
+        config, store = self.config, self.store
+        mode = config.revocation_mirror
+        has_feed = isinstance(store, RevocationFeed)
+        if mode == "off" or (mode == "auto" and not (has_feed and isinstance(store, KeyRingRecords))):
+            return None
+        if not isinstance(store, RevocationFeed):
+            raise ServiceConfigError(f"revocation_mirror='on' needs a store with a revocation feed (Redis, "
+                                     f"PostgreSQL), not {getattr(store, 'url', type(store).__name__)}")
+        # entries are stamped by the revoking node's clock: the margin covers skew between nodes
+        window = config.access_ttl + config.leeway + MIRROR_CLOCK_MARGIN
+        try:
+            return RevocationMirror(store, window=window, max_lag=config.mirror_max_lag, clock=self.clock)
+        except StoreConfigError as exc:
+            if mode == "on":
+                raise ServiceConfigError(f"revocation_mirror: {exc}") from None
+            logger.warning("revocation mirror off: %s", exc)
+            return None
 
     def access_policy(self, *, validate: Validator | None = None) -> AccessPolicy:
         """The access-token policy of this service (typ ``at+jwt``, its issuer, audience, leeway and clock,
@@ -161,7 +194,8 @@ class AuthService:
         return AccessPolicy(keys=keys, typ=ACCESS_TYP, issuer=config.issuer,
                             audience=config.audience, require=ACCESS_CLAIMS, leeway=config.leeway,
                             store=self.store, accounts=self.users, account_cache_ttl=config.user_cache_ttl,
-                            bind_user_agent=config.bind_user_agent, validate=validate, clock=self.clock)
+                            bind_user_agent=config.bind_user_agent, validate=validate, mirror=self.mirror,
+                            clock=self.clock)
 
     def __repr__(self) -> str:
         return (f"AuthService(store={getattr(self.store, 'url', '?')!r}, users={self.users!r}, "
@@ -184,6 +218,8 @@ class AuthService:
                 raise
         await self.users.open()
         await self.hasher.prepare()
+        if self.mirror is not None:
+            self.mirror.start()
         self._state = _State.OPENED
 
     async def close(self) -> None:
@@ -191,6 +227,8 @@ class AuthService:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        if self.mirror is not None:
+            await self.mirror.stop()
         if isinstance(self.keys, StoreKeyRing):
             await self.keys.close()
         try:
@@ -433,6 +471,7 @@ class AuthService:
             new_jti, concurrent = new_id(), ()
         outcome = await self.store.rotate_refresh(sid, jti, new_jti, concurrent=concurrent)
         if outcome is Rotation.REUSED:
+            self._mirrored(RevocationKind.SESSION, sid)
             logger.warning("refresh token reuse on session %s… of user %s: session and family revoked",
                            sid[:8], user_id)
             raise RefreshReused()
@@ -442,6 +481,7 @@ class AuthService:
         if (session is None or session.revoked or session.user_id != user_id
                 or session.family != claims["fam"]):
             await self.store.revoke(sid)
+            self._mirrored(RevocationKind.SESSION, sid)
             raise SessionRevoked()
         now = self.clock()
         if outcome is Rotation.CONCURRENT:
@@ -458,6 +498,12 @@ class AuthService:
     async def logout(self, sid: str) -> None:
         """End one session: its access and refresh tokens stop working at once. Idempotent."""
         await self.store.revoke(sid)
+        self._mirrored(RevocationKind.SESSION, sid)
+
+    def _mirrored(self, kind: RevocationKind, subject: str) -> None:
+        """This node's own revocation, applied to its mirror at once (the feed brings it to the others)."""
+        if self.mirror is not None:
+            self.mirror.record(kind, subject)
 
     async def logout_all(self, user_id: str) -> None:
         """End every session of the user (log out everywhere)."""
@@ -467,6 +513,7 @@ class AuthService:
         # One atomic write: the account's epoch moves on, and every session that carries an older one (all of
         # them, and any a login in flight is about to create) is dead from now on.
         await self.store.revoke_all(user_id)
+        self._mirrored(RevocationKind.USER, user_id)
         logger.info("ended every session of user %s", user_id)
 
     async def list_sessions(self, user_id: str) -> list[Session]:
@@ -497,7 +544,9 @@ class AuthService:
         session = await self.store.get_session(sid)
         if session is None or session.user_id != user_id:
             return False
-        return await self.store.revoke(sid)
+        revoked = await self.store.revoke(sid)
+        self._mirrored(RevocationKind.SESSION, sid)
+        return revoked
 
     def jwks(self) -> dict[str, Any]:
         """The public JWKS (empty for HMAC keys)."""

@@ -28,6 +28,7 @@ MEMORY_USERS = ":memory:"  # a users_path that keeps users in process memory (Me
 KEK_LENGTH = 32  # bytes of the key-encryption key (AES-256-GCM) that seals private keys in a shared store
 # Where the signing keys live: "auto" (in a shared store when there is one, else the key file), or forced.
 KEY_SOURCES = ("auto", "store", "file")
+MIRROR_MODES = ("auto", "on", "off")
 
 _DEFAULT_STORE_URL = "sqlite:///jwtkit.db"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -121,6 +122,8 @@ _AUTH_RULES: tuple[_Rule, ...] = (
     ("leeway", _int_in(0, 300), "an integer between 0 and 300 (seconds)"),
     ("user_cache_ttl", _number_in(0, 3600, open_low=False), "a number between 0 and 3600 (seconds)"),
     ("refresh_race_window", _int_in(0, 60), "an integer between 0 and 60 (seconds)"),
+    ("revocation_mirror", _one_of(MIRROR_MODES), "one of " + ", ".join(MIRROR_MODES)),
+    ("mirror_max_lag", _number_in(0, 60, open_low=True), "a number above 0 and at most 60 (seconds)"),
 )
 _SETTINGS_RULES: tuple[_Rule, ...] = (
     ("store_url", *_TEXT),
@@ -204,6 +207,13 @@ class AuthConfig:
             that was just rotated, presented again from the same device, yields the session's current tokens
             instead of counting as reuse: two tabs, or a retry after a lost answer, refreshing at the same
             moment. Outside it, an old refresh token is reuse and ends the family (RFC 9700 §4.14).
+        revocation_mirror: ``"auto"`` (the default: on with a shared store that has a revocation feed,
+            Redis or PostgreSQL), ``"on"`` (refused with a store that has none) or ``"off"``. With it, each
+            node keeps the revocations of the last access-token lifetime in process and checks access
+            tokens without a round trip (:class:`jwtkit.store.RevocationMirror`; ``docs/stores.md``).
+        mirror_max_lag: seconds without an answer from the store's feed after which a node checks every
+            access token in the store again (default 1): the longest a revocation made on another node can
+            go unseen here.
 
     Raises:
         ServiceConfigError (``service_config``): a value is out of range.
@@ -225,6 +235,8 @@ class AuthConfig:
     leeway: int = 0
     user_cache_ttl: float = 5.0
     refresh_race_window: int = 10
+    revocation_mirror: str = "auto"
+    mirror_max_lag: float = 1.0
 
     def __post_init__(self) -> None:
         _check_auth(_own_fields(self), _as_is)
@@ -501,6 +513,8 @@ _ENVIRONMENT: tuple[_EnvVar, ...] = (
     _EnvVar("JWTKIT_LEEWAY", "leeway", *_INT_CODEC),
     _EnvVar("JWTKIT_USER_CACHE_TTL", "user_cache_ttl", *_FLOAT_CODEC),
     _EnvVar("JWTKIT_REFRESH_RACE_WINDOW", "refresh_race_window", *_INT_CODEC),
+    _EnvVar("JWTKIT_REVOCATION_MIRROR", "revocation_mirror", *_TEXT_CODEC),
+    _EnvVar("JWTKIT_MIRROR_MAX_LAG", "mirror_max_lag", *_FLOAT_CODEC),
 )
 
 _AUTH_FIELDS = tuple(f.name for f in dataclasses.fields(AuthConfig))

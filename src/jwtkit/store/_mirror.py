@@ -177,6 +177,9 @@ class RevocationMirror:
             log.warning("revocation mirror: %s; reloading, and checking the store directly for %g s",
                         exc, self.window)
             raise
+        except StoreUnavailable:
+            self._synced = None  # a broken feed is known at once: no need to wait out max_lag
+            raise
         self._apply(entries)
         self._cursor = cursor
         self._synced = sent
