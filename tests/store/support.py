@@ -3,6 +3,7 @@ records (to corrupt them, count them and inspect their TTLs)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -126,15 +127,17 @@ async def record_count(store: ManagedStore) -> int:
 
 
 async def assert_every_key_has_ttl(store: ManagedStore, clock: FakeClock) -> None:
-    """Redis: every key of the store but the epochs and the layout version has a TTL, none longer than the
-    live session's remaining life (so the key count follows active sessions); epochs never expire."""
+    """Redis: every key of the store but the epochs, the revocation streams (trimmed by age instead) and the
+    layout keys has a TTL, none longer than the live session's remaining life (so the key count follows
+    active sessions); epochs never expire."""
     client = store._client  # type: ignore[attr-defined]
     prefix = store._prefix  # type: ignore[attr-defined]
     keys = [k async for k in client.scan_iter(match=prefix + "*")]
     assert keys
+    untimed = re.compile(re.escape(prefix) + r"(\{[0-9]+\}:(e:.*|revocations)|schema|shards|generation)")
     for key in keys:
         ttl = await client.pttl(key)
-        if key.startswith(prefix + "e:") or key == prefix + "schema":
+        if untimed.fullmatch(key):
             assert ttl == -1, (key, ttl)
         else:
             assert 0 < ttl <= 3600 * 1000 + 5000, (key, ttl)
