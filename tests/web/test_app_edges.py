@@ -238,7 +238,7 @@ async def test_healthz_ok_and_503_when_the_store_is_closed(server: Server) -> No
     client = server.client()
     healthy = await client.get("/healthz")
     assert healthy.status_code == 200
-    assert healthy.json() == {"status": "ok", "store": "ok"}
+    assert healthy.json() == {"status": "ok", "store": "ok", "mirror": "off"}
     await server.service.store.close()
     down = await client.get("/healthz")
     assert down.status_code == 503

@@ -63,7 +63,7 @@ def test_form_login_sets_plain_cookies(serve_plain: ServeProcess) -> None:
 
 def test_machine_endpoints_and_bad_requests(serve_plain: ServeProcess) -> None:
     with httpx.Client(base_url=serve_plain.url, headers=JSON, timeout=30) as client:
-        assert client.get("/healthz").json() == {"status": "ok", "store": "ok"}
+        assert client.get("/healthz").json() == {"status": "ok", "store": "ok", "mirror": "off"}  # SQLite
         assert client.get("/.well-known/jwks.json").json() == {"keys": []}
         assert client.get("/openapi.json").json()["openapi"] == "3.1.0"
         assert client.post("/auth", content=b"x" * 20000,

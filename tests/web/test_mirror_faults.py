@@ -198,3 +198,34 @@ async def test_postgresql_killed_or_frozen(own_postgres_cluster: Any, fault_kind
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.redis
+async def test_healthz_names_the_mirror_state(redis_server: Any) -> None:
+    import httpx
+
+    from jwtkit.web import create_app
+
+    a, b = await make_nodes(redis_server.url)
+    app = create_app(a, secure_cookies=False)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            async def mirror_state() -> str:
+                state: str = (await c.get("/healthz")).json().get("mirror", "")
+                return state
+
+            await until(lambda: _equals(mirror_state(), "current"))
+            os.kill(redis_server.proc.pid, signal.SIGSTOP)
+            try:
+                await until(lambda: _equals(mirror_state(), ""))  # the store is frozen: 503, no ok body
+            finally:
+                os.kill(redis_server.proc.pid, signal.SIGCONT)
+            await until(lambda: _equals(mirror_state(), "current"))
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _equals(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected

@@ -69,7 +69,10 @@ class Machine:
             # The store answers again but the service is not open yet: every other route still says 503,
             # so a load balancer must not send traffic here either.
             return json_ok({"status": "starting", "store": "ok"}, 503, headers={"Retry-After": "1"})
-        return json_ok({"status": "ok", "store": "ok"})
+        # the revocation mirror: "stale" while it catches up (access checks then go to the store, still ok)
+        mirror = self.service.mirror
+        state = "off" if mirror is None else "current" if mirror.trusted else "stale"
+        return json_ok({"status": "ok", "store": "ok", "mirror": state})
 
     async def openapi(self, request: Request) -> Response:
         return json_ok(self._openapi, headers={"Cache-Control": "no-cache"})

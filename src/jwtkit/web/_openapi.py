@@ -159,7 +159,10 @@ _DOCUMENT: dict[str, Any] = {
         "/.well-known/jwks.json": {"get": {"summary": "Public verification keys (RFC 7517); empty for HMAC",
                                            "responses": {"200": _answer("JWKS", {"type": "object"})}}},
         "/healthz": {"get": {"summary": "Store reachability", "responses": {
-            "200": _answer("Healthy", {"type": "object"}), "503": _answer("Store unavailable")}}},
+            "200": _answer("Healthy", {"type": "object", "properties": {
+                "status": {"type": "string"}, "store": {"type": "string"},
+                "mirror": {"type": "string", "enum": ["off", "current", "stale"]}}}),
+            "503": _answer("Store unavailable")}}},
     },
 }
 
