@@ -1,4 +1,4 @@
-"""Run every benchmark section (`python -m benchmarks [section ...]`): jose, policy, store, web.
+"""Run every benchmark section (`python -m benchmarks [section ...]`): jose, policy, store, web, nodes.
 
 Each section is a module ``benchmarks.bench_<name>`` with ``main(argv: list[str]) -> None`` that prints its
 own tables. A section whose peers or binaries are missing says so and goes on.
@@ -11,7 +11,7 @@ import platform
 import sys
 import time
 
-SECTIONS = ["jose", "policy", "store", "web"]
+SECTIONS = ["jose", "policy", "store", "web", "nodes"]
 
 
 def run(argv: list[str]) -> None:
