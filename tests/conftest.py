@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from processes import PostgresCluster, free_port, postgres_bindir, require_binary, wait_for_port
+from processes import (
+    LocalRedisCluster,
+    PostgresCluster,
+    free_port,
+    postgres_bindir,
+    require_binary,
+    wait_for_port,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 # One rule that stops every DNS lookup Chromium makes on its own (see shared/test-recipes.md).
@@ -73,6 +80,31 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+def _redis_cluster() -> Iterator[LocalRedisCluster]:
+    server, cli = require_binary("redis-server"), require_binary("redis-cli")
+    with tempfile.TemporaryDirectory(prefix="jwtkit-redis-cluster-") as workdir:
+        cluster = LocalRedisCluster(server, cli, Path(workdir))
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """One Redis Cluster of three primaries for the whole test session (``.url`` is its
+    ``redis+cluster://`` URL; tests keep apart by key prefix). Tests that kill a node take
+    ``own_redis_cluster`` instead."""
+    yield from _redis_cluster()
+
+
+@pytest.fixture
+def own_redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A Redis Cluster for this test alone (fault tests kill a primary, stop it, start it again)."""
+    yield from _redis_cluster()
 
 
 def _postgres_cluster() -> Iterator[PostgresCluster]:

@@ -170,3 +170,89 @@ def postgres_bindir() -> str:
     if IN_CI:
         pytest.fail(f"{reason}, and CI=true requires them", pytrace=False)
     pytest.skip(reason)
+
+
+class LocalRedisCluster:
+    """A throwaway Redis Cluster of three primaries (no replicas) on free loopback ports, each node in its own
+    folder under ``workdir`` (see shared/test-recipes.md). ``cluster-require-full-coverage no``: when a test
+    kills one primary (:meth:`kill`, ``kill -9`` by pid), the others keep serving their own slots.
+    :meth:`start_node` brings a killed node back on its port with its ``nodes.conf`` (its slots, empty)."""
+
+    def __init__(self, binary: str, cli: str, workdir: Path, *, primaries: int = 3) -> None:
+        self.binary = binary
+        self.cli = cli
+        self.workdir = workdir
+        self.ports = [free_port() for _ in range(primaries)]
+        # the cluster bus: free ports too (the default, port + 10000, may be above 65535 or taken)
+        self.bus_ports = {port: free_port() for port in self.ports}
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def start_node(self, port: int) -> None:
+        folder = self.workdir / str(port)
+        folder.mkdir(exist_ok=True)
+        log = open(folder / "redis.log", "ab")  # noqa: SIM115 - the child owns it
+        self.procs[port] = subprocess.Popen(
+            [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-port", str(self.bus_ports[port]),
+             "--cluster-config-file", str(folder / "nodes.conf"), "--cluster-node-timeout", "2000",
+             "--cluster-require-full-coverage", "no", "--dir", str(folder), "--save", "",
+             "--appendonly", "no", "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for_port(port, proc=self.procs[port])
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start every node and join them into one cluster (about 3 s); on failure nothing stays running."""
+        try:
+            for port in self.ports:
+                self.start_node(port)
+            result = subprocess.run([self.cli, "--cluster", "create",
+                                     *(f"127.0.0.1:{port}" for port in self.ports),
+                                     "--cluster-replicas", "0", "--cluster-yes"],
+                                    capture_output=True, timeout=timeout)
+            if result.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed: {result.stdout!r} {result.stderr!r}")
+            self.wait_until_ok(timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def cluster_info(self, port: int) -> dict[str, str]:
+        result = subprocess.run([self.cli, "-h", "127.0.0.1", "-p", str(port), "cluster", "info"],
+                                capture_output=True, text=True, timeout=5)
+        pairs = (line.split(":", 1) for line in result.stdout.splitlines() if ":" in line)
+        return {name: value.strip() for name, value in pairs}
+
+    def wait_until_ok(self, *, timeout: float = 30.0) -> None:
+        """Poll every running node's ``cluster info`` until each says ``cluster_state:ok`` and knows all
+        the nodes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            infos = [self.cluster_info(port) for port, proc in self.procs.items() if proc.poll() is None]
+            if infos and all(info.get("cluster_state") == "ok"
+                             and info.get("cluster_known_nodes") == str(len(self.ports)) for info in infos):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster on ports {self.ports} is not ok after {timeout}s: {infos}")
+            time.sleep(0.05)
+
+    def kill(self, port: int) -> None:
+        """``kill -9`` the node on ``port``."""
+        proc = self.procs.pop(port, None)
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def pid(self, port: int) -> int:
+        return self.procs[port].pid
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            proc = self.procs[port]
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)  # harmless unless a test left it stopped
+            self.kill(port)

@@ -6,6 +6,8 @@ URLs (query options may follow ``?``; keyword options given to :func:`open_store
 - ``sqlite:///jwtkit.db`` (relative to the working directory), ``sqlite:////abs/path/jwtkit.db``: the default.
 - ``leveldb:///dir`` / ``leveldb:////abs/dir``: through plyvel (``pip install jwtkit[leveldb]``); one process.
 - ``redis://[:password@]host:port/db``, ``rediss://…`` (TLS): for many nodes; ``?prefix=jwtkit:``.
+- ``redis+cluster://[:password@]host:port[,host:port...]``, ``rediss+cluster://…``: the same on a Redis
+  Cluster (the listed nodes are where the client starts; it finds the others).
 - ``postgresql://user[:password]@host:port/db`` (or ``postgres://``): for many nodes, through asyncpg
   (``pip install jwtkit[postgresql]``); ``?pool_min=1&pool_max=10&pool_timeout=1``.
 
@@ -72,7 +74,8 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMES = ("memory", "sqlite", "leveldb", "redis", "rediss", "postgresql", "postgres")
+SCHEMES = ("memory", "sqlite", "leveldb", "redis", "rediss", "redis+cluster", "rediss+cluster", "postgresql",
+           "postgres")
 
 
 def _file_path(url: str, scheme: str, path: str) -> str:
@@ -89,8 +92,10 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
         url: see the module docstring for the schemes.
         clock: POSIX time source for every expiry decision (tests pass a fake one).
         options: backend options, also accepted as URL query parameters: ``purge_interval`` (seconds, 0 = off;
-            sqlite, leveldb, memory), ``busy_timeout`` (sqlite, seconds), ``prefix``, ``connect_timeout``,
-            ``command_timeout`` (redis, postgresql), redis-py's ``ssl_*`` options for ``rediss://``, and
+            sqlite, leveldb, memory), ``busy_timeout`` (sqlite, seconds), ``prefix``, ``shards`` (redis: the
+            shard count of a new store, 16), ``feed_retention`` (seconds a revocation stays in the feed;
+            redis, postgresql, memory), ``connect_timeout``, ``command_timeout`` (redis, postgresql),
+            redis-py's ``ssl_*`` options for ``rediss://`` and ``rediss+cluster://``, and
             ``pool_min``, ``pool_max``, ``pool_timeout`` (postgresql; other URL parameters such as ``sslmode``
             go to asyncpg).
 
@@ -105,7 +110,7 @@ def open_store(url: str, *, clock: Clock = time.time, **options: Any) -> Managed
     if scheme not in SCHEMES:
         raise StoreConfigError(f"unknown store URL scheme {parts.scheme!r} in {url!r}; expected one of "
                                + ", ".join(f"{s}://" for s in SCHEMES))
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         from jwtkit.store._redis import RedisStore
 
         return RedisStore(url, clock=clock, **options)

@@ -393,6 +393,16 @@ end
 return out
 """
 
+# Every stream exists from the first open on, empty (its last id and entries-added set), so that a reader can
+# tell a stream lost with its server (a Redis Cluster primary that restarted empty) from one never written:
+# KEYS = streams that may not exist yet.
+_FEED_INIT = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 0 then redis.call('XADD', key, 'MAXLEN', '0', '*', 'kind', 'init') end
+end
+return 1
+"""
+
 # KEYS[1] = the throttle key, ARGV[1] = now, ARGV[2] = window (ms), ARGV[3] = absolute end of the window
 _THROTTLE_HIT = """
 local NOW = tonumber(ARGV[1])
@@ -541,7 +551,7 @@ return 1
 _SCRIPTS = {
     "check": _CHECK, "create": _CREATE, "get": _GET, "touch": _TOUCH, "revoke": _REVOKE,
     "revoke_family": _REVOKE_FAMILY, "revoke_all": _REVOKE_ALL, "list": _LIST, "rotate": _ROTATE,
-    "feed_read": _FEED_READ, "throttle_hit": _THROTTLE_HIT,
+    "feed_read": _FEED_READ, "feed_init": _FEED_INIT, "throttle_hit": _THROTTLE_HIT,
     "ring_swap": _RING_SWAP, "migrate_cutoff": _MIGRATE_CUTOFF, "migrate_epoch": _MIGRATE_EPOCH,
     "migrate_index": _MIGRATE_INDEX, "migrate_session": _MIGRATE_SESSION, "migrate_family": _MIGRATE_FAMILY,
 }
@@ -867,13 +877,6 @@ class RedisStore(BaseStore):
         parsed["ssl"] = single == "rediss"
         return parsed
 
-    async def _load_scripts(self) -> None:
-        """Load every script on the server (every primary of a cluster): after a restart the server has
-        forgotten them."""
-        client = self._connected()
-        for script in self._scripts.values():
-            script.sha = await self._run(client.script_load(script.script))
-
     # keys ---------------------------------------------------------------------------------------------
 
     def _base(self, shard: int) -> str:
@@ -931,13 +934,25 @@ class RedisStore(BaseStore):
     def _now(self) -> str:
         return repr(float(self._clock()))
 
+    async def _eval(self, name: str, keys: Sequence[str], args: Sequence[str | int], *,
+                    client: Any = None) -> Any:
+        """Run one of the scripts by its SHA; a server that does not have it (restarted, or a cluster node
+        that never ran it) gets it with EVAL, on that node only (redis-py's fallback loads it on every
+        primary, which fails while any one is down)."""
+        client = self._connected() if client is None else client
+        script = self._scripts[name]
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(script.script, len(keys), *keys, *args)
+
     async def _shard_script(self, name: str, shard: int, *args: str | int) -> Any:
         """Run a shard script: KEYS[1] is the shard's stream, then its key base, the clock and the feed's
         retention."""
         client = self._connected()
-        return await self._run(self._scripts[name](
-            keys=[self._stream(shard)],
-            args=[self._base(shard), self._now(), _ms(self.feed_retention), *args], client=client))
+        return await self._run(self._eval(
+            name, [self._stream(shard)], [self._base(shard), self._now(), _ms(self.feed_retention), *args],
+            client=client))
 
     async def _each(self, keys: Sequence[str], command: str) -> list[Any]:
         """One single-key command on each key, in one pipeline (on a cluster: one per node, concurrently)."""
@@ -999,6 +1014,10 @@ class RedisStore(BaseStore):
             await self._run(client.ping())
             await self._migrate(client)
             await self._run(client.set(self._prefix + "generation", secrets.token_hex(16), nx=True))
+            streams = [self._stream(n) for n in range(self._shards)]
+            groups = [[key] for key in streams] if self._is_cluster else [streams]  # a cluster: slot by slot
+            await asyncio.gather(*(self._run(self._eval("feed_init", group, [], client=client))
+                                   for group in groups))
         except BaseException:
             self._client = None
             await client.aclose()
@@ -1046,8 +1065,8 @@ class RedisStore(BaseStore):
         """Layout 1 -> 2: per-user time cut-offs to epochs."""
         migrated = marked = 0
         for user_id in await self._scan(client, "c"):
-            marked += int(await self._run(self._scripts["migrate_cutoff"](
-                keys=[self._prefix + "c:" + user_id], args=[self._prefix, user_id], client=client)))
+            marked += int(await self._run(self._eval(
+                "migrate_cutoff", [self._prefix + "c:" + user_id], [self._prefix, user_id], client=client)))
             migrated += 1
         if migrated:
             log.info("redis store %s: migrated %d per-user cut-offs to epochs (%d cut-off sessions marked "
@@ -1082,16 +1101,16 @@ class RedisStore(BaseStore):
             counts["sessions"] += await self._shard_script_on(client, "migrate_session", shard, old, sid,
                                                               owner, self._pointer(sid), str(shard))
         for family in await self._scan(client, "f"):
-            counts["families"] += int(await self._run(self._scripts["migrate_family"](
-                keys=[f"{prefix}f:{family}"], args=[prefix, family], client=client)))
+            counts["families"] += int(await self._run(self._eval(
+                "migrate_family", [f"{prefix}f:{family}"], [prefix, family], client=client)))
         if any(counts.values()):
             log.info("redis store %s: migrated to key layout 3 in %d shards: %s", self.url, self._shards,
                      ", ".join(f"{n} {what}" for what, n in counts.items()))
 
     async def _shard_script_on(self, client: Any, name: str, shard: int, *args: str) -> int:
-        return int(await self._run(self._scripts[name](
-            keys=[self._stream(shard)],
-            args=[self._base(shard), self._now(), _ms(self.feed_retention), *args], client=client)))
+        return int(await self._run(self._eval(
+            name, [self._stream(shard)], [self._base(shard), self._now(), _ms(self.feed_retention), *args],
+            client=client)))
 
     async def _close(self) -> None:
         client, self._client = self._client, None
@@ -1160,8 +1179,8 @@ class RedisStore(BaseStore):
         client = self._connected()
         base = self._base(self._user_shard(user_id))  # a session lives in its owner's shard
         try:
-            answer = await self._scripts["check"](keys=[base + "s:" + sid, base + "e:" + user_id],
-                                                  args=[user_id, self._now()], client=client)
+            answer = await self._eval("check", [base + "s:" + sid, base + "e:" + user_id],
+                                      [user_id, self._now()], client=client)
         except _ERRORS as exc:
             raise StoreUnavailable(f"redis store {self.url}: {type(exc).__name__}: {exc}") from exc
         if answer == 1:
@@ -1247,8 +1266,8 @@ class RedisStore(BaseStore):
     async def throttle_hit(self, key: str, window: float) -> ThrottleState:
         client = self._connected()
         now = float(self._clock())
-        failures = await self._run(self._scripts["throttle_hit"](
-            keys=[self._key("t", key)], args=[repr(now), _ms(window), repr(now + window)], client=client))
+        failures = await self._run(self._eval("throttle_hit", [self._key("t", key)],
+                                              [repr(now), _ms(window), repr(now + window)], client=client))
         return ThrottleState(int(failures), now)
 
     async def throttle_get(self, key: str) -> ThrottleState:
@@ -1293,8 +1312,8 @@ class RedisStore(BaseStore):
 
     async def ring_swap(self, expected: int, document: str) -> bool:
         client = self._connected()
-        return bool(await self._run(self._scripts["ring_swap"](
-            keys=[self._prefix + "keyring"], args=[int(expected), document], client=client)))
+        return bool(await self._run(self._eval(
+            "ring_swap", [self._prefix + "keyring"], [int(expected), document], client=client)))
 
     # the revocation feed (RevocationFeed) ----------------------------------------------------------
 
@@ -1318,8 +1337,8 @@ class RedisStore(BaseStore):
             pipe = client.pipeline() if self._is_cluster else client.pipeline(transaction=False)
             pipe.get(self._prefix + "generation")
             for group in calls:
-                pipe.evalsha(script.sha, len(group), *(self._stream(n) for n in group),
-                             *(_id_text(after[n].last) for n in group), _FEED_BATCH)
+                pipe.execute_command("EVALSHA", script.sha, len(group), *(self._stream(n) for n in group),
+                                     *(_id_text(after[n].last) for n in group), _FEED_BATCH)
             if block_ms is not None:
                 pipe.xread({self._stream(n): _id_text(after[n].last) for n in range(self._shards)},
                            block=block_ms)
