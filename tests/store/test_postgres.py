@@ -1,7 +1,8 @@
 """PostgreSQL specifics: nodes racing on one database (driven by held row and advisory locks, not sleeps), the
-schema applied by several nodes at once, batched purge, and faults of the real server (stopped with
-``pg_ctl -m immediate``, frozen with SIGSTOP, pool exhausted): StoreUnavailable within the timeouts, never
-another exception, and recovery without reopening the store."""
+schema applied by several nodes at once (and upgraded from version 1), batched purge, and faults of the real
+server (stopped with ``pg_ctl -m immediate``, frozen with SIGSTOP, pool exhausted): StoreUnavailable within
+the timeouts, never another exception, and recovery without reopening the store. The revocation feed has its
+own module (test_postgres_feed.py)."""
 
 from __future__ import annotations
 
@@ -178,6 +179,7 @@ async def test_nodes_opening_an_empty_database_at_once_create_one_schema(postgre
     try:
         assert await raw.fetch("SELECT name, version FROM jwtkit_store_schema") == [
             ("jwtkit.store", _postgres.SCHEMA_VERSION)]
+        assert await raw.fetchval("SELECT count(*) FROM jwtkit_feed_marker") == 1  # one feed generation
         session = new_session(clock)
         await stores[0].create_session(session)
         assert await stores[2].check(session.sid, "alice") is True
@@ -186,6 +188,23 @@ async def test_nodes_opening_an_empty_database_at_once_create_one_schema(postgre
             await store.close()
     async with open_store(postgres_url, clock=clock) as again:  # reopening changes nothing
         assert await again.check(session.sid, "alice") is True
+
+
+async def test_a_schema_version_1_database_gains_the_feed_in_place(postgres_url: str, raw: Any,
+                                                                   clock: FakeClock) -> None:
+    async with open_store(postgres_url, clock=clock, purge_interval=0) as store:
+        session = new_session(clock)
+        await store.create_session(session)
+    # as jwtkit with schema version 1 left it: no feed tables
+    await raw.execute("DROP TABLE jwtkit_revocations, jwtkit_feed_marker")
+    await raw.execute("UPDATE jwtkit_store_schema SET version = 1")
+    async with open_store(postgres_url, clock=clock, purge_interval=0) as store:
+        assert await raw.fetchval("SELECT version FROM jwtkit_store_schema") == 2 == _postgres.SCHEMA_VERSION
+        assert await store.check(session.sid, "alice") is True  # the data stays
+        _, cursor = await store.feed_load()  # type: ignore[attr-defined]
+        assert await store.revoke(session.sid) is True
+        entries, _ = await store.feed_read(cursor, wait=0)  # type: ignore[attr-defined]
+        assert [entry.subject for entry in entries] == [session.sid]
 
 
 async def test_a_newer_schema_is_refused(postgres_url: str, raw: Any, clock: FakeClock) -> None:

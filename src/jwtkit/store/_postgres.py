@@ -1,8 +1,9 @@
 """``postgresql://`` (and ``postgres://``): the store for many nodes on one PostgreSQL server, through asyncpg
 (``pip install jwtkit[postgresql]``).
 
-Tables (created on open in one transaction under ``pg_advisory_xact_lock``, so several nodes may start at
-once; the version row lives in ``jwtkit_store_schema``, name ``jwtkit.store``):
+Tables (created on open, or by ``jwtkit db upgrade``, in one transaction under ``pg_advisory_xact_lock``, so
+several nodes may start at once; the version row lives in ``jwtkit_store_schema``, name ``jwtkit.store``; a
+database of version 1 is upgraded to 2 in place, by adding the two feed tables):
 
 - ``jwtkit_sessions``: one row per session, until it expires (purge);
 - ``jwtkit_epochs``: the per-user epoch, never deleted (see base.py);
@@ -13,7 +14,31 @@ once; the version row lives in ``jwtkit_store_schema``, name ``jwtkit.store``):
   every open (under the same lock), so a database of schema version 1 from before it gains it in place.
   The compare-and-set is one statement: ``INSERT ... ON CONFLICT DO NOTHING`` for the first version, else
   ``UPDATE ... WHERE version = $expected`` (READ COMMITTED re-checks the condition on the row a concurrent
-  writer committed, so of two writers from one version exactly one updates).
+  writer committed, so of two writers from one version exactly one updates);
+- ``jwtkit_revocations`` (schema version 2): the revocation feed (:class:`~jwtkit.store.RevocationFeed`), one
+  row per revocation, ``id`` from an identity column, trimmed by age in the purge step after
+  ``feed_retention`` seconds;
+- ``jwtkit_feed_marker`` (schema version 2): one row, the feed's random ``generation`` (created on open and by
+  ``feed_load`` when missing) and ``trimmed``, the highest id the purge ever deleted.
+
+The revocation feed: every statement that marks sessions revoked (``revoke``, ``revoke_family``, the
+``REUSED`` branch of ``rotate_refresh``) is one CTE that updates the sessions, inserts one ``session`` row per
+session it changed from not revoked to revoked, and calls ``pg_notify`` (delivered on commit), all in the
+transaction of the revocation and in the round trip it already took; ``revoke_all`` does the same with one
+``user`` row. The channel and the feed's lock key derive from the schema that holds the tables, so two
+deployments in two schemas of one database neither wake nor block each other. Readers LISTEN on a connection
+of their own (never a pooled one), query ``id > cursor`` and, when that is empty, wait for a notification.
+
+Identity values are handed out in ``nextval`` order, not commit order, so a reader could see id 11 before a
+slower transaction commits id 10, and skip 10 forever. The inserts therefore take a transaction-level
+advisory lock on the feed *before* their ``nextval`` (and after every row lock of their statement: the lock
+waits on ``count(*)`` of the updated rows, so a holder never waits for a row): ids are handed out and
+committed in one order, and a reader that sees an id sees every lower one. Chosen over filtering readers on
+``pg_snapshot_xmin(pg_current_snapshot())`` with an ``xid8`` column because that filter waits for *every*
+transaction of the cluster with an xid, jwtkit's or not (an idle-in-transaction session of another
+application, a long migration) before it lets a committed revocation through, so an empty answer could no
+longer mean "nothing was recorded before this read"; the lock only orders revocations, which are rare, and
+is held from the insert to the commit.
 
 Ids, keys and every other string are stored as ``bytea`` (their UTF-8 bytes, lone surrogates included):
 a PostgreSQL ``text`` cannot hold NUL, and ids come from tokens and forms. Times are ``double precision``
@@ -22,25 +47,30 @@ NaN, an epoch outside 0..2**53-1, bytes that are not UTF-8) reads as revoked, as
 
 Atomicity: the decisions are :mod:`jwtkit.store._policy`'s, made in Python. Each read-modify-write is one
 statement (``consume``: ``INSERT ... ON CONFLICT DO NOTHING``; ``throttle_hit`` and ``revoke_all``: an upsert
-that increments in place; ``revoke``/``revoke_family``: one ``UPDATE ... RETURNING``) or one READ COMMITTED
-transaction that takes the row lock first (``rotate_refresh``: ``SELECT ... FOR UPDATE`` on the session, then
-the policy's outcome is written; the epoch repair of ``revoke_all``). Row locks, not SERIALIZABLE: they
-serialize exactly the contended row (ten tabs rotating one session queue on it, and the second reads what
-the first committed, so it answers CONCURRENT or REUSED), and never abort with a serialization failure that
-every caller would have to retry.
+that increments in place; ``revoke``/``revoke_family``: one ``UPDATE ... RETURNING``, the feed's ``INSERT`` in
+the same statement) or one READ COMMITTED transaction that takes the row lock first (``rotate_refresh``:
+``SELECT ... FOR UPDATE`` on the session, then the policy's outcome is written; the epoch repair of
+``revoke_all``). Row locks, not SERIALIZABLE: they serialize exactly the contended row (ten tabs rotating one
+session queue on it, and the second reads what the first committed, so it answers CONCURRENT or REUSED), and
+never abort with a serialization failure that every caller would have to retry.
 
 Faults: a bounded pool (``pool_min``, ``pool_max``: the names the accounts table's URL takes, so one
 database URL serves both), ``connect_timeout`` per new connection,
 ``command_timeout`` per statement and ``pool_timeout`` to get a connection; a refused connection, a server
 gone, a timeout, or a pool exhausted past ``pool_timeout`` raise :class:`StoreUnavailable`. Broken
-connections are dropped from the pool, so the first command after the server is back reconnects.
+connections are dropped from the pool, so the first command after the server is back reconnects. The
+feed's LISTEN connection likewise: when it breaks or a read times out, that ``feed_read`` raises
+:class:`StoreUnavailable` and the next one connects again and resumes from its cursor (the rows are in the
+table, so nothing committed meanwhile is lost, and the cursor skips what was already read).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import math
+import secrets
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -48,8 +78,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from jwtkit.store._base import (
     DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FEED_RETENTION,
     DEFAULT_PURGE_INTERVAL,
     Clock,
+    FeedCursor,
+    FeedLost,
+    Revocation,
+    RevocationKind,
     Rotation,
     Session,
     StoreConfigError,
@@ -76,12 +111,14 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by installs without the extra
     raise StoreConfigError("the postgresql store needs asyncpg: pip install 'jwtkit[postgresql]'") from exc
 
-__all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_MIN_SIZE", "SCHEMA_VERSION", "PostgresStore"]
+__all__ = ["DEFAULT_MAX_SIZE", "DEFAULT_MIN_SIZE", "FEED_BATCH", "SCHEMA_VERSION", "PostgresStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: sessions, epochs, consumed ids, throttles (and the key ring, in place); 2: the feed
 DEFAULT_MIN_SIZE = 1
 DEFAULT_MAX_SIZE = 10
 PURGE_BATCH = 1000
+FEED_BATCH = 1000  # feed entries per feed_read answer (the reader asks again at once while there are more)
+_POSITION_MAX = 2**63 - 1  # a bigint id
 # pg_advisory_xact_lock key for schema changes: the bytes "jwtkitST" as a signed 64-bit integer
 _SCHEMA_LOCK = int.from_bytes(b"jwtkitST", "big", signed=True)
 # libpq connection parameters a URL may carry, passed to asyncpg (which would send any other one to the
@@ -122,6 +159,27 @@ _SCHEMA = [
 _KEYRING_TABLE = ("CREATE TABLE IF NOT EXISTS jwtkit_keyring "
                   "(name text PRIMARY KEY, version bigint NOT NULL, doc text NOT NULL)")
 
+# schema version 2. subject is bytea, as every id of this store (a sid or user id may hold NUL, which text
+# cannot); kind is 'session' or 'user' (RevocationKind).
+_FEED_SCHEMA = [
+    """CREATE TABLE jwtkit_revocations (
+        id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind    text NOT NULL,
+        subject bytea NOT NULL,
+        at      double precision NOT NULL
+    )""",
+    "CREATE INDEX jwtkit_revocations_by_time ON jwtkit_revocations (at)",
+    # a marker left beside a new (empty) table would let readers keep cursors into ids the new identity
+    # hands out again: the new table gets a new generation
+    "DELETE FROM jwtkit_feed_marker",
+]
+# on every open (a marker table dropped by hand comes back, with a new generation)
+_MARKER_TABLE = """CREATE TABLE IF NOT EXISTS jwtkit_feed_marker (
+        one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+        generation text NOT NULL,
+        trimmed    bigint NOT NULL DEFAULT 0
+    )"""
+
 _COLUMNS = ("s.sid, s.user_id, s.created, s.last_used, s.expires, s.family, s.refresh_jti, s.user_agent, "
             "s.ip, s.revoked, s.epoch")
 # e.epoch is NULL when the user has no epoch record (epoch 0)
@@ -129,14 +187,68 @@ _WITH_EPOCH = (f"SELECT {_COLUMNS}, e.epoch "  # noqa: S608 - constant fragments
                "FROM jwtkit_sessions AS s LEFT JOIN jwtkit_epochs AS e ON e.user_id = s.user_id")
 _CHECK = ("SELECT s.user_id, s.revoked, s.expires, s.created, s.epoch, e.epoch "
           "FROM jwtkit_sessions AS s LEFT JOIN jwtkit_epochs AS e ON e.user_id = s.user_id WHERE s.sid = $1")
-_REVOKE = ("UPDATE jwtkit_sessions AS s SET revoked = true WHERE s.{column} = $1 AND NOT s.revoked "
-           "RETURNING s.sid, s.user_id, s.expires, s.created, s.epoch, "
-           "(SELECT e.epoch FROM jwtkit_epochs AS e WHERE e.user_id = s.user_id)")
+# The revocation feed's statements share their last parameters: $2 the feed's lock key, $3 the store's time,
+# $4 the NOTIFY channel ($1 is the sid, family or user id).
+#
+# ordered: the feed's order lock (see the module docstring), taken only once the statement changed something;
+# reading count(*) of the changed rows first means the UPDATE has taken every row lock it needs, so a
+# transaction that holds the feed lock never waits for a row (no deadlock with a rotation holding a session
+# row). fed: the entries; each row of the INSERT's join needs ordered's row, so nextval comes after the lock.
+# The notification is an uncorrelated subquery of the main SELECT: evaluated once, when a row is returned.
+_ORDERED = ("ordered AS (SELECT pg_advisory_xact_lock($2::bigint) "
+            "FROM (SELECT count(*) AS n FROM {rows}) AS c WHERE c.n > 0)")
+_NOTIFY = "(SELECT count(*) FROM (SELECT pg_notify($4::text, '') FROM fed LIMIT 1) AS n)"
+
+
+def _revoking(where: str) -> str:
+    """The one statement that revokes the sessions ``where`` selects: the rows it changed (with what
+    ``_revoke_where`` counts) and one feed entry per changed session."""
+    ordered = _ORDERED.format(rows="revoked")
+    return ("WITH revoked AS (UPDATE jwtkit_sessions AS s SET revoked = true "  # noqa: S608 - constant fragments
+            f"WHERE ({where}) AND NOT s.revoked "
+            "RETURNING s.sid, s.user_id, s.expires, s.created, s.epoch, "
+            "(SELECT e.epoch FROM jwtkit_epochs AS e WHERE e.user_id = s.user_id) AS user_epoch), "
+            f"{ordered}, fed AS (INSERT INTO jwtkit_revocations (kind, subject, at) "
+            "SELECT 'session', r.sid, $3::double precision FROM revoked AS r, ordered RETURNING id) "
+            f"SELECT r.sid, r.user_id, r.expires, r.created, r.epoch, r.user_epoch, {_NOTIFY} "
+            "FROM revoked AS r")
+
+
+_REVOKE = {"sid": _revoking("s.sid = $1::bytea"), "family": _revoking("s.family = $1::bytea")}
+# RFC 9700 §4.14 reuse: the session and its whole family ($5)
+_REVOKE_REUSED = _revoking("s.sid = $1::bytea OR s.family = $5::bytea")
 # the one-statement bump: a readable epoch goes up by one in place (the row lock of the upsert orders
-# concurrent callers); an unreadable one returns no row and is repaired in a transaction
-_BUMP = ("INSERT INTO jwtkit_epochs AS e (user_id, epoch) VALUES ($1, 1) "
+# concurrent callers); an unreadable one returns no row (and records nothing) and is repaired in a
+# transaction. $5 = EPOCH_MAX
+_BUMP = ("WITH bumped AS (INSERT INTO jwtkit_epochs AS e (user_id, epoch) VALUES ($1::bytea, 1) "  # noqa: S608
          "ON CONFLICT (user_id) DO UPDATE SET epoch = e.epoch + 1 "
-         "WHERE e.epoch BETWEEN 0 AND $2 RETURNING e.epoch")  # $2 = EPOCH_MAX
+         "WHERE e.epoch BETWEEN 0 AND $5::bigint RETURNING e.epoch), "
+         f"{_ORDERED.format(rows='bumped')}, "
+         "fed AS (INSERT INTO jwtkit_revocations (kind, subject, at) "
+         "SELECT 'user', $1::bytea, $3::double precision FROM ordered RETURNING id) "
+         f"SELECT b.epoch, {_NOTIFY} FROM bumped AS b")
+# the repair branch of revoke_all: its feed entry, last in its transaction (the lock is held to the commit)
+_RECORD_USER = ("WITH ordered AS (SELECT pg_advisory_xact_lock($2::bigint)), "  # noqa: S608
+                "fed AS (INSERT INTO jwtkit_revocations (kind, subject, at) "
+                "SELECT 'user', $1::bytea, $3::double precision FROM ordered RETURNING id) "
+                f"SELECT {_NOTIFY}")
+# the marker, when there is none (a new generation: readers of the old one see FeedLost(reset=True))
+_MARK = "INSERT INTO jwtkit_feed_marker (generation) VALUES ($1) ON CONFLICT (one) DO NOTHING"
+# one statement, so one snapshot: the marker and the rows agree (a purge commits its DELETE and its
+# ``trimmed`` together)
+_FEED_ALL = ("SELECT m.generation, m.trimmed, r.id, r.kind, r.subject, r.at FROM jwtkit_feed_marker AS m "
+             "LEFT JOIN LATERAL (SELECT id, kind, subject, at FROM jwtkit_revocations) AS r ON true "
+             "ORDER BY r.id")
+_FEED_AFTER = ("SELECT m.generation, m.trimmed, (SELECT max(id) FROM jwtkit_revocations), "
+               "r.id, r.kind, r.subject, r.at FROM jwtkit_feed_marker AS m "
+               "LEFT JOIN LATERAL (SELECT id, kind, subject, at FROM jwtkit_revocations "
+               "WHERE id > $1::bigint ORDER BY id LIMIT $2::bigint) AS r ON true ORDER BY r.id")
+# a batch of the purge's trim, and the highest id it deleted remembered in the same statement
+_TRIM = ("WITH gone AS (DELETE FROM jwtkit_revocations WHERE id IN (SELECT id FROM jwtkit_revocations "
+         "WHERE at < $1::double precision ORDER BY id LIMIT {batch} FOR UPDATE SKIP LOCKED) RETURNING id), "
+         "marked AS (UPDATE jwtkit_feed_marker SET trimmed = GREATEST(trimmed, (SELECT max(id) FROM gone)) "
+         "WHERE EXISTS (SELECT FROM gone)) "
+         "SELECT count(*) FROM gone")
 _THROTTLE_HIT = ("INSERT INTO jwtkit_throttles AS t (key, failures, last_failure, expires) "
                  "VALUES ($1, 1, $2, $3) "
                  "ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN t.expires > $2 AND t.failures >= 0 "
@@ -144,6 +256,24 @@ _THROTTLE_HIT = ("INSERT INTO jwtkit_throttles AS t (key, failures, last_failure
 
 _FAULTS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError,
                                             asyncpg.InternalClientError, OSError, TimeoutError)
+
+
+def _feed_names(schema: str) -> tuple[str, int]:
+    """The NOTIFY channel (at most 63 bytes, PostgreSQL's identifier limit) and the advisory lock key of the
+    feed whose tables live in ``schema``."""
+    digest = hashlib.sha256(f"jwtkit feed {schema}".encode()).digest()
+    channel = f"jwtkit_feed:{schema}"
+    if len(channel.encode()) > 63:
+        channel = f"jwtkit_feed:{digest.hex()[:32]}"
+    return channel, int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _position(cursor: FeedCursor) -> int:
+    """The id a cursor of this store names; any other cursor is FeedLost(reset=True), as a foreign one."""
+    position = cursor.position
+    if not (position.isascii() and position.isdigit()) or int(position) > _POSITION_MAX:
+        raise FeedLost(f"not a cursor of a postgresql store: {position!r}", reset=True)
+    return int(position)
 
 
 def _b(text: str) -> bytes:
@@ -210,6 +340,8 @@ class PostgresStore(BaseStore):
         self._pool_timeout = parse_float_option("pool_timeout",
                                                 merged.pop("pool_timeout", DEFAULT_CONNECT_TIMEOUT),
                                                 minimum=0.001)
+        self.feed_retention = parse_float_option("feed_retention",
+                                                 merged.pop("feed_retention", DEFAULT_FEED_RETENTION))
         self._pool_min = self._size_option("pool_min", merged.pop("pool_min", DEFAULT_MIN_SIZE), 0)
         self._pool_max = self._size_option("pool_max", merged.pop("pool_max", DEFAULT_MAX_SIZE), 1)
         if self._pool_min > self._pool_max:
@@ -223,6 +355,12 @@ class PostgresStore(BaseStore):
         # libpq-style parameters in the URL (sslmode, ...) go to asyncpg, which validates them on connect.
         self._dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(passthrough), ""))
         self._pool: asyncpg.Pool | None = None
+        # the revocation feed: names derived on open from the schema that holds the tables (_feed_names)
+        self._channel = ""
+        self._feed_key = 0
+        self._listener: Any = None  # the LISTENing connection of feed_read, opened on its first call
+        self._reader = asyncio.Lock()  # one query at a time on it
+        self._woken = asyncio.Event()  # set (and replaced) by each notification or the listener's end
 
     def _size_option(self, name: str, value: object, minimum: int) -> int:
         try:
@@ -290,38 +428,55 @@ class PostgresStore(BaseStore):
             raise StoreConfigError(f"postgresql store {self.url}: {exc}") from exc
         try:
             async with pool.acquire(timeout=self._pool_timeout) as connection:
-                await self._migrate(connection)
+                schema = await self._migrate(connection)
         except _FAULTS as exc:
             pool.terminate()
             raise self._unavailable(exc) from exc
         except BaseException:
             pool.terminate()
             raise
+        self._channel, self._feed_key = _feed_names(schema)
         self._pool = pool
 
-    async def _migrate(self, connection: Any) -> None:
-        """Create the tables once: nodes that start together queue on the advisory lock; all but the first
-        find the version row and change nothing."""
+    async def _migrate(self, connection: Any) -> str:
+        """Create or upgrade the tables once: nodes that start together queue on the advisory lock; all but
+        the first find the version row and change nothing. Returns the schema that holds the tables."""
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             await connection.execute("CREATE TABLE IF NOT EXISTS jwtkit_store_schema "
                                      "(name text PRIMARY KEY, version integer NOT NULL)")
             version = await connection.fetchval(
                 "SELECT version FROM jwtkit_store_schema WHERE name = 'jwtkit.store'")
-            if version == SCHEMA_VERSION:
-                await connection.execute(_KEYRING_TABLE)  # added beside schema version 1, in place
-                return
-            if version is not None:
+            if version not in (None, 1, SCHEMA_VERSION):
                 raise StoreConfigError(f"postgresql store {self.url} has schema version {version}; "
                                        f"this jwtkit knows {SCHEMA_VERSION}: upgrade jwtkit")
-            for statement in _SCHEMA:
-                await connection.execute(statement)
-            await connection.execute(_KEYRING_TABLE)
-            await connection.execute("INSERT INTO jwtkit_store_schema (name, version) "
-                                     "VALUES ('jwtkit.store', $1)", SCHEMA_VERSION)
-        log.info("postgresql store %s: created schema version %d", self.url, SCHEMA_VERSION)
+            if version is None:
+                for statement in _SCHEMA:
+                    await connection.execute(statement)
+            await connection.execute(_KEYRING_TABLE)  # added beside schema version 1, in place
+            await connection.execute(_MARKER_TABLE)
+            # version 1 -> 2 (and a feed table dropped by hand: recreated with a new generation). Looked up in
+            # the schema CREATE TABLE uses: through the search_path it could find another deployment's.
+            if await connection.fetchval(
+                    "SELECT to_regclass(format('%I.jwtkit_revocations', current_schema())) IS NULL"):
+                for statement in _FEED_SCHEMA:
+                    await connection.execute(statement)
+            await connection.execute(_MARK, secrets.token_hex(16))
+            if version != SCHEMA_VERSION:
+                await connection.execute("INSERT INTO jwtkit_store_schema (name, version) "
+                                         "VALUES ('jwtkit.store', $1) ON CONFLICT (name) "
+                                         "DO UPDATE SET version = EXCLUDED.version", SCHEMA_VERSION)
+            schema: str = await connection.fetchval(
+                "SELECT relnamespace::regnamespace::text FROM pg_class "
+                "WHERE oid = 'jwtkit_revocations'::regclass")
+        if version != SCHEMA_VERSION:
+            log.info("postgresql store %s: %s schema version %d", self.url,
+                     "created" if version is None else f"upgraded from {version} to", SCHEMA_VERSION)
+        return schema
 
     async def _close(self) -> None:
+        self._drop_listener()
+        self._wake()  # a feed_read waiting now finds the store closed
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -381,11 +536,12 @@ class PostgresStore(BaseStore):
                             "AND last_used < $2", _b(sid), float(when))
 
     async def _revoke_where(self, column: str, value: str) -> int:
-        """Revoke the matching sessions in one statement; how many were active just before."""
-        rows = await self._fetch(_REVOKE.format(column=column), _b(value))
+        """Revoke the matching sessions in one statement (with their feed entries); how many were active just
+        before."""
         now = self._clock()
+        rows = await self._fetch(_REVOKE[column], _b(value), self._feed_key, float(now), self._channel)
         count = 0
-        for _sid, user_id, expires, created, epoch, user_epoch in rows:
+        for _sid, user_id, expires, created, epoch, user_epoch, _notified in rows:
             try:
                 owner = _s(user_id)
                 if math.isnan(expires) or math.isnan(created) or not valid_epoch(epoch):
@@ -411,7 +567,8 @@ class PostgresStore(BaseStore):
     async def revoke_all(self, user_id: str) -> int:
         key = _b(user_id)
         async with self._connection() as connection:
-            bumped = await connection.fetchval(_BUMP, key, EPOCH_MAX)
+            bumped = await connection.fetchval(_BUMP, key, self._feed_key, float(self._clock()),
+                                               self._channel, EPOCH_MAX)
             if bumped is not None:
                 return int(bumped)
             # unreadable record: repair it under its row lock, above every stored session's epoch
@@ -427,6 +584,8 @@ class PostgresStore(BaseStore):
                     log.warning("postgresql store %s: repaired the unreadable epoch record of user %r "
                                 "(now %d)", self.url, user_id, new)
                 await connection.execute("UPDATE jwtkit_epochs SET epoch = $2 WHERE user_id = $1", key, new)
+                await connection.execute(_RECORD_USER, key, self._feed_key, float(self._clock()),
+                                         self._channel)
                 return new
 
     async def list_sessions(self, user_id: str) -> list[Session]:
@@ -464,9 +623,11 @@ class PostgresStore(BaseStore):
                 await connection.execute("UPDATE jwtkit_sessions SET refresh_jti = $2, last_used = $3 "
                                          "WHERE sid = $1", key, _b(new_jti), float(now))
             elif outcome is Rotation.REUSED:
-                # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family.
-                await connection.execute("UPDATE jwtkit_sessions SET revoked = true "
-                                         "WHERE sid = $1 OR family = $2", key, _b(session.family))
+                # RFC 9700 §4.14: an old refresh token came back, so one copy is stolen: end the whole family
+                # (with its feed entries; the last statement of the transaction, so the feed lock it takes is
+                # held only until the commit).
+                await connection.execute(_REVOKE_REUSED, key, self._feed_key, float(now), self._channel,
+                                         _b(session.family))
             return outcome
 
     # single-use tokens ------------------------------------------------------------------------------
@@ -524,7 +685,9 @@ class PostgresStore(BaseStore):
 
     async def purge(self) -> int:
         """Delete expired rows in batches of PURGE_BATCH, each its own short statement (rows another node is
-        purging or writing are skipped, not waited for). Epochs are never deleted."""
+        purging or writing are skipped, not waited for), then trim the revocation feed by age. Epochs are
+        never deleted. Returns the records removed; trimmed feed entries are not counted (they are the feed's,
+        not records of the Store contract)."""
         now = float(self._clock())
         removed = 0
         for table in ("jwtkit_sessions", "jwtkit_consumed", "jwtkit_throttles"):
@@ -537,4 +700,127 @@ class PostgresStore(BaseStore):
                 removed += count
                 if count < PURGE_BATCH:
                     break
+        cutoff = now - self.feed_retention
+        while True:
+            trimmed = int((await self._fetchrow(_TRIM.format(batch=PURGE_BATCH), cutoff))[0])
+            if trimmed < PURGE_BATCH:
+                break
         return removed
+
+    # the revocation feed (RevocationFeed) -----------------------------------------------------------
+
+    def _revocation(self, number: int, kind: str, subject: bytes, at: float) -> Revocation:
+        try:
+            return Revocation(RevocationKind(kind), _s(subject), _time(at))
+        except (ValueError, _Corrupt) as exc:  # UnicodeDecodeError is a ValueError
+            # Fail closed: skipping it could let a mirror accept what it revokes; an error keeps the mirror
+            # sending every check to the store until the entry is trimmed.
+            log.warning("postgresql store %s: feed entry %d is unreadable: %s", self.url, number, exc)
+            raise StoreUnavailable(f"postgresql store {self.url}: feed entry {number} is unreadable") from exc
+
+    async def feed_load(self) -> tuple[list[Revocation], FeedCursor]:
+        async with self._connection() as connection:
+            for _ in range(3):  # the marker deleted between the two statements: make it again
+                await connection.execute(_MARK, secrets.token_hex(16))
+                rows = await connection.fetch(_FEED_ALL)
+                if rows:
+                    break
+            else:
+                raise StoreUnavailable(f"postgresql store {self.url}: the feed's marker keeps vanishing")
+        generation, trimmed = rows[0][0], int(rows[0][1])
+        entries = [self._revocation(*row[2:]) for row in rows if row[2] is not None]
+        last = max(trimmed, rows[-1][2] or 0)
+        return entries, FeedCursor(str(generation), str(last))
+
+    async def feed_read(self, cursor: FeedCursor, *, wait: float) -> tuple[list[Revocation], FeedCursor]:
+        self._require_open()
+        after = _position(cursor)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, float(wait))
+        connect = True
+        while True:
+            woken = self._woken  # before the query: a commit after its snapshot sets this one
+            entries, last = await self._read_after(cursor.generation, after, connect=connect)
+            connect = False
+            remaining = deadline - loop.time()
+            if entries or remaining <= 0:
+                return entries, FeedCursor(cursor.generation, str(last))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), remaining)
+
+    async def _read_after(self, generation: str, after: int, *,
+                          connect: bool) -> tuple[list[Revocation], int]:
+        """One catch-up query on the LISTENing connection: the entries after ``after`` (at most FEED_BATCH)
+        and the id of the last one, with the generation and trimming checked in the same snapshot. Only the
+        first query of a ``feed_read`` (``connect``) may open the connection: one that broke while the read
+        waited is StoreUnavailable, so the reader learns that the feed was down."""
+        async with self._reader:
+            self._require_open()
+            connection = self._listener
+            if connect:
+                connection = await self._listening()
+            elif connection is None or connection.is_closed():
+                self._drop_listener()
+                raise StoreUnavailable(f"postgresql store {self.url}: the feed's connection was lost")
+            try:
+                rows = await connection.fetch(_FEED_AFTER, after, FEED_BATCH, timeout=self._command_timeout)
+            except asyncpg.UndefinedTableError as exc:
+                raise FeedLost(f"postgresql store {self.url}: the feed's tables are gone",
+                               reset=True) from exc
+            except asyncio.CancelledError:
+                self._drop_listener()  # a statement may be half-answered: never reuse the connection
+                raise
+            except _FAULTS as exc:
+                self._drop_listener()
+                raise self._unavailable(exc) from exc
+        if not rows:
+            raise FeedLost(f"postgresql store {self.url}: the feed's generation marker is gone", reset=True)
+        if rows[0][0] != generation:
+            raise FeedLost(f"postgresql store {self.url}: the feed has another generation (the data was "
+                           "replaced)", reset=True)
+        trimmed = int(rows[0][1])
+        if after > max(rows[0][2] or 0, trimmed):
+            raise FeedLost(f"postgresql store {self.url}: the feed is behind the cursor", reset=True)
+        if after < trimmed:
+            raise FeedLost(f"postgresql store {self.url}: the feed was trimmed past the cursor", reset=False)
+        entries = [self._revocation(*row[3:]) for row in rows if row[3] is not None]
+        return entries, (rows[-1][3] if entries else after)
+
+    async def _listening(self) -> Any:
+        """The feed's own connection, LISTENing on the channel: opened (again) when there is none."""
+        connection = self._listener
+        if connection is not None and not connection.is_closed():
+            return connection
+        self._drop_listener()
+        try:
+            connection = await asyncio.wait_for(asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout,
+                server_settings={"application_name": "jwtkit feed"}),
+                self._connect_timeout + self._command_timeout)
+        except _FAULTS as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            connection.add_termination_listener(self._on_terminated)
+            await connection.add_listener(self._channel, self._on_notification)
+        except BaseException as exc:
+            connection.terminate()
+            if isinstance(exc, _FAULTS):
+                raise self._unavailable(exc) from exc
+            raise
+        self._listener = connection
+        return connection
+
+    def _drop_listener(self) -> None:
+        connection, self._listener = self._listener, None
+        if connection is not None:
+            connection.terminate()
+
+    def _wake(self) -> None:
+        woken, self._woken = self._woken, asyncio.Event()
+        woken.set()
+
+    def _on_notification(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        self._wake()
+
+    def _on_terminated(self, connection: Any) -> None:
+        self._wake()  # the waiting read queries at once, and finds the connection gone
