@@ -18,7 +18,15 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from jwtkit.store import FeedLost, Revocation, RevocationKind, Rotation, StoreUnavailable, open_store
+from jwtkit.store import (
+    FeedLost,
+    Revocation,
+    RevocationKind,
+    Rotation,
+    Session,
+    StoreUnavailable,
+    open_store,
+)
 from jwtkit.store._redis import RedisStore, shard_of
 from processes import LocalRedisCluster
 
@@ -161,31 +169,40 @@ async def eventually(condition: Callable[[], Awaitable[bool]], *, timeout: float
 async def test_a_waiting_read_returns_as_soon_as_a_revocation_lands(redis_url: str,
                                                                     redis_cluster: LocalRedisCluster,
                                                                     clock: FakeClock) -> None:
-    """One XREAD BLOCK per shard's stream, on connections of the feed's own, all at once; the first that
-    returns releases the others (CLIENT UNBLOCK)."""
-    async with open_cluster_store(redis_url, clock) as writer, open_cluster_store(redis_url, clock) as reader:
-        session = new_session(clock)
-        await writer.create_session(session)
-        _, cursor = await reader.feed_load()
-        started = time.monotonic()
-        entries, same = await reader.feed_read(cursor, wait=0.2)
-        assert entries == []
-        assert same == cursor
-        assert 0.15 < time.monotonic() - started < 1.5
-        read = asyncio.create_task(reader.feed_read(cursor, wait=10))
-        await eventually(lambda: _count_is(redis_cluster, 16))
-        started = time.monotonic()
-        assert await writer.revoke(session.sid) is True
-        entries, cursor = await read
-        assert time.monotonic() - started < 1
-        assert [(e.kind.value, e.subject) for e in entries] == [(SESSION, session.sid)]
-        await eventually(lambda: _count_is(redis_cluster, 0))  # every other read was released
-        read = asyncio.create_task(reader.feed_read(cursor, wait=10))  # the connections serve again
-        await eventually(lambda: _count_is(redis_cluster, 16))
-        read.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await read
-        await eventually(lambda: _count_is(redis_cluster, 0))
+    """One XREAD BLOCK per shard's stream, on connections of the feed's own, all at once; the reads still
+    blocked when one returns serve the next wait."""
+    async with open_cluster_store(redis_url, clock) as writer:
+        reader = open_cluster_store(redis_url, clock)
+        async with reader:
+            session, other = new_session(clock), new_session(clock, "bob")
+            await writer.create_session(session)
+            await writer.create_session(other)
+            _, cursor = await reader.feed_load()
+            started = time.monotonic()
+            entries, same = await reader.feed_read(cursor, wait=0.2)
+            assert entries == []
+            assert same == cursor
+            assert 0.15 < time.monotonic() - started < 1.5
+            assert await blocked_clients(redis_cluster) == 16  # still waiting, for the next read
+            read = asyncio.create_task(reader.feed_read(cursor, wait=10))
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            assert await writer.revoke(session.sid) is True
+            entries, cursor = await read
+            assert time.monotonic() - started < 1
+            assert [(e.kind.value, e.subject) for e in entries] == [(SESSION, session.sid)]
+            assert await blocked_clients(redis_cluster) == 15  # the others wait on
+            read = asyncio.create_task(reader.feed_read(cursor, wait=10))
+            await eventually(lambda: _count_is(redis_cluster, 16))  # one new read, for the shard just read
+            assert await writer.revoke(other.sid) is True
+            entries, cursor = await read
+            assert [(e.kind.value, e.subject) for e in entries] == [(SESSION, other.sid)]
+            read = asyncio.create_task(reader.feed_read(cursor, wait=10))
+            await eventually(lambda: _count_is(redis_cluster, 16))
+            read.cancel()  # the mirror's stop(): the caller returns at once
+            with pytest.raises(asyncio.CancelledError):
+                await read
+        await eventually(lambda: _count_is(redis_cluster, 0))  # closing the store ends the reads
 
 
 async def _count_is(cluster: LocalRedisCluster, count: int) -> bool:
@@ -242,6 +259,20 @@ def users_by_node(store: RedisStore, dead_port: int) -> tuple[str, str]:
     return (next(u for u in users if port(u) == dead_port), next(u for u in users if port(u) != dead_port))
 
 
+def session_with_pointers(store: RedisStore, clock: FakeClock, user: str, dead_port: int, *,
+                          on_dead: bool) -> Session:
+    """A new session of ``user`` whose pointer keys are both elsewhere than on ``dead_port`` (or, with
+    ``on_dead``, whose sid pointer is there)."""
+    def port(key: str) -> int:
+        return int(store._client.get_node_from_key(key).port)
+
+    while True:
+        session = new_session(clock, user, epoch=1)
+        ports = {port(store._pointer(session.sid)), port(store._family_pointer(session.family))}
+        if (dead_port == port(store._pointer(session.sid))) if on_dead else dead_port not in ports:
+            return session
+
+
 async def test_a_killed_primary_fails_its_slots_closed_and_spares_the_others(
         own_redis_cluster: LocalRedisCluster, clock: FakeClock) -> None:
     cluster = own_redis_cluster
@@ -289,8 +320,14 @@ async def test_a_killed_primary_fails_its_slots_closed_and_spares_the_others(
         assert await store.get_epoch(live_user) == 1
         assert await store.revoke(live_fresh.sid) is True
         assert await store.check(live_fresh.sid, live_user) is False
-        other = new_session(clock, live_user, epoch=1)
+        # a new session needs its pointers too (untagged keys, anywhere in the cluster): where those are on
+        # the dead primary, its login fails closed; elsewhere it works
+        on_dead = session_with_pointers(store, clock, live_user, dead_port, on_dead=True)
+        with pytest.raises(StoreUnavailable):
+            await store.create_session(on_dead)
+        other = session_with_pointers(store, clock, live_user, dead_port, on_dead=False)
         await store.create_session(other)
+        assert await store.check(other.sid, live_user) is True
         assert await store.rotate_refresh(other.sid, other.refresh_jti, "next") is Rotation.ROTATED
         # single-key calls: those whose key is on the dead primary fail, the others work
         answers: dict[str, list[str]] = {"ok": [], "unavailable": []}

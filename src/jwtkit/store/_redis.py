@@ -119,6 +119,8 @@ SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 _SHARD_CACHE_SIZE = 65_536
 # stream entries read per shard per call
 _FEED_BATCH = 1000
+# how long (s) a cluster's blocked stream reads last, across the feed's waits
+_CLUSTER_BLOCK = 5.0
 # redis-py options a caller may pass through (TLS material for rediss://, pool size).
 _PASSTHROUGH = frozenset({"ssl_certfile", "ssl_keyfile", "ssl_ca_certs", "ssl_ca_data", "ssl_cert_reqs",
                           "ssl_check_hostname", "ssl_password", "ssl_min_version", "ssl_ciphers",
@@ -693,78 +695,109 @@ class _Cluster(RedisCluster):
         RedisConnectionError, ClusterDownError, SlotNotCoveredError)
 
 
+@dataclass(slots=True)
+class _BlockedRead:
+    """One ``XREAD BLOCK`` on one stream, from ``after``, answered by ``ends`` (loop time) at the latest."""
+
+    after: str
+    task: asyncio.Task[bool]
+    ends: float
+
+
 class _ClusterWaiter:
     """Waits, on a Redis Cluster, until an entry is added to any of the shards' streams: one dedicated
-    connection per stream, each blocked in ``XREAD BLOCK`` on its own stream (the server refuses one XREAD
-    over keys of several slots), all at once. The first that returns wakes the caller; the others are released
-    at once with ``CLIENT UNBLOCK`` on their own node. The connections stay open for the next wait, apart from
-    the request path's pools."""
+    connection per stream, each in ``XREAD BLOCK`` on its own stream (the server refuses one XREAD over keys
+    of several slots), all at once. The reads outlive a wait: one still blocked when a wait ends (its time was
+    up, or another stream woke the caller) serves the next wait that reads from the same id, so an idle feed
+    sends one XREAD per stream every ``block`` seconds, and a revocation costs the reader one reply and the
+    read of one shard. The connections are apart from the request path's pools."""
 
-    def __init__(self, client: RedisCluster) -> None:
+    def __init__(self, client: RedisCluster, *, block: float, timeout: float) -> None:
         self._client = client
-        self._held: dict[str, tuple[str, AbstractConnection, int]] = {}  # stream -> (node name, conn, id)
+        self._block = block
+        self._timeout = timeout
+        self._connections: dict[str, tuple[str, AbstractConnection]] = {}  # stream -> (node name, conn)
+        self._reads: dict[str, _BlockedRead] = {}
 
-    async def _connection(self, key: str) -> tuple[ClusterNode, AbstractConnection, int]:
+    async def _connection(self, key: str) -> AbstractConnection:
         node = self._client.get_node_from_key(key)
         if node is None:
             raise SlotNotCoveredError(f"no node holds {key!r}")
-        held = self._held.get(key)
+        held = self._connections.get(key)
         if held is not None and held[0] == node.name and held[1].is_connected:
-            return node, held[1], held[2]
+            return held[1]
         await self._drop(key)
         kwargs = {**node.connection_kwargs, "socket_timeout": None,
                   "retry": Retry(NoBackoff(), 0, supported_errors=(RedisConnectionError,))}
         connection: AbstractConnection = node.connection_class(**kwargs)
+        self._connections[key] = (node.name, connection)
         await connection.connect()  # type: ignore[no-untyped-call]
-        await connection.send_command("CLIENT", "ID")
-        client_id = int(await connection.read_response())
-        self._held[key] = (node.name, connection, client_id)
-        return node, connection, client_id
+        return connection
 
     async def _drop(self, key: str) -> None:
-        held = self._held.pop(key, None)
+        held = self._connections.pop(key, None)
         if held is not None:
             await held[1].disconnect(nowait=True)  # nowait: a stopped server must not hold the caller
 
-    @staticmethod
-    async def _block(connection: AbstractConnection, key: str, after: str, block_ms: int) -> bool:
+    async def _read(self, key: str, after: str, block_ms: int) -> bool:
+        connection = await self._connection(key)
         await connection.send_command("XREAD", "BLOCK", block_ms, "STREAMS", key, after)
         return bool(await connection.read_response())
+
+    async def _end(self, key: str) -> None:
+        """Stop a read and close its connection (one cancelled mid-reply is unusable)."""
+        read = self._reads.pop(key, None)
+        if read is not None:
+            if read.task.done():
+                if not read.task.cancelled():
+                    read.task.exception()  # retrieved: the caller is not waiting for it any more
+            else:
+                read.task.cancel()
+        await self._drop(key)
 
     async def wait(self, streams: Mapping[str, str], wait: float) -> set[str]:
         """The streams (of ``streams``: stream key -> id) that got an entry after their id, once one has;
         nothing after ``wait`` seconds without one. The caller bounds the time (asyncio.timeout)."""
-        keys = list(streams)
-        try:
-            held = await asyncio.gather(*(self._connection(key) for key in keys))
-        except BaseException:
-            for key in keys:
-                await self._drop(key)
-            raise
-        block_ms = max(1, math.ceil(wait * 1000))
-        tasks = [asyncio.create_task(self._block(conn, key, streams[key], block_ms))
-                 for key, (_, conn, _) in zip(keys, held, strict=True)]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            waiting = [(node, client_id) for task, (node, _, client_id) in zip(tasks, held, strict=True)
-                       if not task.done()]
-            if waiting:
-                await asyncio.gather(*(node.execute_command("CLIENT UNBLOCK", client_id)
-                                       for node, client_id in waiting))
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for key, task in zip(keys, tasks, strict=True):
-                if not task.done() or task.cancelled() or task.exception() is not None:
-                    await self._drop(key)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return {key for key, result in zip(keys, results, strict=True) if result}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        block = max(wait, self._block)
+        while True:
+            now = loop.time()
+            woken = set()
+            for key, after in streams.items():
+                read = self._reads.get(key)
+                if read is not None and not read.task.done():
+                    if read.after == after and now <= read.ends:
+                        continue  # still waiting, from the right id
+                    overdue = now > read.ends
+                    await self._end(key)  # from an id already read past, or its node does not answer
+                    if overdue:
+                        raise TimeoutError(f"no answer to XREAD on {key!r}")
+                elif read is not None:
+                    del self._reads[key]
+                    if not read.task.cancelled():
+                        error = read.task.exception()
+                        if error is not None:
+                            await self._drop(key)
+                            raise error
+                        if read.task.result() and read.after == after:
+                            woken.add(key)
+                            continue
+                self._reads[key] = _BlockedRead(
+                    after, asyncio.create_task(self._read(key, after, max(1, math.ceil(block * 1000)))),
+                    now + block + self._timeout)
+            if woken:
+                return woken
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return set()
+            await asyncio.wait([read.task for read in self._reads.values()], timeout=remaining,
+                               return_when=asyncio.FIRST_COMPLETED)
 
     async def close(self) -> None:
-        for key in list(self._held):
+        for key in list(self._reads):
+            await self._end(key)
+        for key in list(self._connections):
             await self._drop(key)
 
 
@@ -1465,7 +1498,8 @@ class RedisStore(BaseStore):
                 if entries or wait <= 0:
                     return entries, moved
                 if self._waiter is None:
-                    self._waiter = _ClusterWaiter(self._connected())
+                    self._waiter = _ClusterWaiter(self._connected(), block=_CLUSTER_BLOCK,
+                                                  timeout=self._command_timeout)
                 async with asyncio.timeout(bound):
                     woken = await self._run(self._waiter.wait(
                         {self._stream(n): _id_text(after[n].last) for n in shards}, wait))
