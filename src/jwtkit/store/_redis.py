@@ -16,7 +16,8 @@ store was created with another count), so that each script touches keys of one R
   ``volatile-*`` one), as an ``allkeys-*`` policy could drop an epoch;
 - ``{prefix}{n}:revocations``: the shard's revocation stream (:class:`~jwtkit.store.RevocationFeed`):
   one entry (``kind``, ``subject``, ``at``) per revocation, written by the script that revokes, trimmed by
-  age (``MINID ~`` on the server's clock) on every append; no TTL;
+  age (``MINID ~`` on the server's clock) on every append; created empty at open (so that a stream lost with
+  its server is told from one never written); no TTL;
 - ``{prefix}p:{sid}``: the sid's shard (a pointer, for the calls that get only a sid), as long as the session;
 - ``{prefix}q:{family}``: set of the shards that hold sessions of the family, as long as its longest session;
 - ``{prefix}schema`` (``3``), ``{prefix}shards`` (the shard count) and ``{prefix}generation`` (random, made
@@ -34,6 +35,11 @@ clock. Read-modify-write steps are Lua scripts (atomic on the server); each decl
 (the shard comes from the user id it is given). Calls that get only a sid or a family find the shard
 through its pointer (the sid's is cached in process: it never changes); when a pointer is missing (evicted
 by a ``volatile-*`` policy), they look for the record in every shard, so a revocation is never lost.
+
+The feed (:meth:`RedisStore.feed_read`) reads on connections of its own: on one server, one pipeline (the
+generation, one script reading every stream with its ``XINFO STREAM`` state, ``XREAD BLOCK`` over all
+streams); on a cluster, whose ``XREAD`` refuses keys of several slots, one ``XREAD BLOCK`` per stream, all
+at once, kept across waits (:class:`_ClusterWaiter`). docs/stores.md#redis has the details and measurements.
 
 Migrations on the first open (stop every process running older code first): layout 1 (per-user time
 cut-offs, ``{prefix}c:{user_id}``, no ``{prefix}schema``) to 2 as before (one ``SCAN``; per legacy key one
