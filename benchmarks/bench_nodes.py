@@ -10,8 +10,9 @@ all on that Redis, sharing ``JWT_SECRET`` and one SQLite users file:
 - *mirror off*: ``JWTKIT_REVOCATION_MIRROR=off``, every request asks Redis.
 
 In each pair node A is pinned to CPU 0 and node B to CPU 1 (``taskset``), one worker each. The idle pair
-costs nothing (its mirror's blocking read wakes at most four times a second), and the two pairs are measured
-in interleaved rounds, so that a noisy neighbour hurts both alike; medians are reported.
+costs almost nothing (the mirror-on pair's blocking feed reads wake four times a second, and once per
+revocation of the other pair too), and the two pairs are measured in interleaved rounds, so that a noisy
+neighbour hurts both alike; medians are reported.
 
 Throughput: two wrk processes at once (``-t1 -c32 --latency``), one per node of the pair, each pinned to the
 *other* node's CPU: a 2-core machine has no free core for the load, and crossing keeps the two cores
