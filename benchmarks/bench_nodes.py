@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import inspect
 import math
 import os
 import re
@@ -278,9 +277,7 @@ def main(argv: list[str]) -> None:
     redis_per_request: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="jwtkit-bench-nodes-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        # bench_web._redis is gaining a log-name argument (an edit in progress there): call either shape
-        named = "name" in inspect.signature(_redis).parameters
-        redis_url = stack.enter_context(_redis(work, "redis") if named else _redis(work))  # type: ignore[call-arg]
+        redis_url = stack.enter_context(_redis(work, "redis"))
         _unpin_redis(redis_url)
         import redis
 
