@@ -38,18 +38,19 @@ peers find its ``sid`` in Redis). One token is sent again and again: jwtkit reme
 (``token_cache``), so it checks that token's signature once; the peers verify it on every request.
 
 All servers run at once (idle ones cost next to nothing; the mirrored node's feed reads a few times a
-second) and
-are measured in interleaved rounds, so that a noisy neighbour on the machine hurts each alike. Reported:
+second) and are measured in interleaved rounds, so that a noisy neighbour on the machine hurts each alike.
+Reported:
 medians over the rounds of requests/s and p99 latency (``wrk --latency``), of server CPU µs per request
 (utime + stime of the server's process tree, ``/proc/<pid>/stat``, before and after the run), and for the
 servers that use Redis, Redis commands per request (``total_commands_processed`` before and after, which
 counts the commands a script runs too: 1 for the peers' GET, 3 for jwtkit's direct check, one EVALSHA round
 trip whose script runs HMGET and GET; about 0 with the mirror, its feed's background reads included). This
-is also the check that the mirror is on. Ratios are medians of same-round ratios. Every
-response must be a 200: non-2xx answers and socket errors are counted in the tables and flagged.
+is also the check that the mirror is on. Ratios are medians of same-round ratios. Every response must be a
+200: non-2xx answers and socket errors are counted in the tables and flagged.
 
 Usage: ``python -m benchmarks web [--duration=6] [--connections=32] [--rounds=3]``; the default run (10
-measurements a round) takes about 4 minutes. The default duration was 10 s with 4 servers.
+measurements a round) took 3 min 33-40 s on the 2-core machine. The default duration was 10 s with 4
+servers.
 """
 
 from __future__ import annotations
