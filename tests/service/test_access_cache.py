@@ -228,3 +228,14 @@ async def test_inside_the_leeway_after_exp_the_store_decides(clock: FakeClock, s
 def test_a_mirror_needs_its_store(clock: FakeClock, store: CountingStore, mirror: RevocationMirror) -> None:
     with pytest.raises(TypeError, match="store"):
         policy(clock, mirror=mirror)
+
+
+async def test_a_token_of_scalar_claims_gets_one_immutable_principal(clock: FakeClock) -> None:
+    checker = policy(clock)
+    token = access_token()
+    first = await checker.authenticate(token)
+    assert await checker.authenticate(token) is first  # nothing rebuilt per request
+    with pytest.raises(TypeError):
+        first.claims["sub"] = "mallory"  # type: ignore[index]
+    forged_sub = access_token(sid="s2")
+    assert (await checker.authenticate(forged_sub)) is not first

@@ -138,6 +138,16 @@ def _typ_of(token: str) -> str | None:
     return typ.lower().removeprefix("application/") if isinstance(typ, str) else None
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    sub, sid = claims.get("sub"), claims.get("sid")
+    frozen = claims if isinstance(claims, MappingProxyType) else MappingProxyType(dict(claims))
+    return Principal(user_id=sub if type(sub) is str else "", session_id=sid if type(sid) is str else "",
+                     claims=frozen)
+
+
 def decode_token(
     token: str,
     keys: Key | KeySet,
@@ -265,8 +275,9 @@ class AccessPolicy:
         self.mirror = mirror
         self.clock = clock
         self.token_cache = token_cache
-        # token -> (verified until, the keys that verified it); insertion order is the LRU order
-        self._verified: dict[str, tuple[float, object]] = {}
+        # token -> (verified until, the keys that verified it, its principal when nothing in it can change);
+        # insertion order is the LRU order
+        self._verified: dict[str, tuple[float, object, Principal | None]] = {}
         self._ids = tuple(name for name in require if name in _ID_CLAIMS)
         # user id -> (valid until, refused); bounded, see _account_refused
         self._accounts: dict[str, tuple[float, bool]] = {}
@@ -315,12 +326,18 @@ class AccessPolicy:
         keys = self._static_keys
         current = keys if keys is not None else self.provider.current()  # type: ignore[union-attr]
         verified = self._verified.pop(token, None) if self.token_cache else None
-        claims: dict[str, Any]
+        claims: Mapping[str, Any]
+        principal: Principal | None = None
         if verified is not None and verified[1] is current and now < verified[0]:
-            # verified before by these keys: the claims again, from the payload (R11 held then)
-            segment = token.split(".", 2)[1]
-            claims = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) & 3)))
+            # verified before by these keys (R11 held then); the principal itself when every claim is a
+            # scalar (nothing in it can change), else the claims again from the payload
             self._verified[token] = verified  # back to the LRU's young end
+            principal = verified[2]
+            if principal is None:
+                segment = token.split(".", 2)[1]
+                claims = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) & 3)))
+            else:
+                claims = principal.claims
         else:
             # decode_token's two steps, inlined: this runs on every request
             if keys is None:
@@ -336,7 +353,7 @@ class AccessPolicy:
             if self.typ is None and _typ_of(token) in _NOT_ACCESS_TYPS:
                 raise InvalidToken("wrong_type", "this token is not an access token")
             if self.token_cache:
-                self._remember(token, claims, now, current)
+                principal = self._remember(token, claims, now, current)
         sub = claims.get("sub")
         sid = claims.get("sid")
         store = self.store
@@ -360,8 +377,8 @@ class AccessPolicy:
             presented = claims["agent"]
             if type(presented) is not str or not hmac.compare_digest(presented, agent_hash(user_agent or "")):
                 raise InvalidToken("agent", "the token was issued to another client")
-        principal = Principal(user_id=sub if type(sub) is str else "",
-                              session_id=sid if type(sid) is str else "", claims=MappingProxyType(claims))
+        if principal is None:
+            principal = _principal(claims)
         if self.validate is not None:
             verdict = self.validate(principal)
             if inspect.isawaitable(verdict):
@@ -370,15 +387,18 @@ class AccessPolicy:
                 raise InvalidToken("rejected", "the token was rejected")
         return principal
 
-    def _remember(self, token: str, claims: Mapping[str, Any], now: float, keys: object) -> None:
+    def _remember(self, token: str, claims: Mapping[str, Any], now: float, keys: object) -> Principal | None:
+        """Cache a verified token; returns the principal it cached with it (claims all scalars), or None."""
         exp = claims.get("exp")
         until = now + _MAX_CACHED_AGE
         if isinstance(exp, int | float) and not isinstance(exp, bool):
             until = min(until, exp + self.leeway)
+        principal = _principal(claims) if all(type(v) in _SCALARS for v in claims.values()) else None
         cache = self._verified
         if len(cache) >= self.token_cache:
             del cache[next(iter(cache))]  # the least recently used
-        cache[token] = (until, keys)
+        cache[token] = (until, keys, principal)
+        return principal
 
     def expired_session(self, token: str, *, grace: float) -> tuple[str, str] | None:
         """``(sub, sid)`` of a token that passes every decode rule of this policy except that its ``exp``

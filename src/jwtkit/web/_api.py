@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from jwtkit.service._access import Principal
 from jwtkit.service._auth import AuthService
 from jwtkit.service._keyring import JWKS_MAX_AGE
 from jwtkit.store import StoreUnavailable
@@ -23,6 +24,7 @@ from jwtkit.web._openapi import openapi_document
 __all__ = ["Machine", "PrivateJSON", "Readiness"]
 
 _JSON_START = [(b"content-type", b"application/json")]
+_MAX_BODIES = 4096  # as many as the access policy's verified-token cache holds
 # Verifiers may cache the JWKS this long: `jwtkit keys rotate` publishes a new key longer than that (plus the
 # servers' look at the key file) before it signs, so a cached copy always has the key of any token it meets.
 _JWKS_CACHE = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
@@ -33,6 +35,9 @@ class PrivateJSON:
 
     def __init__(self, handlers: Handlers) -> None:
         self.handlers = handlers
+        # the access policy hands out one Principal object per cached token: its body is computed once.
+        # id -> (principal, body); the principal is kept so that its id cannot be reused meanwhile
+        self._bodies: dict[int, tuple[Principal, bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope["state"]["principal"]
@@ -40,7 +45,14 @@ class PrivateJSON:
             response = await self.handlers.private(Request(scope, receive))
             await response(scope, receive, send)
             return
-        body = private_body(principal)
+        known = self._bodies.get(id(principal))
+        if known is not None and known[0] is principal:
+            body = known[1]
+        else:
+            body = private_body(principal)
+            if len(self._bodies) >= _MAX_BODIES:
+                self._bodies.clear()
+            self._bodies[id(principal)] = (principal, body)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*_JSON_START, (b"content-length", b"%d" % len(body))]})
         await send({"type": "http.response.body", "body": body})
