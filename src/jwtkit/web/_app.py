@@ -283,7 +283,7 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
     app = _Server(
         routes=_routes(handlers, machine),
         layers=[
-            Middleware(EdgeMiddleware),
+            Middleware(EdgeMiddleware, hsts=secure_cookies),
             Middleware(NotReadyGuard, readiness=readiness, on_error=on_error),
             Middleware(JWTAuthMiddleware, service=service, mode=AuthMode.TRY, locations=locations,
                        silent_refresh=cookies, query_param="token", exclude_paths=_UNAUTHENTICATED),

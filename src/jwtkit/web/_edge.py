@@ -3,8 +3,10 @@
 Limits come first, before any routing: request headers over ``MAX_HEADERS`` bytes get 431 (RFC 6585 §5), a
 declared body over ``MAX_BODY`` gets 413 without reading it. Every response then gets a strict
 Content-Security-Policy (no inline script or style anywhere), ``X-Content-Type-Options: nosniff``,
-``X-Frame-Options: DENY``, a Referrer-Policy, and ``Cache-Control: no-store`` unless the handler chose a cache
-policy. The header lists are built once here; per response the layer only appends missing ones.
+``X-Frame-Options: DENY``, a Referrer-Policy, ``Cache-Control: no-store`` unless the handler chose a cache
+policy, and ``Strict-Transport-Security`` when the server runs with secure cookies (which only travel over
+HTTPS: a browser that saw the site once must never fall back to plain HTTP, RFC 6797). The header lists are
+built once here; per response the layer only appends missing ones.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 _DEFAULT_REFERRER = (b"referrer-policy", b"same-origin")
+# One year, without includeSubDomains or preload: those bind every other host of the domain, which is the
+# domain owner's choice to make (behind a proxy, it can add them).
+HSTS = (b"strict-transport-security", b"max-age=31536000")
 _NO_STORE = (b"cache-control", b"no-store")
 _STATIC_CACHE = (b"cache-control", b"no-cache")
 
@@ -63,8 +68,9 @@ _BAD_LENGTH = _refusal(HTTPError("bad_request", "Content-Length is not a number"
 class EdgeMiddleware:
     """Size limits before routing, security headers on every response (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        self._blocks = {key: [*block, HSTS] for key, block in _BLOCKS.items()} if hsts else _BLOCKS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,6 +96,7 @@ class EdgeMiddleware:
             return
 
         static = scope["path"].startswith("/static/")
+        blocks = self._blocks
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -102,7 +109,7 @@ class EdgeMiddleware:
                         referrer = True
                     elif name == b"cache-control":
                         cache = True
-                message["headers"] = [*headers, *_BLOCKS[(referrer, cache, static)]]
+                message["headers"] = [*headers, *blocks[(referrer, cache, static)]]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
