@@ -181,3 +181,24 @@ async def test_a_newer_layout_is_refused(tmp_path: Path) -> None:
     db = plyvel.DB(str(tmp_path / "fresh.ldb"))
     assert db.get(b"m:schema") == b"2"
     db.close()
+
+
+async def test_the_folder_and_its_files_are_private(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    clock = FakeClock(T0)
+    async with open_store(f"leveldb:///{folder}", clock=clock) as store:
+        await store.create_session(new_session(clock))
+    assert folder.stat().st_mode & 0o777 == 0o700
+    files = [entry for entry in folder.iterdir() if entry.is_file()]
+    assert files and {entry.name: entry.stat().st_mode & 0o777 for entry in files} == {
+        entry.name: 0o600 for entry in files}
+
+
+async def test_an_open_folder_is_named_in_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "sessions"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    async with open_store(f"leveldb:///{folder}", clock=FakeClock(T0)):
+        pass
+    assert f"the folder has mode 0755, so other local users can read the sessions in it: chmod 700 {folder}" \
+        in caplog.text

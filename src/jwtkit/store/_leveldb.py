@@ -147,6 +147,22 @@ def _migrate(db: Any, path: str) -> None:
                  "revoked)", path, len(cutoffs), revoked)
 
 
+def _private_folder(path: str) -> None:
+    """The store's folder holds sessions that no other local user may read: created 0700; an existing one
+    that others can open is logged (the operator chose it; jwtkit does not change it)."""
+    try:
+        os.mkdir(path, 0o700)
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # plyvel reports the real problem
+    mode = os.stat(path).st_mode & 0o777
+    if mode & 0o077:
+        log.warning("leveldb store %s: the folder has mode %04o, so other local users can read the sessions "
+                    "in it: chmod 700 %s", path, mode, path)
+
+
 class LevelDBStore(BaseStore):
     """The LevelDB backend: one process per directory (LevelDB's own lock)."""
 
@@ -179,8 +195,9 @@ class LevelDBStore(BaseStore):
         parent = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(parent):
             raise StoreConfigError(f"leveldb store {self.url}: directory {parent} does not exist")
+        _private_folder(self.path)
         try:
-            return self._plyvel.DB(self.path, create_if_missing=True)
+            db = self._plyvel.DB(self.path, create_if_missing=True)
         except self._plyvel.IOError as exc:
             # LevelDB takes an fcntl lock without waiting: another process (or another store object in this
             # one) has the directory open. Say so plainly instead of LevelDB's "IO error: lock ...".
@@ -191,6 +208,10 @@ class LevelDBStore(BaseStore):
             raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
         except self._plyvel.Error as exc:
             raise StoreUnavailable(f"leveldb store {self.path}: {exc}") from exc
+        for entry in os.scandir(self.path):  # LevelDB creates its files with the umask's mode
+            if entry.is_file(follow_symlinks=False):
+                os.chmod(entry.path, 0o600)
+        return db
 
     def _open_and_migrate(self) -> Any:
         db = self._open_db()
