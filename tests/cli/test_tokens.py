@@ -15,7 +15,7 @@ from cli_support import SECRET, Runner, assert_one_line_error
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from jwtkit import Key
+from jwtkit import Key, encode
 
 
 def _b64(data: dict[str, object]) -> str:
@@ -388,3 +388,18 @@ def test_token_text_cannot_drive_the_terminal(jwtkit: Runner) -> None:
     human = jwtkit("decode", token).stdout
     assert "[bold]markup[/bold]" in human  # shown as text, not interpreted as rich markup
     assert json.loads(jwtkit("decode", token, "--json").stdout)["claims"]["sub"] == evil  # JSON stays exact
+
+
+@pytest.mark.parametrize("hidden", ["\u202e", "\u2066", "\u200b", "\u200f", "\ufeff", "\u2028", "\U000e0041"])
+def test_decode_shows_bidi_and_zero_width_characters_escaped(jwtkit: Runner, hidden: str) -> None:
+    # Trojan Source (CVE-2021-42574): "admin" with a right-to-left override or a zero-width space must not
+    # look like "admin" in a terminal
+    token = encode({"sub": f"ad{hidden}min", "role": f"user{hidden}"}, Key.from_secret(SECRET.encode()))
+    for args in (("decode", token), ("decode", token, "--json")):
+        proc = jwtkit(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert hidden not in proc.stdout
+        escaped = json.dumps(hidden)[1:-1]  # as JSON writes it: \\u202e, or a surrogate pair
+        assert f"ad{escaped}min" in proc.stdout
+    data = json.loads(jwtkit("decode", token, "--json").stdout)
+    assert data["claims"]["sub"] == f"ad{hidden}min"  # the JSON still holds the exact value

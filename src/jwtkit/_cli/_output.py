@@ -45,14 +45,27 @@ EXIT_CODES_HELP = (
 )
 
 
-# C0 controls except tab and newline, DEL, and C1 controls (0x9b is an 8-bit CSI on some terminals).
-_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 controls except tab and newline, DEL, and C1 controls (0x9b is an 8-bit CSI on some terminals); then the
+# invisible characters that make a terminal show other text than the bytes hold (Trojan Source,
+# CVE-2021-42574): bidi embeddings, overrides, isolates and marks, zero-width characters, line and paragraph
+# separators, the soft hyphen, the BOM, interlinear annotations and tag characters.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                     "\u2060-\u2069\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]")
 
 
 def terminal_safe(text: str) -> str:
-    """Control characters written as ``\\uXXXX``: text from tokens, stores, files or the network must never
-    drive the terminal (ANSI and OSC escape injection). Inside JSON strings the result is still valid JSON."""
-    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    """Control and invisible characters written as ``\\uXXXX``: text from tokens, stores, files or the network
+    must never drive the terminal (ANSI and OSC escape injection) nor hide or reorder what it shows (bidi and
+    zero-width characters). Inside JSON strings the result is still valid JSON."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # a JSON escape is a UTF-16 unit: a surrogate pair (RFC 8259 §7)
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 class CLIError(Exception):
