@@ -9,7 +9,6 @@ import dataclasses
 import pytest
 
 from jwtkit.service import (
-    AccountDisabled,
     AccountUnverified,
     AuthService,
     InvalidCredentials,
@@ -174,16 +173,26 @@ async def test_ip_counter_survives_a_successful_login(
         await service.login("bob", PASSWORD, ip="203.0.113.9")
 
 
-async def test_disabled_account_cannot_log_in(service: AuthService, alice: User) -> None:
+async def test_a_disabled_account_answers_the_same_whatever_the_password(service: AuthService, alice: User,
+                                                                         hasher: CountingHasher) -> None:
     await service.set_disabled(alice.id, True)
-    with pytest.raises(AccountDisabled) as info:
-        await service.login("alice", PASSWORD)
-    assert info.value.code == "account_disabled"
-    # a wrong password still gives the generic error: disabled is only said after a correct one
-    with pytest.raises(InvalidCredentials):
-        await service.login("alice", "wrong password!")
+    for password in (PASSWORD, "wrong password!"):
+        before = hasher.verify_calls
+        with pytest.raises(InvalidCredentials) as info:
+            await service.login("alice", password)
+        assert (info.value.code, hasher.verify_calls - before) == ("invalid_credentials", 1)
     await service.set_disabled(alice.id, False)
     await service.login("alice", PASSWORD)
+
+
+async def test_tries_on_a_disabled_account_are_throttled_even_with_its_password(service: AuthService,
+                                                                                alice: User) -> None:
+    await service.set_disabled(alice.id, True)
+    for _ in range(service.config.throttle_threshold):
+        with pytest.raises(InvalidCredentials):
+            await service.login("alice", PASSWORD, ip="203.0.113.7")
+    with pytest.raises(Throttled):
+        await service.login("alice", PASSWORD, ip="203.0.113.7")
 
 
 async def test_unverified_login_allowed_by_default(service: AuthService, alice: User) -> None:

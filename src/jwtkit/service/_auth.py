@@ -22,7 +22,6 @@ from jwtkit.service._accounts import User, UserRepository, normalize_email, norm
 from jwtkit.service._claims import ClaimsHook, app_claims
 from jwtkit.service._config import AuthConfig
 from jwtkit.service._errors import (
-    AccountDisabled,
     AccountUnverified,
     InvalidCredentials,
     InvalidEmail,
@@ -332,10 +331,12 @@ class AuthService:
         Raises:
             Throttled (``throttled``): too many recent failures for this username or IP; raised before the
                 password is checked.
-            InvalidCredentials (``invalid_credentials``): unknown user or wrong password (the same error,
-                and an unknown user costs the same argon2 verification, against a dummy hash).
-            AccountDisabled (``account_disabled``), AccountUnverified (``account_unverified``): after a
-                correct password.
+            InvalidCredentials (``invalid_credentials``): unknown user, wrong password or a disabled account
+                (the same error, and each costs the same argon2 verification; an unknown user's against a
+                dummy hash). A disabled account answers the same whatever the password, so that nobody can
+                find its password by trying (it may be enabled again, or the password used elsewhere), and
+                its attempts count against the throttle like wrong passwords.
+            AccountUnverified (``account_unverified``): after a correct password.
         """
         try:
             name: str | None = normalize_username(username)
@@ -353,7 +354,7 @@ class AuthService:
                 matched = False
             else:
                 matched = await self.hasher.verify(user.password_hash, candidate) and not too_long
-            if user is None or not matched:
+            if user is None or not matched or user.disabled:
                 wait = await self.throttle.failure((user_key, ip_key))
                 if wait > 0:
                     # The key is a hash: no user input reaches the log.
@@ -362,8 +363,6 @@ class AuthService:
                 raise InvalidCredentials()
             await self.throttle.success(user_key)
 
-        if user.disabled:
-            raise AccountDisabled()
         if not user.verified and not self.config.allow_unverified_login:
             raise AccountUnverified()
         if self.hasher.needs_rehash(user.password_hash):

@@ -83,7 +83,8 @@ class Throttled(ServiceError):
 
 
 class AccountDisabled(ServiceError):
-    """Raised by login (after a correct password) when the account is disabled."""
+    """A disabled account, for apps that raise it themselves. jwtkit's login no longer does: a disabled
+    account answers :class:`InvalidCredentials` whatever the password (no password oracle)."""
 
     code = "account_disabled"
     default_message = "this account is disabled"

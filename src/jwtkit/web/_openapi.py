@@ -73,7 +73,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
                  "used, stale, expired, wrong_type, ...)",
             401: "Not authenticated (missing_token, invalid_token with a reason, invalid_credentials)",
             403: "Refused (csrf_failed: a cookie-authenticated request from another origin or without the "
-                 "CSRF token; account_disabled)", 404: "Not found",
+                 "CSRF token; account_unverified)", 404: "Not found",
             409: "Conflict (username_taken; no_email: the account has no address to verify)",
             413: "Body over 16 KiB", 415: "Not JSON or a form", 429: "Throttled; see Retry-After",
             503: "The session store is unavailable (fail closed); see Retry-After"}
