@@ -140,6 +140,9 @@ class _Server(Starlette):
 
     def __init__(self, *, layers: list[Middleware], on_error: ErrorHandler, **options: Any) -> None:
         super().__init__(**options)
+        # Starlette's slash redirect builds its Location from the Host header (an attacker's choice) and, as a
+        # 307, re-sends a POST with its password there: a path with a trailing slash is simply not found
+        self.router.redirect_slashes = False
         self._layers = layers
         self._on_error = on_error
 
