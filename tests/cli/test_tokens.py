@@ -403,3 +403,23 @@ def test_decode_shows_bidi_and_zero_width_characters_escaped(jwtkit: Runner, hid
         assert f"ad{escaped}min" in proc.stdout
     data = json.loads(jwtkit("decode", token, "--json").stdout)
     assert data["claims"]["sub"] == f"ad{hidden}min"  # the JSON still holds the exact value
+
+
+def test_a_private_key_file_others_can_read_is_named_in_a_warning(jwtkit: Runner, tmp_path: Path) -> None:
+    made = jwtkit("keygen", "--alg", "ES256", "--out", "key.jwk")
+    assert made.returncode == 0
+    token = jwtkit("encode", "--key", "key.jwk", "--exp", "5m", "--sub", "alice")
+    assert token.returncode == 0 and "warning" not in token.stderr  # 0600, as keygen writes it
+    (tmp_path / "key.jwk").chmod(0o644)
+    warning = ("jwtkit: warning: key.jwk holds a private key and has mode 0644: other local users can read "
+               "it (chmod 600 key.jwk)")
+    for args in (("encode", "--key", "key.jwk", "--exp", "5m"),
+                 ("verify", token.stdout.strip(), "--key", "key.jwk")):
+        proc = jwtkit(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert warning in proc.stderr
+    public = tmp_path / "public.jwk"
+    public.write_text(made.stdout)  # keygen prints the public key
+    public.chmod(0o644)  # which anyone may read
+    proc = jwtkit("verify", token.stdout.strip(), "--key", "public.jwk")
+    assert proc.returncode == 0 and "warning" not in proc.stderr

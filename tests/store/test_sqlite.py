@@ -459,3 +459,18 @@ async def test_a_corrupt_epoch_in_the_file_fails_closed_and_is_repaired(tmp_path
             await store.get_epoch("alice")
         assert await store.revoke_all("alice") == 6
         assert await store.check(sessions[1].sid, "alice") is False
+
+
+async def test_an_existing_file_others_can_read_is_named_in_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "open.db"
+    path.touch()
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", "jwtkit.store"):
+        async with open_store(f"sqlite:///{path}") as store:
+            for sid in ("a", "b", "c"):
+                await store.check(sid, "alice")  # connections opened on several threads
+    warnings = [r.getMessage() for r in caplog.records if "mode 0644" in r.getMessage()]
+    assert warnings == [f"sqlite file {path} has mode 0644, so other local users can read what it holds "
+                        f"(sessions, and password hashes when the accounts are in it): chmod 600 {path}"]
+    assert path.stat().st_mode & 0o777 == 0o644  # the operator's choice is left as it is

@@ -96,10 +96,25 @@ def _key_from_jwk(jwk: Mapping[str, Any], alg: str | None, what: str) -> Key | K
 
 
 def load_key_file(path: str, *, alg: str | None, password: bytes | None = None) -> Key | KeySet:
-    """A key (or key set) from a PEM, JWK or JWKS file, as ``jwtkit keygen`` writes them.
+    """A key (or key set) from a PEM, JWK or JWKS file, as ``jwtkit keygen`` writes them. A private or secret
+    key in a file that other local users can read is used, with a warning on stderr that says how to fix it.
 
     A PEM carries no algorithm, so ``alg`` must be given for it; a JWK's ``alg`` member binds it (R5).
     """
+    key = _load_key_file(path, alg=alg, password=password)
+    keys = list(key) if isinstance(key, KeySet) else [key]
+    if any(k.is_private or k.is_symmetric for k in keys):
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            out.note(f"jwtkit: warning: {path} holds a private key and has mode {mode:04o}: other local "
+                     f"users can read it (chmod 600 {path})")
+    return key
+
+
+def _load_key_file(path: str, *, alg: str | None, password: bytes | None) -> Key | KeySet:
     data = read_limited(path, KEY_FILE_MAX_BYTES, "key file")
     head = data.lstrip()
     if head.startswith(b"-----BEGIN"):

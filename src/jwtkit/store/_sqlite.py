@@ -259,8 +259,12 @@ class _Writer:
                 loop.call_soon_threadsafe(_settle, future, ok, value)
 
 
+_WARNED_MODES: set[str] = set()
+
+
 def create_private_file(path: str) -> None:
-    """Create the database file with mode 0600 unless it exists.
+    """Create the database file with mode 0600 unless it exists; an existing file that other local users can
+    read is named in a warning (the operator chose its mode; jwtkit does not change it).
 
     It holds sessions (and, in the default set-up, password hashes), which no other local user may read.
     SQLite gives its -wal and -shm files the mode of the database file, and treats an empty file as a new
@@ -269,6 +273,15 @@ def create_private_file(path: str) -> None:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError:
+            return
+        if mode & 0o077 and path not in _WARNED_MODES:
+            _WARNED_MODES.add(path)  # once per file and process, not per connection
+            log.warning("sqlite file %s has mode %04o, so other local users can read what it holds "
+                        "(sessions, and password hashes when the accounts are in it): chmod 600 %s",
+                        path, mode, path)
         return
     except OSError:
         return  # sqlite3.connect reports the real problem (a missing folder, no permission)
