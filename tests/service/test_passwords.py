@@ -34,9 +34,33 @@ def test_weak_passwords(password: str, reason: str) -> None:
     assert info.value.code == "weak_password"
 
 
-@pytest.mark.parametrize("password", ["correct horse battery", "x" * 8, "y" * 1024, "Tr0ub4dor&3x", "ꙮ" * 8])
+@pytest.mark.parametrize("password", ["correct horse battery", "Tr0ub4dor&3x", "ꙮ морская звезда ꙮ",
+                                      "long passphrase of many words " * 34])  # 1,020 characters
 def test_acceptable_passwords(password: str) -> None:
     check_password(password)
+
+
+@pytest.mark.parametrize(("password", "reason"), [
+    # issue 14: each of these passed a length-and-list policy
+    ("aaaaaaaa", 'Repeats like "aaa" are easy to guess.'),
+    (" " * 8, 'Repeats like "aaa" are easy to guess.'),
+    ("passw0rd!", "This is similar to a commonly used password."),
+    ("x" * 1024, 'Repeats like "aaa" are easy to guess.'),
+    ("ꙮ" * 8, 'Repeats like "aaa" are easy to guess.'),
+    ("qwertyuiop", "This is a top-10 common password."),
+])
+def test_passwords_the_estimator_finds_easy_to_guess_are_refused_with_its_reason(password: str,
+                                                                                 reason: str) -> None:
+    with pytest.raises(WeakPassword) as info:
+        check_password(password)
+    assert str(info.value).startswith(f"this password is too easy to guess: {reason}") or \
+        "too common" in str(info.value)
+
+
+def test_the_username_inside_a_password_weakens_it() -> None:
+    check_password("mallory-tango-42")
+    with pytest.raises(WeakPassword, match="too easy to guess"):
+        check_password("mallory-tango-42", username="mallory-tango")
 
 
 def test_password_equal_to_the_username_is_refused() -> None:
@@ -52,9 +76,9 @@ def test_the_bundled_list_is_a_few_thousand_casefolded_entries() -> None:
 
 
 def test_length_counts_characters_not_bytes() -> None:
-    check_password("ü" * 8)  # 16 bytes, 8 characters
-    with pytest.raises(WeakPassword):
-        check_password("ü" * 7)
+    check_password("üßçøæåñé")  # 16 bytes, 8 characters
+    with pytest.raises(WeakPassword, match="at least 8 characters"):
+        check_password("üßçøæåñ")
 
 
 async def test_real_owasp_parameters() -> None:

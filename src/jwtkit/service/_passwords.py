@@ -25,6 +25,11 @@ __all__ = [
 
 MIN_PASSWORD_LENGTH = 8  # NIST SP 800-63B §3.1.1.2
 MAX_PASSWORD_LENGTH = 1024  # bounds the hashing work an attacker can ask for
+# zxcvbn's score (0 to 4). 2 ("somewhat guessable", 1e6 to 1e8 guesses) refuses repeats, sequences, keyboard
+# walks and dressed-up common words, and accepts 8 random characters, which zxcvbn scores 2 (it counts 10
+# guesses per character for what it cannot explain). Argon2id and the login throttle do the rest.
+MIN_STRENGTH = 2
+_ESTIMATED_LENGTH = 100
 
 
 def owasp_hasher() -> PasswordHasher:
@@ -61,7 +66,9 @@ def _fold(password: str) -> str:
 
 
 def check_password(password: str, *, username: str | None = None) -> None:
-    """Refuse a new password that is too short, too long, the username, or on the common list.
+    """Refuse a new password that is too short, too long, the username, on the common list, or easy to guess
+    by the zxcvbn estimator (score below :data:`MIN_STRENGTH`: repeats, sequences, keyboard walks, dictionary
+    words with substitutions, the username inside it), with the estimator's reason.
 
     Raises:
         WeakPassword (``weak_password``): the message says which rule failed.
@@ -90,6 +97,17 @@ def check_password(password: str, *, username: str | None = None) -> None:
         raise WeakPassword("the password must not be the username")
     if folded in common_passwords():
         raise WeakPassword("this password is too common: choose another one")
+    from zxcvbn_rs_py import zxcvbn  # loaded on first use: the middleware never needs it
+
+    # the estimator's work grows with the length; what follows the first characters adds only strength
+    estimate = zxcvbn(password[:_ESTIMATED_LENGTH], [username] if username else [])
+    if int(estimate.score) < MIN_STRENGTH:
+        feedback = estimate.feedback
+        reasons = [str(feedback.warning)] if feedback is not None and feedback.warning else []
+        if feedback is not None:
+            reasons += [str(s) for s in feedback.suggestions][:1]
+        detail = " ".join(r.rstrip(".") + "." for r in reasons) or "A few unrelated words make a strong one."
+        raise WeakPassword(f"this password is too easy to guess: {detail}")
 
 
 class Argon2Hasher:
