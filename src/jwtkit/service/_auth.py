@@ -37,7 +37,7 @@ from jwtkit.service._keyring import KeyRing, KeyRingFile
 from jwtkit.service._keyring_store import StoreKeyRing
 from jwtkit.service._mail import Mailer, MemoryMailer, Message
 from jwtkit.service._passwords import MAX_PASSWORD_LENGTH, Argon2Hasher, check_password
-from jwtkit.service._throttle import LoginThrottle
+from jwtkit.service._throttle import LoginThrottle, RateLimits
 from jwtkit.service._tokens import (
     ACCESS_TYP,
     PURPOSE_RESET,
@@ -159,6 +159,7 @@ class AuthService:
         self.clock = clock
         self.hasher = hasher if isinstance(hasher, Argon2Hasher) else Argon2Hasher(hasher)
         self.throttle = LoginThrottle(store, self.config, clock)
+        self.limits = RateLimits(store)
         self._state = _State.UNOPENED
         self.mirror = self._revocation_mirror()
         self.access = self.access_policy()
@@ -247,14 +248,16 @@ class AuthService:
     # accounts ------------------------------------------------------------------------------------------
 
     async def register(
-        self, username: str, password: str, *, email: str | None = None, verified: bool = False
+        self, username: str, password: str, *, email: str | None = None, verified: bool = False, ip: str = ""
     ) -> User:
-        """Create an account. The username is normalised (NFKC, casefold).
+        """Create an account. The username is normalised (NFKC, casefold). ``ip``, the client's address, is
+        limited to 10 registrations an hour (each costs an argon2 hash); "" (an admin's command) is not.
 
         Raises:
-            InvalidUsername (``invalid_username``), WeakPassword (``weak_password``), InvalidEmail
-            (``invalid_email``), UsernameTaken (``username_taken``).
+            Throttled (``throttled``), InvalidUsername (``invalid_username``), WeakPassword
+            (``weak_password``), InvalidEmail (``invalid_email``), UsernameTaken (``username_taken``).
         """
+        await self.limits.spend("register", "ip", ip)
         name = normalize_username(username)
         check_password(password, username=name)
         address: str | None = None
@@ -560,17 +563,19 @@ class AuthService:
         return encode(claims, self.keys.active, typ=typ)
 
     async def send_verification(self, user_id: str) -> None:
-        """Mail a ``{base_url}/verify?token=…`` link (valid 24 h, usable once). Does nothing when the address
-        is already verified.
+        """Mail a ``{base_url}/verify?token=…`` link (valid 24 h, usable once), at most 3 an hour per account.
+        Does nothing when the address is already verified.
 
         Raises:
-            UserNotFound (``user_not_found``), InvalidEmail (``invalid_email``): the account has no address.
+            UserNotFound (``user_not_found``), InvalidEmail (``invalid_email``): the account has no address;
+            Throttled (``throttled``).
         """
         user = await self._user(user_id)
         if user.email is None:
             raise InvalidEmail("this account has no email address")
         if user.verified:
             return
+        await self.limits.spend("verify", "account", user.id)
         token = self._single_use(VERIFY_EMAIL_TYP, PURPOSE_VERIFY_EMAIL, self.config.verify_ttl, user,
                                  {"emh": email_binding(user.email)})
         link = f"{self.config.base_url}/verify?token={token}"
@@ -604,12 +609,19 @@ class AuthService:
         logger.info("user %s verified their email address", user.id)
         return user
 
-    async def forgot_password(self, username_or_email: str) -> None:
+    async def forgot_password(self, username_or_email: str, *, ip: str = "") -> None:
         """Mail a ``{base_url}/password/reset?token=…`` link (valid 30 min, usable once) to the account named
         by username or email address, if there is one with an address. The outcome is the same either way,
         so it reveals nothing about which accounts exist. (The time taken still includes the mailer's: with
-        a slow SMTP server, send from a background task in the caller if that matters.)"""
+        a slow SMTP server, send from a background task in the caller if that matters.)
+
+        At most 3 an hour per username or address asked for, and 20 an hour per client ``ip`` ("" is not
+        counted): Throttled (``throttled``) past them, whether the account exists or not.
+        """
         value = str(username_or_email).strip()
+        # counted before the lookup, for any value: the limits reveal nothing about which accounts exist
+        await self.limits.spend("forgot", "ip", ip)
+        await self.limits.spend("forgot", "target", value.casefold())
         targets: Sequence[User] = ()
         if "@" in value:
             try:

@@ -18,7 +18,16 @@ from jwtkit.service._config import AuthConfig
 from jwtkit.service._errors import Throttled
 from jwtkit.store._base import Clock, Store, ThrottleState
 
-__all__ = ["LoginThrottle", "throttle_delay"]
+__all__ = ["RATE_LIMITS", "LoginThrottle", "RateLimits", "throttle_delay"]
+
+# (requests, seconds) per action and subject: what one client address, or one target account, may ask for.
+# The window restarts at each request, so a client that keeps asking stays refused.
+RATE_LIMITS: dict[tuple[str, str], tuple[int, float]] = {
+    ("register", "ip"): (10, 3600.0),  # each costs an argon2 hash
+    ("forgot", "ip"): (20, 3600.0),
+    ("forgot", "target"): (3, 3600.0),  # each sends a mail to that account
+    ("verify", "account"): (3, 3600.0),  # each sends a mail
+}
 
 
 def throttle_delay(failures: int, config: AuthConfig) -> float:
@@ -36,10 +45,29 @@ def throttle_delay(failures: int, config: AuthConfig) -> float:
     return float(min(config.throttle_base_delay * 2**extra, config.throttle_max_delay))
 
 
-def _key(kind: str, value: str) -> str:
+def _key(kind: str, value: str, scope: str = "login") -> str:
     # Hashed: keys stay short and carry no user input into the store (Redis keys, log lines).
     digest = hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).digest()[:18]
-    return f"login:{kind}:{base64.urlsafe_b64encode(digest).decode('ascii')}"
+    return f"{scope}:{kind}:{base64.urlsafe_b64encode(digest).decode('ascii')}"
+
+
+class RateLimits:
+    """Requests counted per action and subject in the store (so the limits hold across nodes), refused past
+    :data:`RATE_LIMITS`: registrations per client address, reset mails per address and per target, and
+    verification mails per account. Unlike the login throttle, every request counts, not only failures."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def spend(self, action: str, kind: str, value: str) -> None:
+        """Count one request; Throttled (``retry_after`` the window) past the limit. An empty ``value`` (no
+        client address known) is not counted."""
+        if not value:
+            return
+        limit, window = RATE_LIMITS[(action, kind)]
+        state = await self.store.throttle_hit(_key(kind, value, f"rate:{action}"), window)
+        if state.failures > limit:
+            raise Throttled(window, "too many requests; try again later")
 
 
 class LoginThrottle:

@@ -327,7 +327,7 @@ class Handlers:
         try:
             username, password = require_fields(fields, "username", "password")
             email = fields.get("email") or None
-            user = await self.service.register(username, password, email=email)
+            user = await self.service.register(username, password, email=email, ip=_client_ip(request))
         except (HTTPError, ServiceError) as error:
             if as_json:
                 raise
@@ -376,12 +376,13 @@ class Handlers:
         response = (json_ok({"status": "sent", "message": text}, status=202) if wants_json(request)
                     else await self.page(request, "message.html", {"title": "Check your email", "text": text},
                                    status=202))
-        response.background = BackgroundTask(self._forgot_password, who)
+        response.background = BackgroundTask(self._forgot_password, who, _client_ip(request))
         return response
 
-    async def _forgot_password(self, who: str) -> None:
+    async def _forgot_password(self, who: str, ip: str) -> None:
+        # after the answer, which is the same whatever happens here (a limit reached included)
         try:
-            await self.service.forgot_password(who)
+            await self.service.forgot_password(who, ip=ip)
         except (ServiceError, StoreUnavailable, OSError) as exc:
             logger.warning("password reset mail not sent: %s: %s", type(exc).__name__, exc)
 
