@@ -6,6 +6,7 @@ them, with real servers killed and paused, is in tests/web/test_mirror_faults.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -282,3 +283,24 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+async def test_stop_ends_the_loop_even_when_a_feed_swallows_the_cancellation(store: MemoryStore,
+                                                                            clock: FakeClock) -> None:
+    # asyncio.wait_for on Python 3.11 can swallow a cancellation that arrives as its timeout expires; a feed
+    # that does so must not leave AuthService.close() waiting for ever (CI hung on that once)
+    class SwallowingFeed:
+        feed_retention = store.feed_retention
+
+        async def feed_load(self) -> tuple[list[Revocation], FeedCursor]:
+            return await store.feed_load()
+
+        async def feed_read(self, cursor: FeedCursor, *, wait: float) -> tuple[list[Revocation], FeedCursor]:
+            with contextlib.suppress(asyncio.CancelledError):  # as wait_for does in that race
+                await asyncio.sleep(3600)
+            return [], cursor
+
+    mirror = RevocationMirror(SwallowingFeed(), window=WINDOW, max_lag=1.0, clock=clock)
+    mirror.start()
+    await asyncio.sleep(0.05)  # the loop is inside feed_read now
+    await asyncio.wait_for(mirror.stop(), 5)

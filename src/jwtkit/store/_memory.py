@@ -125,7 +125,8 @@ class MemoryStore(BaseStore):
             waiter = asyncio.get_running_loop().create_future()
             self._feed_waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, wait)
+                async with asyncio.timeout(wait):  # not wait_for, which can swallow a cancellation on 3.11
+                    await waiter
             except TimeoutError:
                 pass
             finally:

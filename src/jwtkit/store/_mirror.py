@@ -29,7 +29,6 @@ Fed by one background task (:meth:`RevocationMirror.start`): :meth:`RevocationFe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -95,6 +94,7 @@ class RevocationMirror:
         self._distrust_until = -float("inf")  # monotonic
         self._cursor: FeedCursor | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._outage = False
         # to the feed's reads: short enough that an idle feed still proves freshness well inside max_lag
         self.wait = min(0.25, self.max_lag / 4)
@@ -188,7 +188,7 @@ class RevocationMirror:
     async def run(self) -> None:
         """Feed the mirror until cancelled; faults are logged and retried (fresh answers lapse meanwhile)."""
         delay = _RETRY_FIRST
-        while True:
+        while not self._stopping:
             try:
                 await self.step()
             except FeedLost:
@@ -214,13 +214,16 @@ class RevocationMirror:
     def start(self) -> None:
         """Start the feeding task on the running loop. Idempotent."""
         if self._task is None or self._task.done():
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self.run(), name="jwtkit-revocation-mirror")
 
     async def stop(self) -> None:
         """Stop the feeding task. Idempotent; the mirror stops answering True within ``max_lag``."""
         task, self._task = self._task, None
         self._synced = None
-        if task is not None:
+        self._stopping = True  # the loop ends at its next turn even if a feed swallowed the cancellation
+        while task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=0.5)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("revocation mirror: the feeding task failed", exc_info=task.exception())

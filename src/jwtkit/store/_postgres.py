@@ -745,8 +745,11 @@ class PostgresStore(BaseStore):
             remaining = deadline - loop.time()
             if entries or remaining <= 0:
                 return entries, FeedCursor(cursor.generation, str(last))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as its
+            # timeout expires, and the mirror's task would then never stop
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await woken.wait()
 
     async def _read_after(self, generation: str, after: int, *,
                           connect: bool) -> tuple[list[Revocation], int]:
