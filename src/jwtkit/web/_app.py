@@ -22,13 +22,13 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
@@ -40,13 +40,14 @@ from jwtkit.service._build import build_service
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._api import Machine, PrivateJSON, Readiness
 from jwtkit.web._cookies import CookiePolicy
-from jwtkit.web._edge import RESPONSE_STARTED, EdgeMiddleware
+from jwtkit.web._edge import MAX_CONCURRENCY, RESPONSE_STARTED, EdgeMiddleware
 from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
 from jwtkit.web._extract import TokenLocation
 from jwtkit.web._handlers import Handlers
 from jwtkit.web._http import wants_json
 from jwtkit.web._middleware import AuthMode, JWTAuthMiddleware
 from jwtkit.web._pages import STATIC, Pages
+from jwtkit.web._proxy import ProxyHeadersMiddleware, TrustedProxies
 
 __all__ = ["OPEN_RETRY", "create_app"]
 
@@ -73,7 +74,7 @@ class ErrorHandler:
             if now - self._store_down_logged >= 10.0:  # one line per 10 s, not one per refused request
                 self._store_down_logged = now
                 logger.warning("store unavailable (answering 503): %s", exc)
-        elif not isinstance(exc, AuthError | HTTPError | ServiceError | HTTPException):
+        elif not isinstance(exc, AuthError | HTTPError | ServiceError | HTTPException | ClientDisconnect):
             # last resort: a bug. Log it with the traceback, answer without details (OWASP error handling).
             logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         problem = problem_of(exc)
@@ -230,7 +231,8 @@ def _routes(handlers: Handlers, machine: Machine) -> list[BaseRoute]:
 
 
 def create_app(service: AuthService | None = None, *, settings: Settings | None = None,
-               secure_cookies: bool = True, allow_query_token: bool = False) -> Starlette:
+               secure_cookies: bool = True, allow_query_token: bool = False,
+               max_concurrency: int = MAX_CONCURRENCY, forwarded_allow_ips: Iterable[str] = ()) -> Starlette:
     """The jwtkit server as a Starlette app; its lifespan opens and closes the service.
 
     Args:
@@ -241,6 +243,10 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
             plain-http localhost.
         allow_query_token: accept ``GET /private?token=<jwt>`` (RFC 6750 §2.3; off by default because URLs
             are logged).
+        max_concurrency: requests in flight in this process past which a request gets 503 ``overloaded``.
+        forwarded_allow_ips: the reverse proxies whose ``X-Forwarded-For``/``-Proto`` are believed
+            (addresses, networks, or ``"*"``; see :class:`jwtkit.service.ServerSettings`). None by default:
+            the client address is the TCP peer's.
 
     Example:
         >>> from jwtkit.web import create_app
@@ -283,10 +289,12 @@ def create_app(service: AuthService | None = None, *, settings: Settings | None 
                     await opener
             await service.close()
 
+    proxies = TrustedProxies(forwarded_allow_ips)
     app = _Server(
         routes=_routes(handlers, machine),
         layers=[
-            Middleware(EdgeMiddleware, hsts=secure_cookies),
+            *([Middleware(ProxyHeadersMiddleware, trusted=proxies)] if proxies else []),
+            Middleware(EdgeMiddleware, hsts=secure_cookies, max_concurrency=max_concurrency),
             Middleware(NotReadyGuard, readiness=readiness, on_error=on_error),
             Middleware(JWTAuthMiddleware, service=service, mode=AuthMode.TRY, locations=locations,
                        silent_refresh=cookies, query_param="token", exclude_paths=_UNAUTHENTICATED),

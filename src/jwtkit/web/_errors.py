@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import orjson
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from jwtkit.service._errors import InvalidToken, ServiceError, Throttled
@@ -68,11 +69,14 @@ STATUS: dict[str, int] = {
     "invalid_json": 400,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
+    "client_closed_request": 400,  # never seen by its client: it left before its body arrived
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "headers_too_large": 431,
     # infrastructure
     "store_unavailable": 503,
+    "overloaded": 503,
     "internal_error": 500,
 }
 
@@ -195,6 +199,8 @@ def problem_of(error: BaseException) -> Problem:
             headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     elif isinstance(error, StoreUnavailable):
         code, description = "store_unavailable", _STORE_DOWN
+    elif isinstance(error, ClientDisconnect):
+        code, description = "client_closed_request", "The client left before its body arrived"
     elif isinstance(error, HTTPException):
         code = _STARLETTE_CODES.get(error.status_code, "bad_request")
         description = _STARLETTE_TEXT.get(error.status_code, str(error.detail))
