@@ -64,7 +64,8 @@ def server_settings(draw: st.DrawFn) -> ServerSettings:
     )
     return ServerSettings(settings=service, host=draw(texts), port=draw(st.integers(0, 65535)),
                           workers=draw(st.integers(1, 64)), secure_cookies=draw(st.booleans()),
-                          allow_query_token=draw(st.booleans()))
+                          allow_query_token=draw(st.booleans()), max_concurrency=draw(st.integers(1, 100_000)),
+                          forwarded_allow_ips=draw(st.sampled_from([(), ("*",), ("10.0.0.0/8", "::1")])))
 
 
 ALL_VARIABLES = {var.name for var in _ENVIRONMENT}
@@ -140,6 +141,9 @@ EXACT: list[tuple[str, str, Any, str, object]] = [
     ("JWTKIT_SECURE_COOKIES", "ON", _server, "secure_cookies", True),
     ("JWTKIT_ALLOW_QUERY_TOKEN", "yes", _server, "allow_query_token", True),
     ("JWTKIT_ALLOW_QUERY_TOKEN", "0", _server, "allow_query_token", False),
+    ("JWTKIT_MAX_CONCURRENCY", "64", _server, "max_concurrency", 64),
+    ("JWTKIT_FORWARDED_ALLOW_IPS", "10.0.0.0/8, ::1", _server, "forwarded_allow_ips", ("10.0.0.0/8", "::1")),
+    ("JWTKIT_FORWARDED_ALLOW_IPS", "*", _server, "forwarded_allow_ips", ("*",)),
     ("JWT_SECRET", SECRET, _service, "secret", SECRET.encode()),
     ("JWT_SECRET", "caf\u00e9 \u2603" * 8, _service, "secret", ("caf\u00e9 \u2603" * 8).encode()),
     ("JWTKIT_SECRET_HEX", "00ff" * 16, _service, "secret", b"\x00\xff" * 16),
@@ -215,6 +219,9 @@ def _flat(server: ServerSettings) -> dict[str, object]:
     ("JWTKIT_WORKERS", "2.5", "JWTKIT_WORKERS must be an integer, not '2.5'"),
     ("JWTKIT_SECURE_COOKIES", "maybe", "JWTKIT_SECURE_COOKIES must be true or false"),
     ("JWTKIT_ALLOW_QUERY_TOKEN", "2", "JWTKIT_ALLOW_QUERY_TOKEN must be true or false"),
+    ("JWTKIT_MAX_CONCURRENCY", "0", "JWTKIT_MAX_CONCURRENCY must be an integer between 1 and 100000, not 0"),
+    ("JWTKIT_FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.local",
+     "JWTKIT_FORWARDED_ALLOW_IPS must be comma-separated IP addresses or networks, or *"),
     ("JWTKIT_HOST", "a\x00b", "JWTKIT_HOST must be a non-empty string without NUL characters"),
     ("JWTKIT_SECRET_HEX", "xyz", "JWTKIT_SECRET_HEX must be hexadecimal"),
     ("JWTKIT_KEYS", "redis", "JWTKIT_KEYS must be one of auto, store, file, not 'redis'"),

@@ -84,11 +84,11 @@ def make_service(store_url: str = "memory://", *, clock: Clock | None = None,
 
 
 async def start(*, secure: bool = True, allow_query_token: bool = False, config: AuthConfig | None = None,
-                keys: KeyRing | None = None) -> Server:
+                keys: KeyRing | None = None, **app_options: Any) -> Server:
     clock = Clock()
     service = make_service(clock=clock, config=config, keys=keys)
     await service.open()
-    app = create_app(service, secure_cookies=secure, allow_query_token=allow_query_token)
+    app = create_app(service, secure_cookies=secure, allow_query_token=allow_query_token, **app_options)
     mailer = service.mailer
     assert isinstance(mailer, MemoryMailer)
     return Server(service, clock, mailer, app, "https://testserver" if secure else "http://testserver")

@@ -152,6 +152,17 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option("--max-concurrency", min=1, max=100_000,
+                     help="Requests in flight per worker past which the server answers 503 (default 256)."),
+    ] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option("--forwarded-allow-ips",
+                     help="Comma-separated proxy addresses or networks whose X-Forwarded-For is believed "
+                          "(default none: the TCP peer is the client)."),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Run the example server (JWT_SECRET, or a 0600 key file made on first run).
@@ -169,6 +180,8 @@ def serve_command(
         audience=audience or None,
         secure_cookies=secure_cookies,
         allow_query_token=allow_query_token,
+        max_concurrency=max_concurrency,
+        forwarded_allow_ips=_proxy_list(forwarded_allow_ips),
     )
     try:
         from jwtkit import web
@@ -180,6 +193,12 @@ def serve_command(
         web.serve(server)
     except ListenError as exc:
         raise _listen_failure(exc) from None
+
+
+def _proxy_list(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _listen_failure(exc: ListenError) -> CLIError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -94,6 +95,20 @@ def _kek(value: object) -> bool:
     return value is None or (isinstance(value, bytes) and len(value) == KEK_LENGTH)
 
 
+def _proxies(value: object) -> bool:
+    """A tuple of IP addresses or networks (``10.0.0.0/8``), or ``("*",)``: trust every peer."""
+    if not isinstance(value, tuple) or not all(isinstance(item, str) for item in value):
+        return False
+    if value == ("*",):
+        return True
+    try:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[object], bool]:
     return lambda value: isinstance(value, str) and value in choices
 
@@ -145,6 +160,8 @@ _SERVER_RULES: tuple[_Rule, ...] = (
     ("workers", _int_in(1, 64), "an integer between 1 and 64"),
     ("secure_cookies", *_BOOL),
     ("allow_query_token", *_BOOL),
+    ("max_concurrency", _int_in(1, 100_000), "an integer between 1 and 100000"),
+    ("forwarded_allow_ips", _proxies, 'a tuple of IP addresses or networks, or ("*",)'),
 )
 
 
@@ -324,6 +341,13 @@ class ServerSettings:
         secure_cookies: ``Secure`` cookies with ``__Host-``/``__Secure-`` names (off only for plain-http
             localhost).
         allow_query_token: accept ``GET /private?token=<jwt>`` (off by default: URLs are logged).
+        max_concurrency: requests in flight per worker past which a request gets 503 ``overloaded`` at once
+            (default 256).
+        forwarded_allow_ips: the proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed
+            (addresses or networks; ``("*",)`` trusts any peer, only for a server that nothing but its proxy
+            can reach). The client address that rate limits, the login throttle and session records use is
+            the nearest address in ``X-Forwarded-For`` that is not one of them. Empty (the default): the TCP
+            peer, and the headers are ignored, so that no client can choose its own address.
 
     Raises:
         ServiceConfigError (``service_config``): a value has the wrong type or is out of range.
@@ -342,6 +366,8 @@ class ServerSettings:
     workers: int = 1
     secure_cookies: bool = True
     allow_query_token: bool = False
+    max_concurrency: int = 256
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_server(_own_fields(self), _as_is)
@@ -349,7 +375,8 @@ class ServerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
         """Read every variable of :meth:`Settings.from_env` and the server's own: ``JWTKIT_HOST``,
-        ``JWTKIT_PORT``, ``JWTKIT_WORKERS``, ``JWTKIT_SECURE_COOKIES``, ``JWTKIT_ALLOW_QUERY_TOKEN``.
+        ``JWTKIT_PORT``, ``JWTKIT_WORKERS``, ``JWTKIT_SECURE_COOKIES``, ``JWTKIT_ALLOW_QUERY_TOKEN``,
+        ``JWTKIT_MAX_CONCURRENCY``, ``JWTKIT_FORWARDED_ALLOW_IPS`` (comma-separated).
 
         ``environ`` None means ``os.environ``. Keyword ``overrides`` win over the environment: any field of
         :class:`ServerSettings`, :class:`Settings` or :class:`AuthConfig`; a ``settings`` (or ``config``)
@@ -410,6 +437,17 @@ def _parse_float(var: str, raw: str) -> float:
     if not math.isfinite(value):
         raise ServiceConfigError(f"{var} must be a finite number, not {raw!r}")
     return value
+
+
+def _parse_proxies(var: str, raw: str) -> tuple[str, ...]:
+    value = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not _proxies(value):
+        raise ServiceConfigError(f"{var} must be comma-separated IP addresses or networks, or *, not {raw!r}")
+    return value
+
+
+def _format_proxies(value: tuple[str, ...]) -> str:
+    return ",".join(value)
 
 
 def _parse_bool(var: str, raw: str) -> bool:
@@ -484,6 +522,9 @@ _ENVIRONMENT: tuple[_EnvVar, ...] = (
     _EnvVar("JWTKIT_WORKERS", "workers", *_INT_CODEC, server_only=True),
     _EnvVar("JWTKIT_SECURE_COOKIES", "secure_cookies", *_BOOL_CODEC, server_only=True),
     _EnvVar("JWTKIT_ALLOW_QUERY_TOKEN", "allow_query_token", *_BOOL_CODEC, server_only=True),
+    _EnvVar("JWTKIT_MAX_CONCURRENCY", "max_concurrency", *_INT_CODEC, server_only=True),
+    _EnvVar("JWTKIT_FORWARDED_ALLOW_IPS", "forwarded_allow_ips", _parse_proxies, _format_proxies,
+            server_only=True),
     _EnvVar(_SECRET_VAR, "secret", _parse_secret_text, _format_text),
     _EnvVar(_SECRET_HEX_VAR, "secret", _parse_secret_hex, _format_text),
     _EnvVar("JWTKIT_STORE", "store_url", *_TEXT_CODEC),

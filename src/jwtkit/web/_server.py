@@ -73,7 +73,8 @@ def app_from_env() -> Starlette:
 
     server = ServerSettings.from_env()
     app = create_app(settings=server.settings, secure_cookies=server.secure_cookies,
-                     allow_query_token=server.allow_query_token)
+                     allow_query_token=server.allow_query_token, max_concurrency=server.max_concurrency,
+                     forwarded_allow_ips=server.forwarded_allow_ips)
     # The app and its modules live as long as the worker: keep them out of the collector's generations so
     # that full collections stay short under load (measured: p99 at 32 connections fell about threefold).
     gc.freeze()
