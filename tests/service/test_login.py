@@ -148,29 +148,42 @@ async def test_unknown_usernames_are_throttled_too(service: AuthService) -> None
         await service.login("nobody", "wrong password!")
 
 
-async def test_throttle_per_ip_across_usernames(
-    service: AuthService, alice: User, clock: FakeClock
-) -> None:
-    await service.register("bob", PASSWORD)
-    for name in ("u1", "u2", "u3", "u4", "u5"):
-        await fail(service, 1, username=name, ip="203.0.113.9")
-    with pytest.raises(Throttled) as locked:
-        await service.login("bob", PASSWORD, ip="203.0.113.9")
-    assert locked.value.retry_after == pytest.approx(1.0)
-    # another IP is not affected, and bob's own counter is clean
-    await service.login("bob", PASSWORD, ip="198.51.100.7")
+async def test_throttle_per_ip_across_usernames(make_service: ServiceFactory, clock: FakeClock) -> None:
+    # The address counter has its own threshold (100 by default, 5 here): one client spraying guesses over
+    # many accounts is slowed down, whichever accounts it names.
+    async with make_service(throttle_ip_threshold=5) as service:
+        await service.register("bob", PASSWORD)
+        for name in ("u1", "u2", "u3", "u4", "u5"):
+            await fail(service, 1, username=name, ip="203.0.113.9")
+        with pytest.raises(Throttled) as locked:
+            await service.login("bob", PASSWORD, ip="203.0.113.9")
+        assert locked.value.retry_after == pytest.approx(1.0)
+        # another IP is not affected, and bob's own counter is clean
+        await service.login("bob", PASSWORD, ip="198.51.100.7")
 
 
-async def test_ip_counter_survives_a_successful_login(
-    service: AuthService, alice: User, clock: FakeClock
-) -> None:
-    await service.register("bob", PASSWORD)
-    for name in ("u1", "u2", "u3", "u4"):
-        await fail(service, 1, username=name, ip="203.0.113.9")
+async def test_one_address_holds_many_users_before_it_is_slowed(service: AuthService, alice: User) -> None:
+    # The issue: the per-address threshold equalled the per-account one (5), so five mistyped passwords
+    # behind one office or carrier address throttled everyone there. By default it is 100.
+    assert service.config.throttle_ip_threshold == 100
+    for index in range(99):
+        await fail(service, 1, username=f"colleague{index}", ip="203.0.113.9")
     await service.login("alice", PASSWORD, ip="203.0.113.9")
-    await fail(service, 1, username="u5", ip="203.0.113.9")
+    await fail(service, 1, username="colleague99", ip="203.0.113.9")
     with pytest.raises(Throttled):
-        await service.login("bob", PASSWORD, ip="203.0.113.9")
+        await service.login("alice", PASSWORD, ip="203.0.113.9")
+
+
+async def test_ip_counter_survives_a_successful_login(make_service: ServiceFactory, clock: FakeClock) -> None:
+    async with make_service(throttle_ip_threshold=5) as service:
+        await service.register("alice", PASSWORD)
+        await service.register("bob", PASSWORD)
+        for name in ("u1", "u2", "u3", "u4"):
+            await fail(service, 1, username=name, ip="203.0.113.9")
+        await service.login("alice", PASSWORD, ip="203.0.113.9")
+        await fail(service, 1, username="u5", ip="203.0.113.9")
+        with pytest.raises(Throttled):
+            await service.login("bob", PASSWORD, ip="203.0.113.9")
 
 
 async def test_a_disabled_account_answers_the_same_whatever_the_password(service: AuthService, alice: User,
@@ -249,10 +262,11 @@ async def test_a_concurrent_burst_cannot_outrun_the_counter(
     assert service.throttle._locks == {}  # nothing left behind
 
 
-async def test_a_concurrent_burst_from_one_ip_across_usernames(service: AuthService) -> None:
-    results = await asyncio.gather(
-        *(service.login(f"user{i}", "wrong password!", ip="203.0.113.5") for i in range(12)),
-        return_exceptions=True,
-    )
+async def test_a_concurrent_burst_from_one_ip_across_usernames(make_service: ServiceFactory) -> None:
+    async with make_service(throttle_ip_threshold=5) as service:
+        results = await asyncio.gather(
+            *(service.login(f"user{i}", "wrong password!", ip="203.0.113.5") for i in range(12)),
+            return_exceptions=True,
+        )
     assert sum(isinstance(r, InvalidCredentials) for r in results) == 5
     assert sum(isinstance(r, Throttled) for r in results) == 7

@@ -64,7 +64,8 @@ def server_settings(draw: st.DrawFn) -> ServerSettings:
     )
     return ServerSettings(settings=service, host=draw(texts), port=draw(st.integers(0, 65535)),
                           workers=draw(st.integers(1, 64)), secure_cookies=draw(st.booleans()),
-                          allow_query_token=draw(st.booleans()), max_concurrency=draw(st.integers(1, 100_000)),
+                          allow_query_token=draw(st.booleans()),
+                          max_concurrency=draw(st.integers(1, 100_000)),
                           forwarded_allow_ips=draw(st.sampled_from([(), ("*",), ("10.0.0.0/8", "::1")])))
 
 
@@ -173,6 +174,8 @@ EXACT: list[tuple[str, str, Any, str, object]] = [
     ("JWTKIT_ALLOW_UNVERIFIED_LOGIN", "false", _config, "allow_unverified_login", False),
     ("JWTKIT_BIND_USER_AGENT", "true", _config, "bind_user_agent", True),
     ("JWTKIT_THROTTLE_THRESHOLD", "10", _config, "throttle_threshold", 10),
+    ("JWTKIT_THROTTLE_IP_THRESHOLD", "1000", _config, "throttle_ip_threshold", 1000),
+    ("JWTKIT_DEVICE_TTL", "86400", _config, "device_ttl", 86400),
     ("JWTKIT_THROTTLE_WINDOW", "60.5", _config, "throttle_window", 60.5),
     ("JWTKIT_THROTTLE_BASE_DELAY", "0.25", _config, "throttle_base_delay", 0.25),
     ("JWTKIT_THROTTLE_MAX_DELAY", "30", _config, "throttle_max_delay", 30.0),

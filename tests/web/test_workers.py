@@ -182,7 +182,8 @@ def test_app_from_env_builds_the_app_from_its_own_environment(monkeypatch: pytes
     for name, value in server.to_env().items():
         monkeypatch.setenv(name, value)
     assert web_server.app_from_env() == "app"  # type: ignore[comparison-overlap]
-    assert built == [{"settings": server.settings, "secure_cookies": False, "allow_query_token": True},
+    assert built == [{"settings": server.settings, "secure_cookies": False, "allow_query_token": True,
+                      "max_concurrency": 256, "forwarded_allow_ips": ()},
                      {"frozen": True}]  # gc.freeze() once the app is built
 
 

@@ -40,6 +40,8 @@ from jwtkit.service._passwords import MAX_PASSWORD_LENGTH, Argon2Hasher, check_p
 from jwtkit.service._throttle import LoginThrottle, RateLimits
 from jwtkit.service._tokens import (
     ACCESS_TYP,
+    DEVICE_TYP,
+    PURPOSE_DEVICE,
     PURPOSE_RESET,
     PURPOSE_VERIFY_EMAIL,
     REFRESH_TYP,
@@ -72,6 +74,7 @@ logger = logging.getLogger("jwtkit.service")
 
 _MAX_USER_AGENT = 512
 _MAX_IP = 64
+_MAX_DEVICE_TOKEN = 2048  # a known-device token is about 400 characters; anything far longer is not one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +89,9 @@ class TokenPair:
     expires_in: int
     refresh_expires_in: int
     session: Session
+    # From login only: the known-device token to keep on this device and present at its next logins (the
+    # server sets it as a cookie); empty from refresh.
+    device_token: str = dataclasses.field(default="", repr=False)
 
 
 class _State(enum.Enum):
@@ -328,12 +334,19 @@ class AuthService:
 
     # login and tokens ----------------------------------------------------------------------------------
 
-    async def login(self, username: str, password: str, *, ip: str = "", user_agent: str = "") -> TokenPair:
+    async def login(self, username: str, password: str, *, ip: str = "", user_agent: str = "",
+                    device: str = "") -> TokenPair:
         """Check the password and start a session.
 
+        ``device`` is the known-device token that an earlier login of this account returned on this device
+        (``TokenPair.device_token``; the server keeps it in a cookie). With it, failures count against that
+        device alone: an attacker's failures on the account from elsewhere do not lock it out. Without it (or
+        with one of another account, expired, forged, or itself throttled) the attempt counts against the
+        account's counter for unknown devices. Every successful login returns a new one.
+
         Raises:
-            Throttled (``throttled``): too many recent failures for this username or IP; raised before the
-                password is checked.
+            Throttled (``throttled``): too many recent failures for this account from unknown devices (or
+                for this known device), or from this ``ip``; raised before the password is checked.
             InvalidCredentials (``invalid_credentials``): unknown user, wrong password or a disabled account
                 (the same error, and each costs the same argon2 verification; an unknown user's against a
                 dummy hash). A disabled account answers the same whatever the password, so that nobody can
@@ -347,8 +360,12 @@ class AuthService:
             name = None
         # An invalid name still gets a throttle key (of its casefolded form): it costs a hash like any other.
         user_key, ip_key = self.throttle.keys(name if name is not None else str(username).casefold(), ip)
-        async with self.throttle.serialized((user_key, ip_key)):
-            await self.throttle.check((user_key, ip_key))
+        device_key = await self._known_device(device, user_key)
+        if device_key is not None and await self.throttle.waiting(device_key):
+            device_key = None  # a known device that failed too often is an unknown one again (OWASP)
+        account_key = device_key or user_key
+        async with self.throttle.serialized((account_key, ip_key)):
+            await self.throttle.check((account_key, ip_key))
             user, epoch = await self._account(name)
             too_long = not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH
             candidate = password[:MAX_PASSWORD_LENGTH] if isinstance(password, str) else ""
@@ -358,13 +375,13 @@ class AuthService:
             else:
                 matched = await self.hasher.verify(user.password_hash, candidate) and not too_long
             if user is None or not matched or user.disabled:
-                wait = await self.throttle.failure((user_key, ip_key))
+                wait = await self.throttle.failure((account_key, ip_key))
                 if wait > 0:
                     # The key is a hash: no user input reaches the log.
-                    logger.warning("login throttled for %.0f s (key %s, ip %r)", wait, user_key,
+                    logger.warning("login throttled for %.0f s (key %s, ip %r)", wait, account_key,
                                    str(ip)[:_MAX_IP])
                 raise InvalidCredentials()
-            await self.throttle.success(user_key)
+            await self.throttle.success(account_key)
 
         if not user.verified and not self.config.allow_unverified_login:
             raise AccountUnverified()
@@ -374,7 +391,28 @@ class AuthService:
             user = dataclasses.replace(user, password_hash=await self.hasher.hash(password))
             await self.users.update(user)
             logger.info("rehashed the password of user %s", user.id)
-        return await self._start_session(user, epoch, ip=ip, user_agent=user_agent)
+        pair = await self._start_session(user, epoch, ip=ip, user_agent=user_agent)
+        return dataclasses.replace(pair, device_token=self._device_token(user, user_key))
+
+    def _device_token(self, user: User, user_key: str) -> str:
+        now = self.clock()
+        claims = {"iss": self.config.issuer, "sub": user.id, "jti": new_id(), "iat": int(now),
+                  "exp": int(now + self.config.device_ttl), "purpose": PURPOSE_DEVICE, "acct": user_key}
+        return encode(claims, self.keys.active, typ=DEVICE_TYP)
+
+    async def _known_device(self, token: str, user_key: str) -> str | None:
+        """The throttle counter of a known-device token issued to this account (``acct``, its username's
+        throttle key), or None for anything else: no token, another account's, expired, forged."""
+        if not token or not isinstance(token, str) or len(token) > _MAX_DEVICE_TOKEN:
+            return None
+        try:
+            claims = await self._decode(token, DEVICE_TYP, require=("exp", "iat", "sub", "jti"))
+            self._check_purpose(claims, PURPOSE_DEVICE)
+        except InvalidToken:
+            return None
+        if claims.get("acct") != user_key or not isinstance(claims["jti"], str):
+            return None
+        return self.throttle.device_key(claims["jti"])
 
     async def _account(self, name: str | None) -> tuple[User | None, int]:
         """The account a login checks, and the epoch its session will carry.

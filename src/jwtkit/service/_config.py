@@ -130,6 +130,8 @@ _AUTH_RULES: tuple[_Rule, ...] = (
     ("allow_unverified_login", *_BOOL),
     ("bind_user_agent", *_BOOL),
     ("throttle_threshold", *_POSITIVE_INT),
+    ("throttle_ip_threshold", *_POSITIVE_INT),
+    ("device_ttl", *_POSITIVE_INT),
     ("throttle_window", *_POSITIVE_NUMBER),
     ("throttle_base_delay", *_POSITIVE_NUMBER),
     ("throttle_max_delay", *_POSITIVE_NUMBER),
@@ -211,7 +213,13 @@ class AuthConfig:
         verify_ttl / reset_ttl: single-use token lifetimes (24 h, 30 min).
         allow_unverified_login: let accounts with an unverified email log in.
         bind_user_agent: put a hash of the User-Agent in access tokens and check it.
-        throttle_threshold: failures tolerated per username and per IP in a window before delays start.
+        throttle_threshold: failures tolerated per account from unknown devices, and per known device, in a
+            window before delays start (default 5).
+        throttle_ip_threshold: failures tolerated per client address (default 100: one office, carrier or
+            proxy address holds many users, and a per-address limit is only there to slow one client
+            spraying guesses over many accounts).
+        device_ttl: seconds a known-device token lasts (default 180 days): a device that signed in to an
+            account before gets its own failure counter and is not slowed down by the failures of others.
         throttle_window: seconds after the last failure at which the count resets.
         throttle_base_delay / throttle_max_delay: the first delay, doubled per further failure, and its cap.
         base_url: where the web app lives; mailed links start with it.
@@ -245,6 +253,8 @@ class AuthConfig:
     allow_unverified_login: bool = True
     bind_user_agent: bool = False
     throttle_threshold: int = 5
+    throttle_ip_threshold: int = 100
+    device_ttl: int = 180 * 86400
     throttle_window: float = 900.0
     throttle_base_delay: float = 1.0
     throttle_max_delay: float = 900.0
@@ -548,6 +558,8 @@ _ENVIRONMENT: tuple[_EnvVar, ...] = (
     _EnvVar("JWTKIT_ALLOW_UNVERIFIED_LOGIN", "allow_unverified_login", *_BOOL_CODEC),
     _EnvVar("JWTKIT_BIND_USER_AGENT", "bind_user_agent", *_BOOL_CODEC),
     _EnvVar("JWTKIT_THROTTLE_THRESHOLD", "throttle_threshold", *_INT_CODEC),
+    _EnvVar("JWTKIT_THROTTLE_IP_THRESHOLD", "throttle_ip_threshold", *_INT_CODEC),
+    _EnvVar("JWTKIT_DEVICE_TTL", "device_ttl", *_INT_CODEC),
     _EnvVar("JWTKIT_THROTTLE_WINDOW", "throttle_window", *_FLOAT_CODEC),
     _EnvVar("JWTKIT_THROTTLE_BASE_DELAY", "throttle_base_delay", *_FLOAT_CODEC),
     _EnvVar("JWTKIT_THROTTLE_MAX_DELAY", "throttle_max_delay", *_FLOAT_CODEC),

@@ -1,9 +1,18 @@
-"""Login throttling per username and per client IP, with counters in the store (so they hold across nodes).
+"""Login throttling with counters in the store (so they hold across nodes): per account for unknown devices,
+per known device, and per client address.
 
-After ``threshold`` failures inside the window, each further attempt must wait a delay that doubles per
-extra failure (``base * 2**(failures - threshold)``, capped at ``max_delay``), counted from the last failure.
-While a key waits, login is refused *before* the password is checked, so a correct password cannot get
-around it.
+After a counter's threshold of failures inside the window, each further attempt must wait a delay that
+doubles per extra failure (``base * 2**(failures - threshold)``, capped at ``max_delay``), counted from the
+last failure. While a counter waits, login is refused *before* the password is checked, so a correct
+password cannot get around it.
+
+An attacker who knows a username must not be able to lock its owner out (OWASP, "Slow down online guessing
+attacks with device cookies"). A device that has signed in to an account holds a known-device token for it
+(signed, naming the account's username key): its attempts count against that token's own counter and never
+wait for the account's, which only counts attempts from devices the account has not seen. A known device
+whose own counter waits is an unknown device again. The per-address threshold sits far above the others
+(100 against 5): one address is often many people, and it only has to slow one client spraying guesses
+over many accounts.
 """
 
 from __future__ import annotations
@@ -30,14 +39,15 @@ RATE_LIMITS: dict[tuple[str, str], tuple[int, float]] = {
 }
 
 
-def throttle_delay(failures: int, config: AuthConfig) -> float:
-    """Seconds to wait after the last failure before another attempt, for ``failures`` counted in the window.
+def throttle_delay(failures: int, config: AuthConfig, threshold: int | None = None) -> float:
+    """Seconds to wait after the last failure before another attempt, for ``failures`` counted in the window
+    against a counter of ``threshold`` (the account's and device's, ``throttle_threshold``, by default).
 
     Example:
         >>> [throttle_delay(n, AuthConfig()) for n in (4, 5, 6, 7)]
         [0.0, 1.0, 2.0, 4.0]
     """
-    extra = failures - config.throttle_threshold
+    extra = failures - (config.throttle_threshold if threshold is None else threshold)
     if extra < 0:
         return 0.0
     if extra >= 64:  # 2**64 * base is past any cap; avoid building huge floats
@@ -71,10 +81,11 @@ class RateLimits:
 
 
 class LoginThrottle:
-    """Checks and counts login failures for a username and a client IP.
+    """Checks and counts login failures on the counters of one attempt: the account's (unknown devices) or
+    the known device's, and the client address's.
 
-    The IP counter is deliberately not cleared by a successful login: otherwise an attacker holding one
-    valid account could reset the IP counter between guesses at other accounts. It decays with the window.
+    The address counter is deliberately not cleared by a successful login: otherwise an attacker holding one
+    valid account could reset it between guesses at other accounts. It decays with the window.
 
     Attempts on the same key run one at a time in this process (:meth:`serialized`): otherwise a burst of
     concurrent guesses would all pass :meth:`check` before the first failure is counted. Across nodes the
@@ -114,6 +125,20 @@ class LoginThrottle:
         """The store keys for this attempt: the username's, and the IP's (None when the IP is unknown)."""
         return _key("user", username), (_key("ip", ip) if ip else None)
 
+    @staticmethod
+    def device_key(device_id: str) -> str:
+        """The counter of one known-device token (its ``jti``)."""
+        return _key("device", device_id)
+
+    async def waiting(self, key: str) -> bool:
+        """Whether ``key`` must still wait before another attempt."""
+        return self._remaining(key, await self.store.throttle_get(key), self.clock()) > 0
+
+    def _threshold(self, key: str) -> int:
+        if key.startswith("login:ip:"):
+            return self.config.throttle_ip_threshold
+        return self.config.throttle_threshold
+
     async def check(self, keys: Sequence[str | None]) -> None:
         """Raise Throttled(retry_after) while any key must still wait."""
         now = self.clock()
@@ -122,12 +147,12 @@ class LoginThrottle:
             if key is None:
                 continue
             state = await self.store.throttle_get(key)
-            wait = max(wait, self._remaining(state, now))
+            wait = max(wait, self._remaining(key, state, now))
         if wait > 0:
             raise Throttled(wait)
 
-    def _remaining(self, state: ThrottleState, now: float) -> float:
-        delay = throttle_delay(state.failures, self.config)
+    def _remaining(self, key: str, state: ThrottleState, now: float) -> float:
+        delay = throttle_delay(state.failures, self.config, self._threshold(key))
         if delay <= 0:
             return 0.0
         return max(0.0, state.last_failure + delay - now)
@@ -140,9 +165,9 @@ class LoginThrottle:
             if key is None:
                 continue
             state = await self.store.throttle_hit(key, self.config.throttle_window)
-            wait = max(wait, self._remaining(state, now))
+            wait = max(wait, self._remaining(key, state, now))
         return wait
 
-    async def success(self, username_key: str) -> None:
-        """Forget the username's failures after a successful login."""
-        await self.store.throttle_clear(username_key)
+    async def success(self, key: str) -> None:
+        """Forget the failures of the account's (or the known device's) counter after a successful login."""
+        await self.store.throttle_clear(key)

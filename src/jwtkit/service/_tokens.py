@@ -10,6 +10,8 @@ from typing import Any
 
 __all__ = [
     "ACCESS_TYP",
+    "DEVICE_TYP",
+    "PURPOSE_DEVICE",
     "PURPOSE_RESET",
     "PURPOSE_VERIFY_EMAIL",
     "REFRESH_TYP",
@@ -28,9 +30,11 @@ ACCESS_TYP = "at+jwt"  # RFC 9068 §2.1
 REFRESH_TYP = "refresh+jwt"
 VERIFY_EMAIL_TYP = "verify-email+jwt"
 RESET_TYP = "reset+jwt"
+DEVICE_TYP = "device+jwt"  # a device that signed in before (the login throttle's device cookie)
 
 PURPOSE_VERIFY_EMAIL = "verify-email"
 PURPOSE_RESET = "reset-password"
+PURPOSE_DEVICE = "known-device"
 
 
 def new_id() -> str:

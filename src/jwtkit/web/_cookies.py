@@ -1,10 +1,17 @@
-"""The server's cookies (access token, refresh token, CSRF token) and the CSRF rule for unsafe requests.
+"""The server's cookies (access token, refresh token, CSRF token, known device) and the CSRF rule for
+unsafe requests.
 
 Names and flags are fixed once per app by :class:`CookiePolicy`:
 
 - secure (the default): ``__Host-jwtkit`` (access), ``__Host-jwtkit-refresh`` (refresh),
   ``__Host-jwtkit-csrf``; every cookie ``Secure`` and ``Path=/`` (RFC 6265bis §4.1.3);
 - plain (``--no-secure-cookies``, for http://localhost only): ``jwtkit``, ``jwtkit-refresh``, ``jwtkit-csrf``.
+
+The known-device cookie (``__Host-jwtkit-device``, ``jwtkit-device``) holds the token a successful login
+returns (:attr:`jwtkit.service.TokenPair.device_token`): the next login from this browser counts its failures
+against this device, not against the account, so nobody can lock its owner out by failing on purpose. It
+carries no credential (it only picks a throttle counter), outlives logout, and is ``HttpOnly;
+SameSite=Strict``: only the login form, a same-site post, needs it.
 
 The refresh cookie travels with every request, not only to ``/refresh``: a page request whose access cookie
 has expired is refreshed on that request (silent refresh, in :class:`~jwtkit.web.JWTAuthMiddleware`), so a
@@ -56,6 +63,16 @@ class CookiePolicy:
     def legacy_refresh(self) -> str:
         """The refresh cookie as older releases set it, on ``Path=/refresh`` only."""
         return "__Secure-jwtkit-refresh" if self.secure else "jwtkit-refresh"
+
+    @property
+    def device(self) -> str:
+        return "__Host-jwtkit-device" if self.secure else "jwtkit-device"
+
+    def set_device(self, response: Response, token: str, max_age: int) -> None:
+        """Keep a login's known-device token (when it has one) on this browser."""
+        if token:
+            response.headers.append("set-cookie", self._cookie(self.device, token, path="/", max_age=max_age,
+                                                               httponly=True, samesite="Strict"))
 
     @property
     def csrf(self) -> str:

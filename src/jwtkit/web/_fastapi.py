@@ -208,10 +208,13 @@ class _AuthRoutes:
         scope = _granted_scope(pair.access_token, requested)
         if scope is not None:
             body["scope"] = scope
+        if pair.device_token:
+            body["device_token"] = pair.device_token  # send it back as a field at the next login
         response = json_ok(body, headers=_NO_STORE)
         if self.cookies is not None:
             self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
                                     pair.refresh_expires_in)
+            self.cookies.set_device(response, pair.device_token, self.service.config.device_ttl)
         return response
 
     def _signed_out(self) -> Response:
@@ -233,7 +236,10 @@ class _AuthRoutes:
             raise HTTPError("bad_request", "This endpoint takes grant_type=password only", field="grant_type")
         username, password = require_fields(fields, "username", "password")
         ip, user_agent = _client(request)
-        pair = await self.service.login(username, password, ip=ip, user_agent=user_agent)
+        device = fields.get("device_token", "")
+        if not device and self.cookies is not None:
+            device = request.cookies.get(self.cookies.device, "")
+        pair = await self.service.login(username, password, ip=ip, user_agent=user_agent, device=device)
         return self._tokens(pair, fields.get("scope", ""))
 
     async def refresh(self, request: Request) -> Response:

@@ -39,8 +39,11 @@ _NO_REFERRER = {"Referrer-Policy": "no-referrer"}  # pages whose URL carries a t
 
 
 def _pair_json(pair: TokenPair) -> dict[str, Any]:
-    return {"access_token": pair.access_token, "token_type": pair.token_type, "expires_in": pair.expires_in,
+    body = {"access_token": pair.access_token, "token_type": pair.token_type, "expires_in": pair.expires_in,
             "refresh_token": pair.refresh_token, "refresh_expires_in": pair.refresh_expires_in}
+    if pair.device_token:
+        body["device_token"] = pair.device_token
+    return body
 
 
 def _client_ip(request: Request) -> str:
@@ -144,7 +147,8 @@ class Handlers:
                 "missing_field", "Enter your username and password.")), template="home.html")
         try:
             pair = await self.service.login(username, password, ip=_client_ip(request),
-                                            user_agent=_user_agent(request))
+                                            user_agent=_user_agent(request),
+                                            device=self._device(request, fields))
         except ServiceError as error:
             if as_json or isinstance(error, Throttled):
                 raise
@@ -155,11 +159,18 @@ class Handlers:
             return await self.pages.problem(request, problem, template="home.html",
                                             context={"username": username})
         if as_json:
-            return json_ok(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
-        response = RedirectResponse("/private", status_code=303)
-        self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
-                                pair.refresh_expires_in)
+            response: Response = json_ok(_pair_json(pair),
+                                         headers={"Authorization": f"Bearer {pair.access_token}"})
+        else:
+            response = RedirectResponse("/private", status_code=303)
+            self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
+                                    pair.refresh_expires_in)
+        self.cookies.set_device(response, pair.device_token, self.config.device_ttl)
         return response
+
+    def _device(self, request: Request, fields: dict[str, str]) -> str:
+        """The known-device token of a login: the browser's cookie, or an app's ``device_token`` field."""
+        return request.cookies.get(self.cookies.device) or fields.get("device_token", "")
 
     async def private(self, request: Request) -> Response:
         """``GET /private`` for browsers (JSON clients are answered by :class:`._api.PrivateJSON`)."""
@@ -283,7 +294,8 @@ class Handlers:
             await self.service.change_password(principal.user_id, current, new)
             username = await self.username(principal)
             pair = await self.service.login(username, new, ip=_client_ip(request),
-                                            user_agent=_user_agent(request))
+                                            user_agent=_user_agent(request),
+                                            device=self._device(request, fields))
         except (HTTPError, ServiceError) as error:
             if as_json or isinstance(error, Throttled):
                 raise
@@ -297,6 +309,7 @@ class Handlers:
         response = RedirectResponse("/private?notice=password-changed", status_code=303)
         self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
                                 pair.refresh_expires_in)
+        self.cookies.set_device(response, pair.device_token, self.config.device_ttl)
         return response
 
     async def resend_verification(self, request: Request) -> Response:
