@@ -329,8 +329,7 @@ class AuthService:
     # login and tokens ----------------------------------------------------------------------------------
 
     async def login(self, username: str, password: str, *, ip: str = "", user_agent: str = "") -> TokenPair:
-        """Check the password and start a session. Past ``config.max_sessions_per_user``, the user's oldest
-        sessions end in the same store step (as :meth:`logout` ends them, on every node).
+        """Check the password and start a session.
 
         Raises:
             Throttled (``throttled``): too many recent failures for this username or IP; raised before the
