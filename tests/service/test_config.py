@@ -31,6 +31,7 @@ def test_defaults() -> None:
     assert (config.verify_ttl, config.reset_ttl, config.throttle_threshold) == (86400, 1800, 5)
     assert config.allow_unverified_login is True
     assert config.bind_user_agent is False
+    assert config.max_sessions_per_user == 50
     assert AuthConfig(base_url="https://example.org/").base_url == "https://example.org"
 
 
@@ -39,6 +40,8 @@ def test_defaults() -> None:
     {"refresh_ttl": 10, "access_ttl": 20}, {"throttle_threshold": 0}, {"throttle_window": float("nan")},
     {"throttle_base_delay": 0}, {"throttle_max_delay": 0.5}, {"leeway": -1}, {"leeway": 3600},
     {"base_url": "ftp://x"}, {"base_url": "example.org"}, {"user_cache_ttl": -1},
+    {"max_sessions_per_user": 0}, {"max_sessions_per_user": 1001}, {"max_sessions_per_user": None},
+    {"max_sessions_per_user": True}, {"max_sessions_per_user": 2.0},
 ])
 def test_bad_config_is_refused_where_built(bad: dict[str, object]) -> None:
     with pytest.raises(ServiceConfigError) as info:

@@ -108,3 +108,28 @@ async def test_refresh_reuse_across_nodes(nodes: tuple[AuthService, AuthService]
     await refused_within_max_lag(b, second.access_token)
     with pytest.raises(SessionRevoked):
         await a.authenticate(second.access_token)
+
+
+async def test_the_login_past_the_default_cap_ends_the_oldest_session_on_every_node(
+        nodes: tuple[AuthService, AuthService], clock: FakeClock) -> None:
+    """51 logins of one user, alternating between the nodes and the last ones at once on both: the default
+    cap (50) holds, and the first session's refresh and access tokens are refused everywhere."""
+    a, b = nodes
+    cap = 50
+    alice = await a.register("alice", PASSWORD)
+    first = await a.login("alice", PASSWORD)
+    await b.authenticate(first.access_token)
+    clock.advance(1)
+    for i in range(cap - 2):
+        await (a, b)[i % 2].login("alice", PASSWORD)
+    clock.advance(1)
+    last_two = await asyncio.gather(a.login("alice", PASSWORD), b.login("alice", PASSWORD))
+    live = await b.list_sessions(alice.id)
+    assert len(live) == cap
+    assert first.session.sid not in {s.sid for s in live}
+    assert {pair.session.sid for pair in last_two} <= {s.sid for s in live}
+    for node in (a, b):
+        await refused_within_max_lag(node, first.access_token)
+        with pytest.raises(SessionRevoked):
+            await node.refresh(first.refresh_token)
+    assert a.config.max_sessions_per_user == cap

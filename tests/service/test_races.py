@@ -65,10 +65,10 @@ async def test_a_login_in_flight_does_not_survive(race_service: AuthService, mai
     resume = asyncio.Event()
     real_create = service.store.create_session
 
-    async def paused_create(session: Any) -> None:
+    async def paused_create(session: Any, **options: Any) -> list[str]:
         reached.set()
         await resume.wait()
-        await real_create(session)
+        return await real_create(session, **options)
 
     # the login has read the account and checked the password; its session is not written yet
     service.store.create_session = paused_create  # type: ignore[method-assign]

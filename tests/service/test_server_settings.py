@@ -184,6 +184,8 @@ EXACT: list[tuple[str, str, Any, str, object]] = [
     ("JWTKIT_REFRESH_RACE_WINDOW", "0", _config, "refresh_race_window", 0),
     ("JWTKIT_REVOCATION_MIRROR", "off", _config, "revocation_mirror", "off"),
     ("JWTKIT_MIRROR_MAX_LAG", "0.5", _config, "mirror_max_lag", 0.5),
+    ("JWTKIT_MAX_SESSIONS", "1", _config, "max_sessions_per_user", 1),
+    ("JWTKIT_MAX_SESSIONS", " 1000 ", _config, "max_sessions_per_user", 1000),
 ]
 
 
@@ -256,6 +258,10 @@ def _flat(server: ServerSettings) -> dict[str, object]:
      "JWTKIT_REFRESH_RACE_WINDOW must be an integer between 0 and 60 (seconds), not 61"),
     ("JWTKIT_REVOCATION_MIRROR", "yes", "JWTKIT_REVOCATION_MIRROR must be one of auto, on, off, not 'yes'"),
     ("JWTKIT_MIRROR_MAX_LAG", "0", "JWTKIT_MIRROR_MAX_LAG must be a number above 0 and at most 60"),
+    ("JWTKIT_MAX_SESSIONS", "0", "JWTKIT_MAX_SESSIONS must be an integer between 1 and 1000, not 0"),
+    ("JWTKIT_MAX_SESSIONS", "1001", "JWTKIT_MAX_SESSIONS must be an integer between 1 and 1000, not 1001"),
+    ("JWTKIT_MAX_SESSIONS", "-1", "JWTKIT_MAX_SESSIONS must be an integer between 1 and 1000, not -1"),
+    ("JWTKIT_MAX_SESSIONS", "none", "JWTKIT_MAX_SESSIONS must be an integer, not 'none'"),
     ("JWTKIT_ISSUER", "\x00", "JWTKIT_ISSUER must be a non-empty string without NUL characters"),
 ])
 def test_each_refusal_names_the_variable(var: str, raw: str, message: str) -> None:

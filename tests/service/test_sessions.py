@@ -277,3 +277,25 @@ async def test_refresh_token_for_a_forged_session_is_refused(service: AuthServic
     other_family = encode({**claims, "fam": "other"}, service.keys.active, typ="refresh+jwt")
     with pytest.raises(InvalidToken):
         await service.refresh(other_family)
+
+
+async def test_the_login_past_the_cap_ends_the_oldest_session(make_service: ServiceFactory, clock: FakeClock,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    async with make_service(max_sessions_per_user=2, revocation_mirror="off") as service:
+        alice = await service.register("alice", PASSWORD)
+        first = await service.login("alice", PASSWORD)
+        clock.advance(1)
+        second = await service.login("alice", PASSWORD)
+        clock.advance(1)
+        with caplog.at_level("INFO", logger="jwtkit.service"):
+            third = await service.login("alice", PASSWORD)
+        assert [s.sid for s in await service.list_sessions(alice.id)] == [third.session.sid,
+                                                                          second.session.sid]
+        with pytest.raises(SessionRevoked):
+            await service.authenticate(first.access_token)
+        with pytest.raises(SessionRevoked):
+            await service.refresh(first.refresh_token)
+        for pair in (second, third):
+            assert (await service.authenticate(pair.access_token)).session_id == pair.session.sid
+        await service.refresh(second.refresh_token)
+        assert any("ended its 1 oldest session(s)" in r.getMessage() for r in caplog.records)

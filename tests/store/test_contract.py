@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -10,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from jwtkit.store import ManagedStore, Rotation, StoreUnavailable, ThrottleState, open_store
+from jwtkit.store import (
+    ManagedStore,
+    Revocation,
+    RevocationFeed,
+    RevocationKind,
+    RevocationMirror,
+    Rotation,
+    StoreUnavailable,
+    ThrottleState,
+    open_store,
+)
 
 from . import support as raw
 from .support import FakeClock, new_session, store_url
@@ -303,6 +314,165 @@ async def test_concurrent_writes_nothing_and_other_successors_are_reuse(store: M
     # and an inactive session is INACTIVE whatever the caller names
     assert await store.rotate_refresh(session.sid, session.refresh_jti, "succ", concurrent=("succ",)) \
         is Rotation.INACTIVE
+
+
+# the per-user session cap (create_session's max_sessions) ------------------------------------------------
+
+
+async def test_a_creation_past_the_cap_revokes_the_oldest_as_revoke_would(store: ManagedStore,
+                                                                          clock: FakeClock) -> None:
+    made = []
+    for _ in range(3):
+        made.append(new_session(clock))
+        assert await store.create_session(made[-1], max_sessions=3) == []
+        clock.advance(1)
+    bob = new_session(clock, "bob", created=clock() - 10)  # older than all of alice's: another user's
+    assert await store.create_session(bob, max_sessions=3) == []
+    newest = new_session(clock)
+    assert await store.create_session(newest, max_sessions=3) == [made[0].sid]
+    assert [s.sid for s in await store.list_sessions("alice")] == [newest.sid, made[2].sid, made[1].sid]
+    oldest = made[0]
+    assert await store.check(oldest.sid, "alice") is False
+    got = await store.get_session(oldest.sid)
+    assert got == dataclasses.replace(oldest, revoked=True)
+    assert await store.rotate_refresh(oldest.sid, oldest.refresh_jti, "new") is Rotation.INACTIVE
+    assert await store.revoke(oldest.sid) is False  # already revoked
+    for session in (*made[1:], newest):
+        assert await store.check(session.sid, "alice") is True
+    assert await store.check(bob.sid, "bob") is True
+
+
+async def test_the_cap_counts_active_sessions_only(store: ManagedStore, clock: FakeClock) -> None:
+    revoked, expiring, live = new_session(clock), new_session(clock, ttl=10), new_session(clock)
+    for session in (revoked, expiring, live):
+        await store.create_session(session)
+    await store.revoke(revoked.sid)
+    clock.advance(10)
+    newer = new_session(clock)
+    assert await store.create_session(newer, max_sessions=2) == []  # live and newer: two
+    assert {s.sid for s in await store.list_sessions("alice")} == {live.sid, newer.sid}
+    # a session dead at birth takes no place and evicts nothing at the cap (a login that read the epoch
+    # before a revoke_all that has not happened yet here: epoch 0 stays current, so make it revoked)
+    dead = new_session(clock, revoked=True)
+    assert await store.create_session(dead, max_sessions=2) == []
+    assert await store.check(live.sid, "alice") is True
+    # without a cap nothing is evicted, however many there are
+    extra = [new_session(clock) for _ in range(3)]
+    for session in extra:
+        assert await store.create_session(session) == []
+    assert len(await store.list_sessions("alice")) == 5
+
+
+async def test_a_user_above_the_cap_is_brought_down_to_it_by_the_next_creation(store: ManagedStore,
+                                                                               clock: FakeClock) -> None:
+    """Data from before the cap (or a lowered cap): the next login evicts every session past it, oldest
+    first, in one step."""
+    older = []
+    for _ in range(6):
+        older.append(new_session(clock))
+        await store.create_session(older[-1])
+        clock.advance(1)
+    newest = new_session(clock)
+    assert await store.create_session(newest, max_sessions=2) == [s.sid for s in older[:5]]
+    assert [s.sid for s in await store.list_sessions("alice")] == [newest.sid, older[5].sid]
+    for session in older[:5]:
+        assert await store.check(session.sid, "alice") is False
+
+
+async def test_the_new_session_is_never_the_one_evicted(store: ManagedStore, clock: FakeClock) -> None:
+    """A node whose clock is behind stamps its session older than the others: it still survives, and the
+    oldest of the others goes."""
+    first, second = new_session(clock), new_session(clock, created=clock() + 1)
+    await store.create_session(first)
+    await store.create_session(second)
+    skewed = new_session(clock, created=clock() - 100)
+    assert await store.create_session(skewed, max_sessions=2) == [first.sid]
+    assert await store.check(skewed.sid, "alice") is True
+    assert await store.check(second.sid, "alice") is True
+    only = new_session(clock, created=clock() - 200)
+    assert await store.create_session(only, max_sessions=1) == [skewed.sid, second.sid]  # oldest first
+    assert [s.sid for s in await store.list_sessions("alice")] == [only.sid]
+
+
+async def test_ties_on_created_are_broken_by_sid(store: ManagedStore, clock: FakeClock) -> None:
+    same = [dataclasses.replace(new_session(clock), sid=f"sid-{c}") for c in "cab"]
+    for session in same:
+        await store.create_session(session)
+    clock.advance(1)
+    assert await store.create_session(new_session(clock), max_sessions=2) == ["sid-a", "sid-b"]
+
+
+async def test_an_older_epoch_takes_no_place_under_the_cap(store: ManagedStore, clock: FakeClock) -> None:
+    cut = new_session(clock)
+    await store.create_session(cut)
+    epoch = await store.revoke_all("alice")
+    kept = new_session(clock, epoch=epoch)
+    await store.create_session(kept)
+    clock.advance(1)
+    assert await store.create_session(new_session(clock, epoch=epoch), max_sessions=2) == []
+    assert await store.check(kept.sid, "alice") is True
+
+
+@pytest.mark.parametrize("max_sessions", [0, -1, 1001, True, 1.5, "3"])
+async def test_create_session_refuses_a_cap_out_of_range(store: ManagedStore, clock: FakeClock,
+                                                         max_sessions: object) -> None:
+    session = new_session(clock)
+    with pytest.raises(ValueError, match="max_sessions"):
+        await store.create_session(session, max_sessions=max_sessions)  # type: ignore[arg-type]
+    assert await store.get_session(session.sid) is None
+
+
+async def test_logins_racing_at_the_cap_on_two_nodes_leave_the_cap(backend: str, store: ManagedStore,
+                                                                   clock: FakeClock, tmp_path: Path,
+                                                                   request: pytest.FixtureRequest) -> None:
+    """Ten logins of one user at once, half through a second store on the same data where the backend can
+    have one (another process's connection; LevelDB is one process, memory one object): the cap holds, and
+    every session but the three kept is reported evicted exactly once."""
+    shared = backend in ("sqlite", "redis", "postgresql")
+    other = open_store(store_url(backend, tmp_path, request), clock=clock) if shared else store
+    async with contextlib.AsyncExitStack() as stack:
+        if shared:
+            await stack.enter_async_context(other)
+        for session in (new_session(clock) for _ in range(3)):
+            await store.create_session(session)
+        clock.advance(1)
+        racing = [new_session(clock) for _ in range(10)]
+        results = await asyncio.gather(*((store if i % 2 else other).create_session(s, max_sessions=3)
+                                         for i, s in enumerate(racing)))
+        live = await store.list_sessions("alice")
+        assert len(live) == 3
+        gone = [sid for result in results for sid in result]
+        assert len(gone) == len(set(gone)) == 10
+        assert {s.sid for s in live} <= {s.sid for s in racing}
+        for sid in gone:
+            assert await other.check(sid, "alice") is False
+
+
+async def test_the_feed_carries_each_eviction(store: ManagedStore, clock: FakeClock) -> None:
+    """On a store with a revocation feed, an eviction is in it as a revoke() is: one SESSION entry per evicted
+    session, so every node's mirror refuses its access tokens."""
+    if not isinstance(store, RevocationFeed):
+        pytest.skip(f"{type(store).__name__} has no revocation feed")
+    older = [new_session(clock) for _ in range(3)]
+    for session in older:
+        await store.create_session(session)
+    _, cursor = await store.feed_load()
+    clock.advance(1)
+    gone = await store.create_session(new_session(clock), max_sessions=2)
+    assert gone == sorted(s.sid for s in older)[:2]
+    entries: list[Revocation] = []
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(entries) < 2:
+        assert asyncio.get_running_loop().time() < deadline, entries
+        found, cursor = await store.feed_read(cursor, wait=0.2)
+        entries += found
+    assert sorted((e.kind, e.subject, e.at) for e in entries) == sorted(
+        (RevocationKind.SESSION, sid, clock()) for sid in gone)
+    assert (await store.feed_read(cursor, wait=0))[0] == []
+    mirror = RevocationMirror(store, window=60, clock=clock)
+    await mirror.step()
+    for sid in gone:
+        assert mirror.lookup(sid, "alice") is False
 
 
 # single-use tokens --------------------------------------------------------------------------------------

@@ -14,9 +14,11 @@ from jwtkit.store import ManagedStore, Rotation, Session, StoreUnavailable
 from jwtkit.store._policy import (
     EPOCH_MAX,
     UNREADABLE_EPOCH,
+    evicted,
     is_active,
     parse_epoch,
     repaired_epoch,
+    require_valid_max_sessions,
     rotation_outcome,
     valid_epoch,
 )
@@ -62,6 +64,22 @@ def test_rotation_outcome() -> None:
     assert rotation_outcome(True, "a", "a", ("a",)) is Rotation.ROTATED  # the current one always rotates
     assert rotation_outcome(True, "c", "b", ("d",)) is Rotation.REUSED
     assert rotation_outcome(False, "c", "b", ("c",)) is Rotation.INACTIVE
+
+
+def test_evicted_keeps_the_newest_beside_the_new_session() -> None:
+    others = [(3.0, "c"), (1.0, "z"), (2.0, "b"), (1.0, "a")]  # any order; ties on created go by sid
+    assert evicted(others, 3, True) == ["a", "z"]
+    assert evicted(others, 3, False) == ["a"]  # a session dead at birth takes no place
+    assert evicted(others, 1, True) == ["a", "z", "b", "c"]
+    assert evicted(others, 5, True) == []
+    assert evicted(others, 4, False) == []
+    assert evicted(others, None, True) == []
+    assert evicted([], 1, True) == []
+    for good in (None, 1, 1000):
+        require_valid_max_sessions(good)
+    for bad in (0, 1001, -1, True, 1.0, "2"):
+        with pytest.raises(ValueError, match="max_sessions must be None or an int from 1 to 1000"):
+            require_valid_max_sessions(bad)
 
 
 def test_epoch_values() -> None:

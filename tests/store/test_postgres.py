@@ -123,6 +123,25 @@ async def test_ten_rotations_across_two_nodes_rotate_once(nodes: tuple[ManagedSt
     assert results.count(Rotation.INACTIVE) == 8
 
 
+async def test_two_nodes_logging_one_user_in_at_the_cap_keep_the_cap(nodes: tuple[ManagedStore, ManagedStore],
+                                                                      raw: Any, clock: FakeClock) -> None:
+    """Two logins at the cap, held on the row of the oldest session: had each counted what it saw, both would
+    evict that one session and leave three alive. The user's lock makes the second count after the first
+    committed, so it evicts the next oldest instead."""
+    a, b = nodes
+    oldest, older = new_session(clock), new_session(clock, created=clock() + 1)
+    await a.create_session(oldest)
+    await a.create_session(older)
+    clock.advance(2)
+    first, second = new_session(clock), new_session(clock)
+    results = await race_behind_row_lock(
+        raw, LOCK_SESSION, (oldest.sid.encode(),),
+        lambda: a.create_session(first, max_sessions=2), lambda: b.create_session(second, max_sessions=2))
+    assert sorted(results) == sorted([[oldest.sid], [older.sid]])
+    assert {s.sid for s in await b.list_sessions("alice")} == {first.sid, second.sid}
+    assert await a.check(older.sid, "alice") is False
+
+
 async def test_revoke_all_on_two_nodes_behind_the_epoch_row_lock(nodes: tuple[ManagedStore, ManagedStore],
                                                                  raw: Any, clock: FakeClock) -> None:
     a, b = nodes

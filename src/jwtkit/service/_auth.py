@@ -449,7 +449,14 @@ class AuthService:
             expires=now + self.config.refresh_ttl, family=new_id(), refresh_jti=new_id(),
             user_agent=str(user_agent)[:_MAX_USER_AGENT], ip=str(ip)[:_MAX_IP], epoch=epoch,
         )
-        await self.store.create_session(session)
+        # the cap's evictions are revocations like a logout's: in the store's feed for the other nodes, and in
+        # this node's mirror at once
+        evicted = await self.store.create_session(session, max_sessions=self.config.max_sessions_per_user)
+        for sid in evicted:
+            self._mirrored(RevocationKind.SESSION, sid)
+        if evicted:
+            logger.info("login of user %s ended its %d oldest session(s) (max_sessions_per_user %d)", user.id,
+                        len(evicted), self.config.max_sessions_per_user)
         return self._pair(session, now, user_agent, extra)
 
     def _pair(self, session: Session, now: float, user_agent: str, extra: Mapping[str, Any]) -> TokenPair:

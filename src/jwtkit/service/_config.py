@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from jwtkit.service._errors import ServiceConfigError
+from jwtkit.store._policy import MAX_SESSIONS_LIMIT
 
 __all__ = ["KEK_LENGTH", "KEY_SOURCES", "MEMORY_USERS", "AuthConfig", "ServerSettings", "Settings"]
 
@@ -141,6 +142,8 @@ _AUTH_RULES: tuple[_Rule, ...] = (
     ("refresh_race_window", _int_in(0, 60), "an integer between 0 and 60 (seconds)"),
     ("revocation_mirror", _one_of(MIRROR_MODES), "one of " + ", ".join(MIRROR_MODES)),
     ("mirror_max_lag", _number_in(0, 60, open_low=True), "a number above 0 and at most 60 (seconds)"),
+    ("max_sessions_per_user", _int_in(1, MAX_SESSIONS_LIMIT),
+     f"an integer between 1 and {MAX_SESSIONS_LIMIT}"),
 )
 _SETTINGS_RULES: tuple[_Rule, ...] = (
     ("store_url", *_TEXT),
@@ -239,6 +242,12 @@ class AuthConfig:
         mirror_max_lag: seconds without an answer from the store's feed after which a node checks every
             access token in the store again (default 1): the longest a revocation made on another node can
             go unseen here.
+        max_sessions_per_user: live sessions one user may hold (1 to 1000, default 50). A login past it
+            ends the user's oldest-created sessions in the store, atomically with creating its own, exactly as
+            a logout would (their refresh tokens are refused, their access tokens too, on every node), so a
+            user's session list, and the work of each login at the cap, stay bounded. 50 is far above what
+            one person's browsers and devices hold, and a script that logs in without logging out loses only
+            its oldest sessions. There is no "no cap": unbounded sessions are what the cap exists to prevent.
 
     Raises:
         ServiceConfigError (``service_config``): a value is out of range.
@@ -264,6 +273,7 @@ class AuthConfig:
     refresh_race_window: int = 10
     revocation_mirror: str = "auto"
     mirror_max_lag: float = 1.0
+    max_sessions_per_user: int = 50
 
     def __post_init__(self) -> None:
         _check_auth(_own_fields(self), _as_is)
@@ -321,7 +331,8 @@ class Settings:
         ``JWTKIT_AUDIENCE``, ``JWTKIT_ACCESS_TTL``, ``JWTKIT_REFRESH_TTL``, ``JWTKIT_VERIFY_TTL``,
         ``JWTKIT_RESET_TTL``, ``JWTKIT_ALLOW_UNVERIFIED_LOGIN``, ``JWTKIT_BIND_USER_AGENT``,
         ``JWTKIT_THROTTLE_THRESHOLD``, ``JWTKIT_THROTTLE_WINDOW``, ``JWTKIT_THROTTLE_BASE_DELAY``,
-        ``JWTKIT_THROTTLE_MAX_DELAY``, ``JWTKIT_BASE_URL``, ``JWTKIT_LEEWAY``, ``JWTKIT_USER_CACHE_TTL``.
+        ``JWTKIT_THROTTLE_MAX_DELAY``, ``JWTKIT_BASE_URL``, ``JWTKIT_LEEWAY``, ``JWTKIT_USER_CACHE_TTL``,
+        ``JWTKIT_MAX_SESSIONS``.
         The server's own variables (``JWTKIT_HOST``, ``JWTKIT_PORT``, ...) are ignored here.
 
         ``overrides`` may name any :class:`Settings` field or any :class:`AuthConfig` field; a ``config``
@@ -568,6 +579,7 @@ _ENVIRONMENT: tuple[_EnvVar, ...] = (
     _EnvVar("JWTKIT_REFRESH_RACE_WINDOW", "refresh_race_window", *_INT_CODEC),
     _EnvVar("JWTKIT_REVOCATION_MIRROR", "revocation_mirror", *_TEXT_CODEC),
     _EnvVar("JWTKIT_MIRROR_MAX_LAG", "mirror_max_lag", *_FLOAT_CODEC),
+    _EnvVar("JWTKIT_MAX_SESSIONS", "max_sessions_per_user", *_INT_CODEC),
 )
 
 _AUTH_FIELDS = tuple(f.name for f in dataclasses.fields(AuthConfig))

@@ -161,9 +161,20 @@ class Store(Protocol):
 
     # sessions -------------------------------------------------------------------------------------------
 
-    async def create_session(self, session: Session) -> None:
-        """Store a new session. Its records expire at ``session.expires``. ValueError when ``session.epoch``
-        is not an int from 0 to ``2**53 - 1``."""
+    async def create_session(self, session: Session, *, max_sessions: int | None = None) -> list[str]:
+        """Store a new session. Its records expire at ``session.expires``.
+
+        With ``max_sessions``, the user keeps at most that many active sessions (see :meth:`check`): the
+        oldest *created* of the others are revoked in the same atomic step as the creation, exactly as
+        :meth:`revoke` revokes (a ``SESSION`` entry each in a :class:`RevocationFeed`), so two nodes
+        logging one user in at once never leave more alive. The new session is never the one evicted; one
+        dead at birth (created revoked, or of an older epoch) takes no place. A user who already holds more
+        (data from before the cap, or a lowered cap) is brought down to it by the next creation. Returns
+        the evicted sids, oldest first (``[]`` without a cap).
+
+        Raises ValueError when ``session.epoch`` is not an int from 0 to ``2**53 - 1``, or ``max_sessions``
+        not None or an int from 1 to 1000 (``MAX_SESSIONS_LIMIT``: each creation at the cap reads every
+        session of its user, so the cap bounds that work too)."""
 
     async def get_session(self, sid: str) -> Session | None:
         """The session, revoked or not, or None when unknown or expired. A corrupt record reads as revoked.

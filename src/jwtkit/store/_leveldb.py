@@ -6,7 +6,8 @@ or use ``sqlite://`` (several workers) or ``redis://`` (several hosts).
 
 Keys (values are JSON unless noted):
 
-- ``s:{sid}``: the session;  ``u:{user_id}\\0{sid}`` and ``f:{family}\\0{sid}``: empty index entries;
+- ``s:{sid}``: the session;  ``u:{user_id}\\0{sid}`` and ``f:{family}\\0{sid}``: empty index entries (a
+  creation under a session cap drops the user's entries of the sessions it evicts and of revoked ones);
 - ``e:{user_id}``: the user's epoch, in ASCII decimal; never purged (see base.py);
 - ``j:{jti}``: a consumed single-use token (value: its expiry);  ``t:{key}``: a throttle counter;
 - ``m:schema``: the layout version, ``2``.
@@ -40,10 +41,12 @@ from jwtkit.store._common import BaseStore, corrupt_session, log
 from jwtkit.store._policy import (
     as_read,
     epoch_unavailable,
+    evicted,
     is_active,
     parse_epoch,
     repaired_epoch,
     require_valid_epoch,
+    require_valid_max_sessions,
     rotation_outcome,
     unreadable_epoch,
     valid_epoch,
@@ -295,17 +298,39 @@ class LevelDBStore(BaseStore):
 
     # sessions ---------------------------------------------------------------------------------------
 
-    async def create_session(self, session: Session) -> None:
+    async def create_session(self, session: Session, *, max_sessions: int | None = None) -> list[str]:
         require_valid_epoch(session)
+        require_valid_max_sessions(max_sessions)
         sid = _enc(session.sid)
+        user_prefix = _USER + _enc(session.user_id) + _SEP
 
-        def work(db: Any) -> None:
+        def work(db: Any) -> list[str]:
+            # On the writer thread under the lock, one synced batch: the reads below and the eviction are one
+            # step with the creation.
+            gone: list[str] = []
             with db.write_batch(sync=True) as batch:
                 batch.put(_SESSION + sid, _encode_session(session))
-                batch.put(_USER + _enc(session.user_id) + _SEP + sid, b"")
+                batch.put(user_prefix + sid, b"")
                 batch.put(_FAMILY + _enc(session.family) + _SEP + sid, b"")
+                if max_sessions is None:
+                    return gone
+                now = self._clock()
+                epoch = self._epoch(db, session.user_id)
+                others = []
+                for other in self._sessions_of(db, session.user_id):
+                    if other.sid == session.sid:
+                        continue
+                    if is_active(other, session.user_id, epoch, now):
+                        others.append((other.created, other.sid))
+                    elif other.revoked:  # revoked for good: its index entry only made every scan longer
+                        batch.delete(user_prefix + _enc(other.sid))
+                gone = evicted(others, max_sessions, is_active(session, None, epoch, now))
+                self._revoke(db, batch, gone)
+                for evicted_sid in gone:
+                    batch.delete(user_prefix + _enc(evicted_sid))
+            return gone
 
-        await self._write(work)
+        return await self._write(work)
 
     async def get_session(self, sid: str) -> Session | None:
         session, epoch = await self._read(lambda db: self._load(db, sid))

@@ -31,9 +31,11 @@ from jwtkit.store._common import BaseStore, corrupt_session
 from jwtkit.store._policy import (
     as_read,
     epoch_unavailable,
+    evicted,
     is_active,
     repaired_epoch,
     require_valid_epoch,
+    require_valid_max_sessions,
     rotation_outcome,
     unreadable_epoch,
     valid_epoch,
@@ -167,10 +169,21 @@ class MemoryStore(BaseStore):
 
     # sessions ---------------------------------------------------------------------------------------
 
-    async def create_session(self, session: Session) -> None:
+    async def create_session(self, session: Session, *, max_sessions: int | None = None) -> list[str]:
         self._require_open()
         require_valid_epoch(session)
+        require_valid_max_sessions(max_sessions)
+        now = self._clock()
         self._sessions[session.sid] = session
+        if max_sessions is None:
+            return []
+        others = [(s.created, s.sid) for s in self._sessions.values()
+                  if isinstance(s, Session) and s.user_id == session.user_id and s.sid != session.sid
+                  and self._active(s, session.user_id, now)]
+        gone = evicted(others, max_sessions, self._active(session, None, now))
+        for sid in gone:
+            self._revoke(sid, now)
+        return gone
 
     async def get_session(self, sid: str) -> Session | None:
         self._require_open()

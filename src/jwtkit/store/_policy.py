@@ -1,5 +1,5 @@
 """The decision rules every backend applies, written once: is a session active, what does presenting a refresh
-token do, and what an epoch value may be.
+token do, which sessions a login evicts past the per-user cap, and what an epoch value may be.
 
 The backends only fetch records and call these. Redis's Lua scripts must decide on the server (a check is
 one round trip, a rotation is atomic), so they mirror :func:`active` line for line; a differential test
@@ -12,20 +12,23 @@ import dataclasses
 import logging
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Final, TypeGuard
 
 from jwtkit.store._base import Rotation, Session, StoreUnavailable
 
 __all__ = [
     "EPOCH_MAX",
+    "MAX_SESSIONS_LIMIT",
     "UNREADABLE_EPOCH",
     "active",
     "epoch_unavailable",
+    "evicted",
     "is_active",
     "parse_epoch",
     "repaired_epoch",
     "require_valid_epoch",
+    "require_valid_max_sessions",
     "rotation_outcome",
     "unreadable_epoch",
     "valid_epoch",
@@ -40,6 +43,10 @@ EPOCH_MAX: Final = 2**53 - 1
 # What an unreadable epoch record reads as: above every session's epoch, so each session of that user is
 # inactive (fail closed).
 UNREADABLE_EPOCH: Final = math.inf
+
+# The largest per-user session cap a store accepts: each login at the cap reads every session of its user in
+# one atomic step (one Lua script blocks Redis meanwhile), so the cap is also the bound on that step's work.
+MAX_SESSIONS_LIMIT: Final = 1000
 
 _DIGITS = re.compile(rb"[0-9]{1,16}")
 
@@ -87,6 +94,23 @@ def rotation_outcome(is_session_active: bool, current_jti: str, presented_jti: s
     return Rotation.REUSED
 
 
+def evicted(others: Iterable[tuple[float, str]], max_sessions: int | None, new_is_active: bool) -> list[str]:
+    """The sids a login evicts so that its user keeps at most ``max_sessions`` active sessions: ``others``
+    are the user's *other* active sessions as ``(created, sid)``; the oldest created go first (ties by sid),
+    until ``max_sessions - 1`` of them are left beside the new session (``max_sessions`` when the new one is
+    itself not active: dead at birth, it takes no place). The new session is never evicted, whatever its
+    ``created`` says (another node's clock may be behind). None: no cap, nothing evicted. Oldest first.
+
+    Oldest *created* rather than least recently used: ``created`` never changes and every backend indexes
+    it (Redis scores the user's sorted set by it), while ``last_used`` is written best effort and would
+    need an index of its own."""
+    if max_sessions is None:
+        return []
+    keep = max_sessions - 1 if new_is_active else max_sessions
+    ordered = sorted(others)
+    return [sid for _, sid in ordered[:max(0, len(ordered) - keep)]]
+
+
 def valid_epoch(value: object) -> TypeGuard[int]:
     """An epoch as stored and accepted: an ``int`` (not a bool) from 0 to :data:`EPOCH_MAX`."""
     return type(value) is int and 0 <= value <= EPOCH_MAX
@@ -119,6 +143,15 @@ def repaired_epoch(session_epochs: list[int]) -> int:
     """The epoch ``revoke_all`` writes over an unreadable record: one more than the largest valid epoch any
     stored session of the user carries (at least 1), so every stored session is dead after it as well."""
     return max([0, *(e for e in session_epochs if valid_epoch(e))]) + 1
+
+
+def require_valid_max_sessions(max_sessions: object) -> None:
+    """ValueError unless ``max_sessions`` is None or an ``int`` (not a bool) from 1 to
+    :data:`MAX_SESSIONS_LIMIT`."""
+    if max_sessions is not None and not (
+            type(max_sessions) is int and 1 <= max_sessions <= MAX_SESSIONS_LIMIT):
+        raise ValueError(f"max_sessions must be None or an int from 1 to {MAX_SESSIONS_LIMIT}, "
+                         f"not {max_sessions!r}")
 
 
 def require_valid_epoch(session: Session) -> None:

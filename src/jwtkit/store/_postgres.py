@@ -98,9 +98,11 @@ from jwtkit.store._policy import (
     active,
     as_read,
     epoch_unavailable,
+    evicted,
     is_active,
     repaired_epoch,
     require_valid_epoch,
+    require_valid_max_sessions,
     rotation_outcome,
     unreadable_epoch,
     valid_epoch,
@@ -187,6 +189,13 @@ _WITH_EPOCH = (f"SELECT {_COLUMNS}, e.epoch "  # noqa: S608 - constant fragments
                "FROM jwtkit_sessions AS s LEFT JOIN jwtkit_epochs AS e ON e.user_id = s.user_id")
 _CHECK = ("SELECT s.user_id, s.revoked, s.expires, s.created, s.epoch, e.epoch "
           "FROM jwtkit_sessions AS s LEFT JOIN jwtkit_epochs AS e ON e.user_id = s.user_id WHERE s.sid = $1")
+_INSERT_SESSION = (
+    "INSERT INTO jwtkit_sessions (sid, user_id, created, last_used, expires, family, refresh_jti, "
+    "user_agent, ip, revoked, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "ON CONFLICT (sid) DO UPDATE SET user_id = EXCLUDED.user_id, created = EXCLUDED.created, "
+    "last_used = EXCLUDED.last_used, expires = EXCLUDED.expires, family = EXCLUDED.family, "
+    "refresh_jti = EXCLUDED.refresh_jti, user_agent = EXCLUDED.user_agent, ip = EXCLUDED.ip, "
+    "revoked = EXCLUDED.revoked, epoch = EXCLUDED.epoch")
 # The revocation feed's statements share their last parameters: $2 the feed's lock key, $3 the store's time,
 # $4 the NOTIFY channel ($1 is the sid, family or user id).
 #
@@ -214,7 +223,8 @@ def _revoking(where: str) -> str:
             "FROM revoked AS r")
 
 
-_REVOKE = {"sid": _revoking("s.sid = $1::bytea"), "family": _revoking("s.family = $1::bytea")}
+_REVOKE = {"sid": _revoking("s.sid = $1::bytea"), "family": _revoking("s.family = $1::bytea"),
+           "sids": _revoking("s.sid = ANY($1::bytea[])")}  # sids: the sessions a login evicts
 # RFC 9700 §4.14 reuse: the session and its whole family ($5)
 _REVOKE_REUSED = _revoking("s.sid = $1::bytea OR s.family = $5::bytea")
 # the one-statement bump: a readable epoch goes up by one in place (the row lock of the upsert orders
@@ -358,6 +368,7 @@ class PostgresStore(BaseStore):
         # the revocation feed: names derived on open from the schema that holds the tables (_feed_names)
         self._channel = ""
         self._feed_key = 0
+        self._schema = ""
         self._listener: Any = None  # the LISTENing connection of feed_read, opened on its first call
         self._reader = asyncio.Lock()  # one query at a time on it
         self._woken = asyncio.Event()  # set (and replaced) by each notification or the listener's end
@@ -436,6 +447,7 @@ class PostgresStore(BaseStore):
             pool.terminate()
             raise
         self._channel, self._feed_key = _feed_names(schema)
+        self._schema = schema
         self._pool = pool
 
     async def _migrate(self, connection: Any) -> str:
@@ -489,18 +501,51 @@ class PostgresStore(BaseStore):
 
     # sessions ---------------------------------------------------------------------------------------
 
-    async def create_session(self, session: Session) -> None:
+    def _user_lock(self, user_id: bytes) -> int:
+        """The transaction-level advisory lock key of one user's session creations (64 bits of a hash of the
+        tables' schema and the user id: two deployments in two schemas never queue on each other; two users
+        whose keys collide only queue together)."""
+        digest = hashlib.sha256(b"jwtkit sessions\x00" + self._schema.encode() + b"\x00" + user_id).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    async def create_session(self, session: Session, *, max_sessions: int | None = None) -> list[str]:
         require_valid_epoch(session)
-        await self._execute(
-            "INSERT INTO jwtkit_sessions (sid, user_id, created, last_used, expires, family, refresh_jti, "
-            "user_agent, ip, revoked, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-            "ON CONFLICT (sid) DO UPDATE SET user_id = EXCLUDED.user_id, created = EXCLUDED.created, "
-            "last_used = EXCLUDED.last_used, expires = EXCLUDED.expires, family = EXCLUDED.family, "
-            "refresh_jti = EXCLUDED.refresh_jti, user_agent = EXCLUDED.user_agent, ip = EXCLUDED.ip, "
-            "revoked = EXCLUDED.revoked, epoch = EXCLUDED.epoch",
-            _b(session.sid), _b(session.user_id), float(session.created), float(session.last_used),
-            float(session.expires), _b(session.family), _b(session.refresh_jti), _b(session.user_agent),
-            _b(session.ip), bool(session.revoked), session.epoch)
+        require_valid_max_sessions(max_sessions)
+        user = _b(session.user_id)
+        values = (_b(session.sid), user, float(session.created), float(session.last_used),
+                  float(session.expires), _b(session.family), _b(session.refresh_jti), _b(session.user_agent),
+                  _b(session.ip), bool(session.revoked), session.epoch)
+        if max_sessions is None:
+            await self._execute(_INSERT_SESSION, *values)
+            return []
+        async with self._connection() as connection, connection.transaction():
+            # Logins of one user, on any node, queue on this lock (taken before the insert, held to the
+            # commit), so each one counts what the previous one committed: two at the cap cannot both keep
+            # the same oldest session and leave more than the cap alive. It is taken before any row lock and
+            # the feed's lock after every one (in _revoking), as everywhere else: no deadlock.
+            await connection.execute("SELECT pg_advisory_xact_lock($1::bigint)", self._user_lock(user))
+            await connection.execute(_INSERT_SESSION, *values)
+            now = self._clock()
+            rows = await connection.fetch(f"{_WITH_EPOCH} WHERE s.user_id = $1 AND NOT s.revoked "
+                                          "AND s.expires > $2", user, float(now))
+            others: list[tuple[float, str]] = []
+            new_is_active = False
+            for row in rows:
+                try:
+                    stored = _decode(row)
+                except _Corrupt as exc:
+                    corrupt_session(repr(row[0]), exc)
+                    continue
+                epoch = _user_epoch(row[11], stored.user_id)
+                if stored.sid == session.sid:
+                    new_is_active = is_active(stored, None, epoch, now)
+                elif is_active(stored, session.user_id, epoch, now):
+                    others.append((stored.created, stored.sid))
+            gone = evicted(others, max_sessions, new_is_active)
+            if gone:  # as revoke() revokes, feed entries included; the last statement before the commit
+                await connection.execute(_REVOKE["sids"], [_b(sid) for sid in gone], self._feed_key,
+                                         float(now), self._channel)
+        return gone
 
     def _loaded(self, sid: str, row: Any) -> tuple[Session | None, float]:
         """The session of a ``_WITH_EPOCH`` row (corrupt reads as revoked) and its user's current epoch."""

@@ -7,8 +7,8 @@ user lives under one *shard tag*, ``{n}`` with ``n = crc32(user_id) % shards`` (
 store was created with another count), so that each script touches keys of one Redis Cluster slot:
 
 - ``{prefix}{n}:s:{sid}``: hash, one session (``revoked`` is ``"0"``/``"1"``), until the session expires;
-- ``{prefix}{n}:u:{user_id}``: sorted set of the user's sids scored by ``created`` (listing), pruned of dead
-  ones;
+- ``{prefix}{n}:u:{user_id}``: sorted set of the user's sids scored by ``created`` (listing, and the per-user
+  session cap of ``create_session``), pruned of dead ones by listing and by each creation at the cap;
 - ``{prefix}{n}:f:{family}``: set of the sids of one refresh family in that shard (reuse detection revokes
   all of them);
 - ``{prefix}{n}:e:{user_id}``: the user's epoch (a decimal string), with **no** TTL: it must never vanish
@@ -109,6 +109,7 @@ from jwtkit.store._policy import (
     epoch_unavailable,
     parse_epoch,
     require_valid_epoch,
+    require_valid_max_sessions,
     unreadable_epoch,
 )
 
@@ -249,9 +250,17 @@ return 0
 """
 
 # ARGV[4..]: sid, user_id, created, last_used, expires, family, refresh_jti, user_agent, ip, revoked, ttl_ms,
-# epoch. A session that is dead at birth (created revoked, or carrying an epoch its user has left: a login
-# that read the epoch before a concurrent revoke_all) is published as revoked too, so no mirror accepts the
-# token its login hands out.
+# epoch, max_sessions ('' for no cap). A session that is dead at birth (created revoked, or carrying an epoch
+# its user has left: a login that read the epoch before a concurrent revoke_all) is published as revoked too,
+# so no mirror accepts the token its login hands out. Returns the evicted sids, oldest first.
+#
+# The cap is _policy.evicted: once the user's index holds more sids than the cap (so only at the cap: below
+# it, the new session and every other one fit), every sid in it is read, oldest created first (the index's
+# order: by score, then by sid), the ones that are gone or dead for good pruned as _LIST prunes them, and
+# the oldest active others revoked as _REVOKE revokes (mark_revoked: a feed entry each) and removed from the
+# index, until cap - 1 are left beside the new session (cap when it is dead at birth). One script: atomic
+# with the creation, so logins racing on several nodes never leave more than the cap alive, and the index
+# stays bounded by the cap plus the revocations since the user's last login or listing.
 _CREATE = _PRELUDE + """
 local sid, user_id, family, ttl = ARGV[4], ARGV[5], ARGV[9], tonumber(ARGV[14])
 local skey = S .. 's:' .. sid
@@ -266,8 +275,33 @@ extend(ukey, ttl)
 local fkey = S .. 'f:' .. family
 redis.call('SADD', fkey, sid)
 extend(fkey, ttl)
-if load(sid) ~= 'active' and NOW < tonumber(ARGV[8]) then publish('session', sid) end
-return 1
+local new_is_active = load(sid) == 'active'
+if not new_is_active and NOW < tonumber(ARGV[8]) then publish('session', sid) end
+local cap = tonumber(ARGV[16])
+local evicted = {}
+if not cap or redis.call('ZCARD', ukey) <= cap then return evicted end
+local keep = cap
+if new_is_active then keep = cap - 1 end
+local live = {}
+for _, other in ipairs(redis.call('ZRANGE', ukey, 0, -1)) do
+  if other ~= sid then
+    local state, f, unreadable = load(other)
+    if state == 'active' and f[1] == user_id then
+      table.insert(live, other)
+    elseif state == 'missing' or (state == 'inactive' and f[1] ~= user_id) then
+      redis.call('ZREM', ukey, other)
+    elseif state == 'inactive' and not unreadable then
+      if f[4] == '0' then redis.call('HSET', S .. 's:' .. other, 'revoked', '1') end
+      redis.call('ZREM', ukey, other)
+    end
+  end
+end
+for i = 1, #live - keep do
+  mark_revoked(live[i])
+  redis.call('ZREM', ukey, live[i])
+  table.insert(evicted, live[i])
+end
+return evicted
 """
 
 # ARGV[4] = sid. Returns {fields...} flat, then the raw epoch of its user (false = none; 'corrupt').
@@ -1167,8 +1201,9 @@ class RedisStore(BaseStore):
 
     # sessions ---------------------------------------------------------------------------------------
 
-    async def create_session(self, session: Session) -> None:
+    async def create_session(self, session: Session, *, max_sessions: int | None = None) -> list[str]:
         require_valid_epoch(session)
+        require_valid_max_sessions(max_sessions)
         client = self._connected()
         shard = self._user_shard(session.user_id)
         ttl = _ms(session.expires - self._clock())
@@ -1184,11 +1219,13 @@ class RedisStore(BaseStore):
         moved_from = self._parse_shard(previous)
         if moved_from is not None and moved_from != shard:  # a sid given again, to another user
             await self._run(client.delete(f"{self._base(moved_from)}s:{session.sid}"))
-        await self._shard_script("create", shard, session.sid, session.user_id, repr(float(session.created)),
-                                 repr(float(session.last_used)), repr(float(session.expires)), session.family,
-                                 session.refresh_jti, session.user_agent, session.ip,
-                                 "1" if session.revoked else "0", ttl, str(session.epoch))
+        gone = await self._shard_script(
+            "create", shard, session.sid, session.user_id, repr(float(session.created)),
+            repr(float(session.last_used)), repr(float(session.expires)), session.family, session.refresh_jti,
+            session.user_agent, session.ip, "1" if session.revoked else "0", ttl, str(session.epoch),
+            "" if max_sessions is None else str(max_sessions))
         self._remember(session.sid, shard)
+        return [str(sid) for sid in gone]
 
     async def get_session(self, sid: str) -> Session | None:
         shard = await self._sid_shard(sid)

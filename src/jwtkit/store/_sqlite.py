@@ -44,9 +44,11 @@ from jwtkit.store._policy import (
     active,
     as_read,
     epoch_unavailable,
+    evicted,
     is_active,
     repaired_epoch,
     require_valid_epoch,
+    require_valid_max_sessions,
     rotation_outcome,
     unreadable_epoch,
     valid_epoch,
@@ -423,15 +425,35 @@ class SQLiteStore(BaseStore):
 
     # sessions ---------------------------------------------------------------------------------------
 
-    async def create_session(self, session: Session) -> None:
+    async def create_session(self, session: Session, *, max_sessions: int | None = None) -> list[str]:
         require_valid_epoch(session)
+        require_valid_max_sessions(max_sessions)
         values = (_bind(session.sid), _bind(session.user_id), float(session.created),
                   float(session.last_used), float(session.expires), _bind(session.family),
                   _bind(session.refresh_jti), _bind(session.user_agent), _bind(session.ip),
                   int(session.revoked), session.epoch)
-        await self._write(lambda conn: conn.execute(
-            "INSERT OR REPLACE INTO sessions (sid, user_id, created, last_used, expires, family, "
-            "refresh_jti, user_agent, ip, revoked, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values))
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            conn.execute("INSERT OR REPLACE INTO sessions (sid, user_id, created, last_used, expires, "
+                         "family, refresh_jti, user_agent, ip, revoked, epoch) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            if max_sessions is None:
+                return []
+            # Inside the writer's BEGIN IMMEDIATE: no other thread or process creates or revokes a session
+            # between this read and the eviction, so concurrent logins never leave more than the cap alive.
+            now = self._clock()
+            others: list[tuple[float, str]] = []
+            new_is_active = False
+            for session_now, epoch in self._user_sessions(conn, session.user_id, now):
+                if session_now.sid == session.sid:
+                    new_is_active = is_active(session_now, None, epoch, now)
+                elif is_active(session_now, session.user_id, epoch, now):
+                    others.append((session_now.created, session_now.sid))
+            gone = evicted(others, max_sessions, new_is_active)
+            conn.executemany("UPDATE sessions SET revoked = 1 WHERE sid = ?", [(_bind(sid),) for sid in gone])
+            return gone
+
+        return await self._write(work)
 
     async def get_session(self, sid: str) -> Session | None:
         session, epoch = await self._read(lambda conn: self._load(conn, sid))
@@ -514,25 +536,31 @@ class SQLiteStore(BaseStore):
 
         return await self._write(work)
 
+    @staticmethod
+    def _user_sessions(conn: sqlite3.Connection, user_id: str, now: float) -> list[tuple[Session, float]]:
+        """The user's sessions that are neither revoked nor expired, newest first, each with the user's
+        current epoch; corrupt rows are logged and left out."""
+        rows = conn.execute(f"{_WITH_EPOCH} WHERE s.user_id = ? AND s.revoked = 0 "
+                            "AND s.expires > ? ORDER BY s.created DESC", (_bind(user_id), now)).fetchall()
+        epoch = UNREADABLE_EPOCH
+        if rows:  # one joined epochs row for all of them: read (and, if unreadable, log) it once
+            epoch = _user_epoch(rows[0][-1], user_id)
+        found = []
+        for row in rows:
+            try:
+                session, _ = _decode(row)
+            except _Corrupt as exc:
+                corrupt_session(str(row[0]), exc)
+                continue
+            found.append((session, epoch))
+        return found
+
     async def list_sessions(self, user_id: str) -> list[Session]:
         now = self._clock()
 
         def work(conn: sqlite3.Connection) -> list[Session]:
-            found = []
-            rows = conn.execute(f"{_WITH_EPOCH} WHERE s.user_id = ? AND s.revoked = 0 "
-                                "AND s.expires > ? ORDER BY s.created DESC", (_bind(user_id), now)).fetchall()
-            epoch = UNREADABLE_EPOCH
-            if rows:  # one joined epochs row for all of them: read (and, if unreadable, log) it once
-                epoch = _user_epoch(rows[0][-1], user_id)
-            for row in rows:
-                try:
-                    session, _ = _decode(row)
-                except _Corrupt as exc:
-                    corrupt_session(str(row[0]), exc)
-                    continue
-                if is_active(session, user_id, epoch, now):
-                    found.append(session)
-            return found
+            return [session for session, epoch in self._user_sessions(conn, user_id, now)
+                    if is_active(session, user_id, epoch, now)]
 
         return await self._read(work)
 
