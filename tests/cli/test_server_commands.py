@@ -75,6 +75,9 @@ def test_user_add_list_disable(jwtkit: Runner, tmp_path: Path) -> None:
     assert_one_line_error(
         jwtkit("user", "add", "alice", "--password-stdin", stdin=PASSWORD), 4, "username_taken"
     )
+    look_alike = jwtkit("user", "add", "\u0430lice", "--password-stdin", stdin=PASSWORD)  # Cyrillic а
+    assert_one_line_error(look_alike, 4, "username_taken")
+    assert "looks like one that is taken" in look_alike.stderr
     assert_one_line_error(
         jwtkit("user", "add", "carol", "--password-stdin", stdin="password\n"), 4, "weak_password"
     )

@@ -311,7 +311,7 @@ async def test_postgres_users_with_roles_two_nodes_and_one_schema(postgres_url: 
         assert stored is not None and stored.roles == ("admin", "editor")
         conn = await asyncpg_connect(postgres_url)
         try:
-            assert await conn.fetch("SELECT name, version FROM jwtkit_users_schema") == [("users", 1)]
+            assert await conn.fetch("SELECT name, version FROM jwtkit_users_schema") == [("users", 2)]
         finally:
             await conn.close()
     finally:

@@ -163,7 +163,7 @@ async def test_a_users_table_from_before_roles_is_migrated_on_open(tmp_path: Pat
         assert user is not None and user.username == "alice" and user.roles == ()
         await repo.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM users_schema WHERE name = 'users'").fetchone() == (1,)
+        assert conn.execute("SELECT version FROM users_schema WHERE name = 'users'").fetchone() == (2,)
         conn.execute("UPDATE users_schema SET version = 99")
     conn.close()
     newer = SQLiteUserRepository(path)

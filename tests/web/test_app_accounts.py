@@ -27,6 +27,24 @@ async def test_register_201_then_409_for_the_same_name(server: Server) -> None:
     assert (await client.post("/auth", json={"username": "dora", "password": PASSWORD})).status_code == 200
 
 
+async def test_register_a_look_alike_of_a_taken_name_is_409_with_the_reason(server: Server) -> None:
+    client = server.json_client()
+    created = await client.post("/register", json={"username": "dora", "password": PASSWORD})
+    assert created.status_code == 201
+    for spelling in ("d\u043era", "D\u041eRA"):  # Cyrillic о, small and capital
+        look_alike = await client.post("/register", json={"username": spelling, "password": PASSWORD})
+        assert look_alike.status_code == 409
+        assert look_alike.json() == {
+            "error": "username_taken",
+            "error_description": "this username looks like one that is taken; choose another"}
+    browser = server.browser()
+    csrf = csrf_of((await browser.get("/register")).text)
+    page = await browser.post("/register", data={"username": "d\u043era", "password": PASSWORD,
+                                                 "csrf_token": csrf})
+    assert page.status_code == 409
+    assert "looks like one that is taken" in page.text
+
+
 async def test_register_weak_password_is_400_with_the_reason(server: Server) -> None:
     client = server.json_client()
     short = await client.post("/register", json={"username": "erin", "password": "short"})

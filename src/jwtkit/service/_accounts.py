@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from jwtkit.service._confusables import skeleton
 from jwtkit.service._errors import InvalidEmail, InvalidUsername, UsernameTaken, UserNotFound
 from jwtkit.store._base import StoreUnavailable
 from jwtkit.store._common import enter_wal
@@ -35,7 +37,9 @@ MIN_USERNAME_LENGTH = 3
 MAX_USERNAME_LENGTH = 64
 MAX_EMAIL_LENGTH = 254  # RFC 5321 §4.5.3.1.3 path limit less the angle brackets
 _USERNAME_PUNCTUATION = frozenset("._-")
+LOOK_ALIKE = "this username looks like one that is taken; choose another"
 _T = TypeVar("_T")
+logger = logging.getLogger("jwtkit.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +164,18 @@ class UserRepository(Protocol):
         """Release them. Idempotent."""
 
     async def add(self, user: User) -> None:
-        """Insert a new user. Raises UsernameTaken when the username exists."""
+        """Insert a new user. Raises UsernameTaken when the username exists, or a name confusable with it
+        (the same skeleton: message :data:`LOOK_ALIKE`)."""
 
     async def get(self, user_id: str) -> User | None:
         """The user with this id, or None."""
 
     async def get_by_username(self, username: str) -> User | None:
         """The user with this (normalised) username, or None."""
+
+    async def find_look_alike(self, username: str) -> User | None:
+        """The user whose name is confusable with this normalised one (the same UTS #39 skeleton, see
+        :func:`~jwtkit.service._confusables.skeleton`), itself included, or None."""
 
     async def find_by_email(self, email: str) -> list[User]:
         """The users with this email address (compared casefolded), oldest first."""
@@ -175,7 +184,8 @@ class UserRepository(Protocol):
         """Every user, oldest first."""
 
     async def update(self, user: User) -> None:
-        """Replace the stored user with the same id. Raises UserNotFound or UsernameTaken."""
+        """Replace the stored user with the same id. Raises UserNotFound, or UsernameTaken for a new
+        username that is taken or confusable with a taken one."""
 
     async def delete(self, user_id: str) -> None:
         """Remove the user with this id; its username is free again. Raises UserNotFound."""
@@ -187,6 +197,7 @@ class MemoryUserRepository:
     def __init__(self) -> None:
         self._by_id: dict[str, User] = {}
         self._by_name: dict[str, str] = {}
+        self._by_skeleton: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"MemoryUserRepository(users={len(self._by_id)})"
@@ -198,18 +209,28 @@ class MemoryUserRepository:
         return None
 
     async def add(self, user: User) -> None:
-        if user.username in self._by_name:
-            raise UsernameTaken()
+        self._check_free(user.username, user.id)
         if user.id in self._by_id:
             raise ValueError("duplicate user id")
         self._by_id[user.id] = user
         self._by_name[user.username] = user.id
+        self._by_skeleton[skeleton(user.username)] = user.id
+
+    def _check_free(self, username: str, user_id: str) -> None:
+        if username in self._by_name:
+            raise UsernameTaken()
+        if self._by_skeleton.get(skeleton(username), user_id) != user_id:
+            raise UsernameTaken(LOOK_ALIKE)
 
     async def get(self, user_id: str) -> User | None:
         return self._by_id.get(user_id)
 
     async def get_by_username(self, username: str) -> User | None:
         user_id = self._by_name.get(username)
+        return None if user_id is None else self._by_id[user_id]
+
+    async def find_look_alike(self, username: str) -> User | None:
+        user_id = self._by_skeleton.get(skeleton(username))
         return None if user_id is None else self._by_id[user_id]
 
     async def find_by_email(self, email: str) -> list[User]:
@@ -224,17 +245,24 @@ class MemoryUserRepository:
         if old is None:
             raise UserNotFound()
         if user.username != old.username:
-            if user.username in self._by_name:
-                raise UsernameTaken()
+            self._check_free(user.username, user.id)
             del self._by_name[old.username]
             self._by_name[user.username] = user.id
+            self._drop_skeleton(old)
+            self._by_skeleton[skeleton(user.username)] = user.id
         self._by_id[user.id] = user
+
+    def _drop_skeleton(self, user: User) -> None:
+        key = skeleton(user.username)
+        if self._by_skeleton.get(key) == user.id:
+            del self._by_skeleton[key]
 
     async def delete(self, user_id: str) -> None:
         user = self._by_id.pop(user_id, None)
         if user is None:
             raise UserNotFound()
         del self._by_name[user.username]
+        self._drop_skeleton(user)
 
 
 def _created(user: User) -> tuple[float, str]:
@@ -251,7 +279,8 @@ CREATE TABLE IF NOT EXISTS users (
     disabled INTEGER NOT NULL,
     created REAL NOT NULL,
     password_hash TEXT NOT NULL,
-    roles TEXT NOT NULL DEFAULT '[]'
+    roles TEXT NOT NULL DEFAULT '[]',
+    skeleton TEXT
 );
 CREATE INDEX IF NOT EXISTS users_email_key ON users (email_key);
 CREATE TABLE IF NOT EXISTS users_schema (
@@ -260,8 +289,9 @@ CREATE TABLE IF NOT EXISTS users_schema (
 );
 """
 # The users table's version, in a table of its own (as the store's; the file is often shared, so not PRAGMA
-# user_version): 1 added roles (a JSON list). Migrations run on open, in order.
-_USERS_SCHEMA = 1
+# user_version): 1 added roles (a JSON list), 2 the UTS #39 skeleton under a unique index (NULL only for the
+# younger of two confusable names that existed before it). Migrations run on open, in order.
+_USERS_SCHEMA = 2
 _SELECT = "SELECT id, username, email, verified, disabled, created, password_hash, roles FROM users"
 
 
@@ -316,8 +346,6 @@ class SQLiteUserRepository:
             with self._lock:
                 try:
                     return work(conn)
-                except sqlite3.IntegrityError:
-                    raise
                 except sqlite3.Error as exc:
                     # Locked, full, corrupt or gone: fail closed, the web layer answers 503.
                     raise StoreUnavailable(f"users database error: {exc}") from exc
@@ -326,23 +354,27 @@ class SQLiteUserRepository:
 
     async def add(self, user: User) -> None:
         def work(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO users (id, username, email, email_key, verified, disabled, created,"
-                " password_hash, roles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (user.id, user.username, user.email, _email_key(user.email), int(user.verified),
-                 int(user.disabled), user.created, user.password_hash, json.dumps(list(user.roles))),
-            )
+            try:
+                conn.execute(
+                    "INSERT INTO users (id, username, email, email_key, verified, disabled, created,"
+                    " password_hash, roles, skeleton) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (user.id, user.username, user.email, _email_key(user.email), int(user.verified),
+                     int(user.disabled), user.created, user.password_hash, json.dumps(list(user.roles)),
+                     skeleton(user.username)),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _taken(exc, conn, user) from exc
 
-        try:
-            await self._run(work)
-        except sqlite3.IntegrityError as exc:
-            raise UsernameTaken() from exc
+        await self._run(work)
 
     async def get(self, user_id: str) -> User | None:
         return await self._one(_SELECT + " WHERE id = ?", (user_id,))
 
     async def get_by_username(self, username: str) -> User | None:
         return await self._one(_SELECT + " WHERE username = ?", (username,))
+
+    async def find_look_alike(self, username: str) -> User | None:
+        return await self._one(_SELECT + " WHERE skeleton = ?", (skeleton(username),))
 
     async def find_by_email(self, email: str) -> list[User]:
         return await self._many(
@@ -354,18 +386,22 @@ class SQLiteUserRepository:
 
     async def update(self, user: User) -> None:
         def work(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "UPDATE users SET username = ?, email = ?, email_key = ?, verified = ?, disabled = ?,"
-                " created = ?, password_hash = ?, roles = ? WHERE id = ?",
-                (user.username, user.email, _email_key(user.email), int(user.verified), int(user.disabled),
-                 user.created, user.password_hash, json.dumps(list(user.roles)), user.id),
-            )
+            # The skeleton changes with the name only: a name migrated without one (see _migrate) keeps
+            # working through password changes. SET expressions read the row as it was.
+            try:
+                cursor = conn.execute(
+                    "UPDATE users SET username = ?, email = ?, email_key = ?, verified = ?, disabled = ?,"
+                    " created = ?, password_hash = ?, roles = ?,"
+                    " skeleton = CASE WHEN username = ? THEN skeleton ELSE ? END WHERE id = ?",
+                    (user.username, user.email, _email_key(user.email), int(user.verified),
+                     int(user.disabled), user.created, user.password_hash, json.dumps(list(user.roles)),
+                     user.username, skeleton(user.username), user.id),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _taken(exc, conn, user) from exc
             return cursor.rowcount
 
-        try:
-            changed = await self._run(work)
-        except sqlite3.IntegrityError as exc:
-            raise UsernameTaken() from exc
+        changed = await self._run(work)
         if changed == 0:
             raise UserNotFound()
 
@@ -399,6 +435,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
             if "roles" not in columns:  # a table from before roles (CREATE TABLE IF NOT EXISTS kept it)
                 conn.execute("ALTER TABLE users ADD COLUMN roles TEXT NOT NULL DEFAULT '[]'")
+        if version < 2:
+            _add_skeletons(conn)
         if version < _USERS_SCHEMA:
             conn.execute("INSERT OR REPLACE INTO users_schema (name, version) VALUES ('users', ?)",
                          (_USERS_SCHEMA,))
@@ -406,6 +444,43 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _add_skeletons(conn: sqlite3.Connection) -> None:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    if "skeleton" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN skeleton TEXT")
+    rows = conn.execute(
+        "SELECT id, username FROM users WHERE skeleton IS NULL ORDER BY created, id").fetchall()
+    taken = {row[0] for row in conn.execute("SELECT skeleton FROM users WHERE skeleton IS NOT NULL")}
+    for user_id, key in _look_alike_holders(rows, taken):
+        conn.execute("UPDATE users SET skeleton = ? WHERE id = ?", (key, user_id))
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS users_skeleton ON users (skeleton) "
+                 "WHERE skeleton IS NOT NULL")
+
+
+def _look_alike_holders(rows: list[tuple[str, str]], taken: set[str]) -> list[tuple[str, str]]:
+    """For accounts made before skeletons were kept (``(id, username)``, oldest first): which get their
+    skeleton. The oldest of confusable names keeps it; the younger keep working but hold none, and are
+    logged, since an operator may want to rename them."""
+    holders = []
+    for user_id, username in rows:
+        key = skeleton(username)
+        if key in taken:
+            logger.warning("user %s has a name confusable with an older account's; it keeps working, but "
+                           "consider renaming it", user_id)
+            continue
+        taken.add(key)
+        holders.append((user_id, key))
+    return holders
+
+
+def _taken(exc: sqlite3.IntegrityError, conn: sqlite3.Connection, user: User) -> UsernameTaken:
+    # SQLite names one violated index, not always the username's when both are: ask which name is taken
+    if "skeleton" not in str(exc):
+        return UsernameTaken()
+    row = conn.execute("SELECT id FROM users WHERE username = ?", (user.username,)).fetchone()
+    return UsernameTaken() if row is not None and row[0] != user.id else UsernameTaken(LOOK_ALIKE)
 
 
 def _roles_of(raw: object) -> tuple[str, ...]:

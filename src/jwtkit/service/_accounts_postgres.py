@@ -9,7 +9,8 @@ table, through asyncpg (the driver the PostgreSQL store chose by measurement, se
   store's URL options, so one URL serves ``JWTKIT_DB`` and ``JWTKIT_STORE``). Every database fault
   (refused, gone, timed out, pool exhausted past the timeout) is :class:`~jwtkit.store.StoreUnavailable`,
   as for the other backends: the web layer answers 503, never 500.
-- Usernames are unique by a constraint, so two nodes registering one name at once get one account and one
+- Usernames are unique by a constraint, and so are their UTS #39 skeletons (a partial unique index), so two
+  nodes registering one name, or two confusable names, at once get one account and one
   :class:`UsernameTaken`.
 """
 
@@ -20,7 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from jwtkit.service._accounts import User, _email_key
+from jwtkit.service._accounts import LOOK_ALIKE, User, _email_key, _look_alike_holders
+from jwtkit.service._confusables import skeleton
 from jwtkit.service._errors import ServiceConfigError, UsernameTaken, UserNotFound
 from jwtkit.store import StoreUnavailable
 
@@ -28,7 +30,7 @@ __all__ = ["PostgresUserRepository", "is_postgres_url"]
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the skeleton column and its unique index (see _accounts._migrate)
 _LOCK = 0x6A77_746B_7573  # "jwtkus": this table's advisory lock, apart from the store's
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jwtkit_users_schema (name text PRIMARY KEY, version integer NOT NULL);
@@ -45,6 +47,8 @@ CREATE TABLE IF NOT EXISTS jwtkit_users (
 );
 CREATE INDEX IF NOT EXISTS jwtkit_users_email_key ON jwtkit_users (email_key);
 """
+_SKELETON_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS jwtkit_users_skeleton ON jwtkit_users (skeleton) "
+                   "WHERE skeleton IS NOT NULL")
 _SELECT = "SELECT id, username, email, verified, disabled, created, password_hash, roles FROM jwtkit_users"
 # the store's options too, so that one URL serves JWTKIT_DB and JWTKIT_STORE (purge_interval is the store's)
 _OPTIONS = ("pool_min", "pool_max", "pool_timeout", "connect_timeout", "command_timeout", "purge_interval")
@@ -125,8 +129,11 @@ class PostgresUserRepository:
                 if version is not None and version > SCHEMA_VERSION:
                     raise ServiceConfigError(f"the users table is at schema {version}, newer than this "
                                              f"jwtkit ({SCHEMA_VERSION}): upgrade jwtkit")
+                if version is None or version < 2:
+                    await _add_skeletons(conn)
                 await conn.execute("INSERT INTO jwtkit_users_schema (name, version) VALUES ('users', $1) "
-                                   "ON CONFLICT (name) DO NOTHING", SCHEMA_VERSION)
+                                   "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version",
+                                   SCHEMA_VERSION)
         except BaseException as exc:
             await pool.close()
             if isinstance(exc, self._faults):
@@ -149,23 +156,37 @@ class PostgresUserRepository:
         try:
             async with pool.acquire(timeout=self._pool_timeout) as conn:
                 return await work(conn)
-        except self._asyncpg.UniqueViolationError:
-            raise UsernameTaken() from None
+        except self._asyncpg.UniqueViolationError as exc:
+            look_alike = getattr(exc, "constraint_name", None) == "jwtkit_users_skeleton"
+            raise (UsernameTaken(LOOK_ALIKE) if look_alike else UsernameTaken()) from None
         except self._faults as exc:
             raise StoreUnavailable(f"users database {self._shown}: {type(exc).__name__}: {exc}") from None
 
     async def add(self, user: User) -> None:
-        await self._run(lambda conn: conn.execute(
+        await self._write(user, lambda conn: conn.execute(
             "INSERT INTO jwtkit_users (id, username, email, verified, disabled, created, password_hash,"
-            " roles, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            " roles, email_key, skeleton) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             user.id, user.username, user.email, user.verified, user.disabled, user.created,
-            user.password_hash, list(user.roles), _email_key(user.email)))
+            user.password_hash, list(user.roles), _email_key(user.email), skeleton(user.username)))
+
+    async def _write(self, user: User, work: Callable[[Any], Awaitable[_T]]) -> _T:
+        try:
+            return await self._run(work)
+        except UsernameTaken as exc:
+            # PostgreSQL names one violated index, not always the username's when both are
+            holder = await self.get_by_username(user.username) if exc.message == LOOK_ALIKE else None
+            if holder is not None and holder.id != user.id:
+                raise UsernameTaken() from None
+            raise
 
     async def get(self, user_id: str) -> User | None:
         return await self._one(_SELECT + " WHERE id = $1", user_id)
 
     async def get_by_username(self, username: str) -> User | None:
         return await self._one(_SELECT + " WHERE username = $1", username)
+
+    async def find_look_alike(self, username: str) -> User | None:
+        return await self._one(_SELECT + " WHERE skeleton = $1", skeleton(username))
 
     async def find_by_email(self, email: str) -> list[User]:
         return await self._many(_SELECT + " WHERE email_key = $1 ORDER BY created, id", _email_key(email))
@@ -174,11 +195,12 @@ class PostgresUserRepository:
         return await self._many(_SELECT + " ORDER BY created, id")
 
     async def update(self, user: User) -> None:
-        status = await self._run(lambda conn: conn.execute(
+        status = await self._write(user, lambda conn: conn.execute(
             "UPDATE jwtkit_users SET username = $2, email = $3, email_key = $4, verified = $5, disabled = $6,"
-            " created = $7, password_hash = $8, roles = $9 WHERE id = $1",
+            " created = $7, password_hash = $8, roles = $9,"
+            " skeleton = CASE WHEN username = $2 THEN skeleton ELSE $10 END WHERE id = $1",
             user.id, user.username, user.email, _email_key(user.email), user.verified, user.disabled,
-            user.created, user.password_hash, list(user.roles)))
+            user.created, user.password_hash, list(user.roles), skeleton(user.username)))
         if status == "UPDATE 0":
             raise UserNotFound()
 
@@ -194,6 +216,18 @@ class PostgresUserRepository:
     async def _many(self, sql: str, *args: object) -> list[User]:
         rows = await self._run(lambda conn: conn.fetch(sql, *args))
         return [_user(row) for row in rows]
+
+
+async def _add_skeletons(conn: Any) -> None:
+    await conn.execute("ALTER TABLE jwtkit_users ADD COLUMN IF NOT EXISTS skeleton text")
+    rows = await conn.fetch(
+        "SELECT id, username FROM jwtkit_users WHERE skeleton IS NULL ORDER BY created, id")
+    taken = {row["skeleton"] for row in await conn.fetch(
+        "SELECT skeleton FROM jwtkit_users WHERE skeleton IS NOT NULL")}
+    holders = _look_alike_holders([(row["id"], row["username"]) for row in rows], taken)
+    if holders:
+        await conn.executemany("UPDATE jwtkit_users SET skeleton = $2 WHERE id = $1", holders)
+    await conn.execute(_SKELETON_INDEX)
 
 
 def _user(row: Any) -> User:

@@ -18,7 +18,14 @@ from argon2 import PasswordHasher
 
 from jwtkit import encode
 from jwtkit.service._access import ACCESS_CLAIMS, AccessPolicy, Principal, Validator, _kid_of, decode_token
-from jwtkit.service._accounts import User, UserRepository, normalize_email, normalize_role, normalize_username
+from jwtkit.service._accounts import (
+    LOOK_ALIKE,
+    User,
+    UserRepository,
+    normalize_email,
+    normalize_role,
+    normalize_username,
+)
 from jwtkit.service._claims import ClaimsHook, app_claims
 from jwtkit.service._config import AuthConfig
 from jwtkit.service._errors import (
@@ -261,7 +268,8 @@ class AuthService:
 
         Raises:
             Throttled (``throttled``), InvalidUsername (``invalid_username``), WeakPassword
-            (``weak_password``), InvalidEmail (``invalid_email``), UsernameTaken (``username_taken``).
+            (``weak_password``), InvalidEmail (``invalid_email``), UsernameTaken (``username_taken``: the
+            name, or a look-alike of it by UTS #39, is taken).
         """
         await self.limits.spend("register", "ip", ip)
         name = normalize_username(username)
@@ -269,8 +277,11 @@ class AuthService:
         address: str | None = None
         if email is not None and (not isinstance(email, str) or email.strip()):  # blank: no address
             address = normalize_email(email)
+        # before the slow hash; the insert below still enforces both
         if await self.users.get_by_username(name) is not None:
-            raise UsernameTaken()  # before the slow hash; the insert below still enforces it
+            raise UsernameTaken()
+        if await self.users.find_look_alike(name) is not None:
+            raise UsernameTaken(LOOK_ALIKE)
         user = User(id=new_id(), username=name, email=address, verified=verified, disabled=False,
                     created=self.clock(), password_hash=await self.hasher.hash(password))
         await self.users.add(user)
