@@ -6,7 +6,6 @@ trimming, a replaced database, and a server killed or frozen under a waiting rea
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -28,7 +27,7 @@ from jwtkit.store import (
 )
 from processes import PostgresCluster
 
-from .support import FakeClock, new_session
+from .support import FakeClock, assert_feed_wakes_promptly, new_session
 
 pytestmark = pytest.mark.postgresql
 
@@ -224,20 +223,8 @@ async def test_feed_latency(nodes: tuple[Any, Any], raw: Any) -> None:
     machine's loopback, writer and reader in one process: printed for docs/stores.md, bounded loosely so that
     a slow machine passes."""
     writer, reader = nodes
-    _, cursor = await reader.feed_load()
-    samples = []
-    for index in range(200):
-        read = await waiting_read(raw, reader, cursor, wait=5)
-        started = time.perf_counter()
-        await writer.revoke_all(f"user-{index}")
-        entries, cursor = await read
-        samples.append(time.perf_counter() - started)
-        assert len(entries) == 1
-    samples.sort()
-    p50, p99 = samples[len(samples) // 2], samples[math.ceil(len(samples) * 0.99) - 1]
-    print(f"\npostgresql feed: revoke -> feed_read returned: p50 {p50 * 1000:.2f} ms, "
-          f"p99 {p99 * 1000:.2f} ms")
-    assert p99 < 0.5
+    await assert_feed_wakes_promptly("postgresql feed", writer, reader,
+                                     lambda cursor: waiting_read(raw, reader, cursor, wait=5))
 
 
 async def test_an_uncommitted_lower_id_is_never_skipped(nodes: tuple[Any, Any], raw: Any, postgres_url: str,

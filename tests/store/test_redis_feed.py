@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import signal
 import time
@@ -33,7 +32,7 @@ from jwtkit.store import (
 )
 from jwtkit.store._redis import RedisStore, shard_of
 
-from .support import FakeClock, new_session
+from .support import FakeClock, assert_feed_wakes_promptly, new_session
 
 pytestmark = pytest.mark.redis
 
@@ -447,17 +446,10 @@ async def test_feed_latency(nodes: tuple[RedisStore, RedisStore], raw_client: ai
     """How long a waiting reader takes to return after a revocation is acknowledged (p50, p99 over 200), on
     this machine's loopback: printed for docs/stores.md, bounded loosely so that a slow machine passes."""
     writer, reader = nodes
-    _, cursor = await reader.feed_load()
-    samples = []
-    for index in range(200):
+
+    async def start_read(cursor: Any) -> Awaitable[Any]:
         read = asyncio.create_task(reader.feed_read(cursor, wait=5))
         await eventually(lambda: _blocked(raw_client, 1))
-        started = time.perf_counter()
-        await writer.revoke_all(f"user-{index}")
-        entries, cursor = await read
-        samples.append(time.perf_counter() - started)
-        assert len(entries) == 1
-    samples.sort()
-    p50, p99 = samples[len(samples) // 2], samples[math.ceil(len(samples) * 0.99) - 1]
-    print(f"\nredis feed: revoke -> feed_read returned: p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms")
-    assert p99 < 0.5
+        return read
+
+    await assert_feed_wakes_promptly("redis feed", writer, reader, start_read)

@@ -638,7 +638,7 @@ def keys_rotate(
     """Add a new signing key, published before it signs; older keys keep verifying until their tokens have
     expired. Running servers follow the key file, or the ring in a shared store: no restart."""
     out.use_json(json_output)
-    from jwtkit.service._keyring import CHECK_EVERY, PUBLISH_AHEAD, KeyRing
+    from jwtkit.service._keyring import PUBLISH_AHEAD, KeyRing
 
     check_alg(alg)
     if now and activate_in is not None:
@@ -659,30 +659,13 @@ def keys_rotate(
     starts = when if new.active_from is None else new.active_from
     before = KeyRing.load(path, now=starts - 0.001).active.kid  # the key that signs until then
     previous = next((info for info in listed if info.kid == before and info is not new), None)
-    if out.json:
-        out.emit_json({
-            "kid": active.kid, "alg": active.alg, "file": str(settings.key_path), "jwks": ring.jwks(),
-            "active_from": starts, "seen_within": CHECK_EVERY,
-            "previous": None if previous is None else {"kid": previous.kid,
-                                                        "verify_until": previous.verify_until},
-        })
-        return
-    lines = [f"new key {active.kid} ({active.alg}) in {settings.key_path}"]
-    if starts <= when:
-        lines.append(f"it signs now: running servers use it within {CHECK_EVERY:g} s")
-    else:
-        lines.append(f"published now: running servers verify it (and list it in /.well-known/jwks.json when "
-                     f"it is a public key) within {CHECK_EVERY:g} s")
-        lines.append(f"it signs from {_when(starts)} (in {starts - when:.0f} s): running servers use it from "
-                     "then on, without a restart")
-    if previous is not None and previous.verify_until is not None:
-        lines.append(f"the key it succeeds, {previous.kid}, verifies until {_when(previous.verify_until)}")
-    sys.stdout.write(terminal_safe("\n".join(lines)) + "\n")
+    place = str(settings.key_path)
+    _report_rotation(ring, {"file": place}, f"in {place}", starts, when, previous)
 
 
 def _rotate_in_store(settings: Settings, alg: str | None, activate_in: float | None, now: bool,
                      retire_after: float | None) -> None:
-    from jwtkit.service._keyring import CHECK_EVERY, PUBLISH_AHEAD
+    from jwtkit.service._keyring import PUBLISH_AHEAD
     from jwtkit.service._keyring_store import list_stored_keys, rotate_stored_ring
 
     retire = float(settings.config.refresh_ttl) if retire_after is None else retire_after
@@ -702,15 +685,25 @@ def _rotate_in_store(settings: Settings, alg: str | None, activate_in: float | N
     if previous is None and starts <= when:
         previous = next((info for info in listed if info.retired_at == starts and info is not new), None)
     where = settings.store_url
+    _report_rotation(ring, {"store": where}, f"in the key ring of {where}", starts, when, previous)
+
+
+def _report_rotation(ring: Any, place: dict[str, str], where: str, starts: float, when: float,
+                     previous: Any) -> None:
+    """What ``keys rotate`` says about the new key (``ring.active``), for a key file and a store's ring alike:
+    when it signs, and until when the key it succeeds still verifies."""
+    from jwtkit.service._keyring import CHECK_EVERY
+
+    active = ring.active
     if out.json:
         out.emit_json({
-            "kid": active.kid, "alg": active.alg, "store": where, "jwks": ring.jwks(),
+            "kid": active.kid, "alg": active.alg, **place, "jwks": ring.jwks(),
             "active_from": starts, "seen_within": CHECK_EVERY,
             "previous": None if previous is None else {"kid": previous.kid,
                                                         "verify_until": previous.verify_until},
         })
         return
-    lines = [f"new key {active.kid} ({active.alg}) in the key ring of {where}"]
+    lines = [f"new key {active.kid} ({active.alg}) {where}"]
     if starts <= when:
         lines.append(f"it signs now: running servers use it within {CHECK_EVERY:g} s")
     else:

@@ -71,7 +71,7 @@ import contextlib
 import hashlib
 import math
 import secrets
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -313,6 +313,18 @@ def _user_epoch(value: int | None, user_id: str) -> float:
     return unreadable_epoch(user_id, f"epoch column holds {value!r}")
 
 
+def _readable(rows: list[Any]) -> Iterator[tuple[Session, Any]]:
+    """The sessions of ``_WITH_EPOCH`` rows, each with its row; a corrupt one is logged and left out (a
+    listing shows no session it cannot read, and the cap counts none)."""
+    for row in rows:
+        try:
+            session = _decode(row)
+        except _Corrupt as exc:
+            corrupt_session(repr(row[0]), exc)
+            continue
+        yield session, row
+
+
 def _decode(row: Any) -> Session:
     try:
         sid, user_id, created, last_used, expires, family, refresh_jti, user_agent, ip, revoked, epoch = \
@@ -530,12 +542,7 @@ class PostgresStore(BaseStore):
                                           "AND s.expires > $2", user, float(now))
             others: list[tuple[float, str]] = []
             new_is_active = False
-            for row in rows:
-                try:
-                    stored = _decode(row)
-                except _Corrupt as exc:
-                    corrupt_session(repr(row[0]), exc)
-                    continue
+            for stored, row in _readable(rows):
                 epoch = _user_epoch(row[11], stored.user_id)
                 if stored.sid == session.sid:
                     new_is_active = is_active(stored, None, epoch, now)
@@ -640,16 +647,7 @@ class PostgresStore(BaseStore):
         epoch = UNREADABLE_EPOCH
         if rows:  # one joined epoch for all of them: read (and, if unreadable, log) it once
             epoch = _user_epoch(rows[0][11], user_id)
-        found = []
-        for row in rows:
-            try:
-                session = _decode(row)
-            except _Corrupt as exc:
-                corrupt_session(repr(row[0]), exc)
-                continue
-            if is_active(session, user_id, epoch, now):
-                found.append(session)
-        return found
+        return [session for session, _ in _readable(rows) if is_active(session, user_id, epoch, now)]
 
     async def rotate_refresh(self, sid: str, presented_jti: str, new_jti: str, *,
                              concurrent: Collection[str] = ()) -> Rotation:

@@ -208,6 +208,20 @@ local function mark_revoked(sid)
   publish('session', sid)
   redis.call('HSET', S .. 's:' .. sid, 'revoked', '1')
 end
+-- One sid of the user's index ukey: true when it is this user's active session. Otherwise it leaves the
+-- index when it is gone, another user's, or dead for good (marked revoked first if it was not); one whose
+-- user's epoch is unreadable stays until that record can be read. Second result: the epoch was unreadable.
+local function live_or_pruned(ukey, user_id, sid)
+  local state, f, unreadable = load(sid)
+  if state == 'active' and f[1] == user_id then return true, unreadable end
+  if state == 'missing' or (state == 'inactive' and f[1] ~= user_id) then
+    redis.call('ZREM', ukey, sid)
+  elseif state == 'inactive' and not unreadable then
+    if f[4] == '0' then redis.call('HSET', S .. 's:' .. sid, 'revoked', '1') end
+    redis.call('ZREM', ukey, sid)
+  end
+  return false, unreadable
+end
 local function revoke_family(family)
   local fkey = S .. 'f:' .. family
   local members = redis.pcall('SMEMBERS', fkey)
@@ -256,11 +270,11 @@ return 0
 #
 # The cap is _policy.evicted: once the user's index holds more sids than the cap (so only at the cap: below
 # it, the new session and every other one fit), every sid in it is read, oldest created first (the index's
-# order: by score, then by sid), the ones that are gone or dead for good pruned as _LIST prunes them, and
-# the oldest active others revoked as _REVOKE revokes (mark_revoked: a feed entry each) and removed from the
-# index, until cap - 1 are left beside the new session (cap when it is dead at birth). One script: atomic
-# with the creation, so logins racing on several nodes never leave more than the cap alive, and the index
-# stays bounded by the cap plus the revocations since the user's last login or listing.
+# order: by score, then by sid), the ones that are gone or dead for good pruned (live_or_pruned, as in
+# _LIST), and the oldest active others revoked as _REVOKE revokes (mark_revoked: a feed entry each) and
+# removed from the index, until cap - 1 are left beside the new session (cap when it is dead at birth). One
+# script: atomic with the creation, so logins racing on several nodes never leave more than the cap alive,
+# and the index stays bounded by the cap plus the revocations since the user's last login or listing.
 _CREATE = _PRELUDE + """
 local sid, user_id, family, ttl = ARGV[4], ARGV[5], ARGV[9], tonumber(ARGV[14])
 local skey = S .. 's:' .. sid
@@ -284,17 +298,7 @@ local keep = cap
 if new_is_active then keep = cap - 1 end
 local live = {}
 for _, other in ipairs(redis.call('ZRANGE', ukey, 0, -1)) do
-  if other ~= sid then
-    local state, f, unreadable = load(other)
-    if state == 'active' and f[1] == user_id then
-      table.insert(live, other)
-    elseif state == 'missing' or (state == 'inactive' and f[1] ~= user_id) then
-      redis.call('ZREM', ukey, other)
-    elseif state == 'inactive' and not unreadable then
-      if f[4] == '0' then redis.call('HSET', S .. 's:' .. other, 'revoked', '1') end
-      redis.call('ZREM', ukey, other)
-    end
-  end
+  if other ~= sid and live_or_pruned(ukey, user_id, other) then table.insert(live, other) end
 end
 for i = 1, #live - keep do
   mark_revoked(live[i])
@@ -383,16 +387,11 @@ local sids = redis.pcall('ZREVRANGE', ukey, 0, -1)
 if sids.err then return {'ok'} end
 local out = {'ok'}
 for _, sid in ipairs(sids) do
-  local state, f, unreadable = load(sid)
+  local live, unreadable = live_or_pruned(ukey, user_id, sid)
   if unreadable then out[1] = 'unreadable-epoch' end
-  if state == 'active' and f[1] == user_id then
+  if live then
     table.insert(out, sid)
     table.insert(out, redis.call('HGETALL', S .. 's:' .. sid))
-  elseif state == 'missing' or (state == 'inactive' and f[1] ~= user_id) then
-    redis.call('ZREM', ukey, sid)
-  elseif state == 'inactive' and not unreadable then
-    if f[4] == '0' then redis.call('HSET', S .. 's:' .. sid, 'revoked', '1') end
-    redis.call('ZREM', ukey, sid)
   end
 end
 return out
