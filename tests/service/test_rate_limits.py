@@ -63,6 +63,25 @@ async def test_verification_mails_per_account(make_service: ServiceFactory, mail
         assert len(mailer.sent) == limit
 
 
+async def test_verification_mails_per_address_across_accounts(make_service: ServiceFactory,
+                                                              mailer: MemoryMailer) -> None:
+    service = make_service(allow_unverified_login=True)
+    async with service:
+        limit, _ = RATE_LIMITS[("verify", "ip")]
+        per_account, _ = RATE_LIMITS[("verify", "account")]
+        users = [await service.register(f"user{n}", PASSWORD, email=f"user{n}@example.org")
+                 for n in range(limit // per_account + 1)]
+        sent = 0
+        with pytest.raises(Throttled):
+            for user in users:
+                for _ in range(per_account):
+                    await service.send_verification(user.id, ip="203.0.113.7")
+                    sent += 1
+        assert sent == limit == len(mailer.sent)
+        await service.send_verification(users[-1].id, ip="198.51.100.1")  # another address is not refused
+        assert len(mailer.sent) == limit + 1
+
+
 async def test_the_limits_hold_across_nodes(make_service: ServiceFactory, backend: str) -> None:
     if backend == "memory":
         pytest.skip("two memory stores share nothing; the SQLite file is shared")

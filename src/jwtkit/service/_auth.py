@@ -618,9 +618,10 @@ class AuthService:
                   "exp": int(now + ttl), "purpose": purpose, **extra}
         return encode(claims, self.keys.active, typ=typ)
 
-    async def send_verification(self, user_id: str) -> None:
-        """Mail a ``{base_url}/verify?token=…`` link (valid 24 h, usable once), at most 3 an hour per account.
-        Does nothing when the address is already verified.
+    async def send_verification(self, user_id: str, *, ip: str = "") -> None:
+        """Mail a ``{base_url}/verify?token=…`` link (valid 24 h, usable once), at most 3 an hour per account
+        and 20 per client address ``ip`` ("", the registration's own mail or an admin's command: not
+        counted). Does nothing when the address is already verified.
 
         Raises:
             UserNotFound (``user_not_found``), InvalidEmail (``invalid_email``): the account has no address;
@@ -631,6 +632,7 @@ class AuthService:
             raise InvalidEmail("this account has no email address")
         if user.verified:
             return
+        await self.limits.spend("verify", "ip", ip)
         await self.limits.spend("verify", "account", user.id)
         token = self._single_use(VERIFY_EMAIL_TYP, PURPOSE_VERIFY_EMAIL, self.config.verify_ttl, user,
                                  {"emh": email_binding(user.email)})

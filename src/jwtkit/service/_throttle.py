@@ -36,6 +36,7 @@ RATE_LIMITS: dict[tuple[str, str], tuple[int, float]] = {
     ("forgot", "ip"): (20, 3600.0),
     ("forgot", "target"): (3, 3600.0),  # each sends a mail to that account
     ("verify", "account"): (3, 3600.0),  # each sends a mail
+    ("verify", "ip"): (20, 3600.0),  # one address signed in to many accounts
 }
 
 
@@ -64,7 +65,8 @@ def _key(kind: str, value: str, scope: str = "login") -> str:
 class RateLimits:
     """Requests counted per action and subject in the store (so the limits hold across nodes), refused past
     :data:`RATE_LIMITS`: registrations per client address, reset mails per address and per target, and
-    verification mails per account. Unlike the login throttle, every request counts, not only failures."""
+    verification mails per account and per address. Unlike the login throttle, every request counts, not
+    only failures."""
 
     def __init__(self, store: Store) -> None:
         self.store = store

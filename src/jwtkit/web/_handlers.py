@@ -320,7 +320,7 @@ class Handlers:
         if user is None or not user.email:
             raise HTTPError("no_email", "This account has no email address to verify")
         if not user.verified:
-            await self.service.send_verification(user.id)
+            await self.service.send_verification(user.id, ip=_client_ip(request))
         if wants_json(request):
             return json_ok({"status": "sent" if not user.verified else "already_verified"}, status=202)
         return RedirectResponse("/private?notice=verification-sent", status_code=303)
