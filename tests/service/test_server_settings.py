@@ -186,6 +186,9 @@ EXACT: list[tuple[str, str, Any, str, object]] = [
     ("JWTKIT_MIRROR_MAX_LAG", "0.5", _config, "mirror_max_lag", 0.5),
     ("JWTKIT_MAX_SESSIONS", "1", _config, "max_sessions_per_user", 1),
     ("JWTKIT_MAX_SESSIONS", " 1000 ", _config, "max_sessions_per_user", 1000),
+    ("JWTKIT_REQUIRE_DPOP", "true", _config, "require_dpop", True),
+    ("JWTKIT_REQUIRE_DPOP", "0", _config, "require_dpop", False),
+    ("JWTKIT_DPOP_NONCE_SECRET", "cd" * 32, _service, "dpop_nonce_secret", b"\xcd" * 32),
 ]
 
 
@@ -259,6 +262,7 @@ def _flat(server: ServerSettings) -> dict[str, object]:
     ("JWTKIT_REVOCATION_MIRROR", "yes", "JWTKIT_REVOCATION_MIRROR must be one of auto, on, off, not 'yes'"),
     ("JWTKIT_MIRROR_MAX_LAG", "0", "JWTKIT_MIRROR_MAX_LAG must be a number above 0 and at most 60"),
     ("JWTKIT_MAX_SESSIONS", "0", "JWTKIT_MAX_SESSIONS must be an integer between 1 and 1000, not 0"),
+    ("JWTKIT_DPOP_NONCE_SECRET", "ab" * 16, "JWTKIT_DPOP_NONCE_SECRET must be 32 bytes in hex or base64url"),
     ("JWTKIT_MAX_SESSIONS", "1001", "JWTKIT_MAX_SESSIONS must be an integer between 1 and 1000, not 1001"),
     ("JWTKIT_MAX_SESSIONS", "-1", "JWTKIT_MAX_SESSIONS must be an integer between 1 and 1000, not -1"),
     ("JWTKIT_MAX_SESSIONS", "none", "JWTKIT_MAX_SESSIONS must be an integer, not 'none'"),

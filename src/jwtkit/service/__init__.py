@@ -17,10 +17,19 @@ from typing import TYPE_CHECKING, Any
 # use.
 from jwtkit.service._access import AccessPolicy, KeyProvider, Principal
 from jwtkit.service._config import AuthConfig, ServerSettings, Settings
+from jwtkit.service._dpop import (
+    DPoPNonces,
+    DPoPProof,
+    DPoPRequest,
+    DPoPVerifier,
+    make_dpop_proof,
+    read_dpop_proof,
+)
 from jwtkit.service._errors import (
     AccountDisabled,
     AccountUnverified,
     InvalidCredentials,
+    InvalidDPoPProof,
     InvalidEmail,
     InvalidToken,
     InvalidUsername,
@@ -30,6 +39,7 @@ from jwtkit.service._errors import (
     SessionRevoked,
     Throttled,
     TokenExpired,
+    UseDPoPNonce,
     UsernameTaken,
     UserNotFound,
     WeakPassword,
@@ -93,7 +103,12 @@ __all__ = [
     "AuthConfig",
     "AuthService",
     "ClaimsHook",
+    "DPoPNonces",
+    "DPoPProof",
+    "DPoPRequest",
+    "DPoPVerifier",
     "InvalidCredentials",
+    "InvalidDPoPProof",
     "InvalidEmail",
     "InvalidToken",
     "InvalidUsername",
@@ -121,6 +136,7 @@ __all__ = [
     "Throttled",
     "TokenExpired",
     "TokenPair",
+    "UseDPoPNonce",
     "User",
     "UserNotFound",
     "UserRepository",
@@ -128,10 +144,12 @@ __all__ = [
     "WeakPassword",
     "build_service",
     "check_password",
+    "make_dpop_proof",
     "normalize_email",
     "normalize_role",
     "normalize_username",
     "owasp_hasher",
+    "read_dpop_proof",
     "user_roles_claims",
 ]
 

@@ -9,7 +9,11 @@ jwtkit's server, :class:`jwtkit.web.JWTAuthMiddleware` and the FastAPI dependenc
    in process by a :class:`~jwtkit.store.RevocationMirror` when one is given and current;
 3. the account: disabled or deleted accounts are refused (the flag is cached for ``user_cache_ttl``);
 4. the client: the ``agent`` claim must match the User-Agent, when binding is on;
-5. the app's own ``validate`` hook, when one is given.
+5. the key: a token bound to a DPoP key (``cnf.jkt``, RFC 9449) must come with ``Authorization: DPoP`` and a
+   fresh proof signed by that key (:class:`~jwtkit.service._dpop.DPoPVerifier`: every check of RFC 9449
+   §4.3, the replay cache included); a bound token sent as ``Bearer``, or an unbound one sent as ``DPoP``,
+   is refused, and so is every unbound token when ``require_dpop`` is on;
+6. the app's own ``validate`` hook, when one is given.
 
 Step 1 is skipped for a token this policy verified before and that has not expired (the verified-token
 cache, ``token_cache`` entries, keyed by the whole token and the keys it was verified with; the claims are
@@ -38,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import orjson
 
 from jwtkit import ExpiredToken, InvalidHeader, JWTError, Key, KeySet, decode, decode_unverified
-from jwtkit.service._errors import InvalidToken, SessionRevoked, TokenExpired
+from jwtkit.service._dpop import DPoPRequest, DPoPVerifier
+from jwtkit.service._errors import InvalidDPoPProof, InvalidToken, SessionRevoked, TokenExpired
 from jwtkit.service._tokens import ACCESS_TYP, REFRESH_TYP, RESET_TYP, VERIFY_EMAIL_TYP, agent_hash
 from jwtkit.store._base import Store
 
@@ -214,6 +219,9 @@ class AccessPolicy:
         mirror: the in-process revocation mirror that answers the session check when it can (needs
             ``store``, which answers whenever the mirror cannot).
         token_cache: how many verified tokens to remember (0: every token is verified every time).
+        dpop: the DPoP rules (algorithms, ``iat`` window, nonces); by default a
+            :class:`~jwtkit.service._dpop.DPoPVerifier` whose replay cache is ``store`` (or this process).
+        require_dpop: refuse tokens that are not DPoP-bound.
         clock: the time source (tests pin it); the wall clock when None.
 
     Raises:
@@ -236,6 +244,8 @@ class AccessPolicy:
         validate: Validator | None = None,
         mirror: RevocationMirror | None = None,
         token_cache: int = DEFAULT_TOKEN_CACHE,
+        dpop: DPoPVerifier | None = None,
+        require_dpop: bool = False,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(keys, Key | KeySet | KeyProvider):
@@ -254,6 +264,8 @@ class AccessPolicy:
             raise TypeError("a mirror needs the store it mirrors (store=)")
         if isinstance(token_cache, bool) or not isinstance(token_cache, int) or token_cache < 0:
             raise ValueError("token_cache must be a non-negative int")
+        if dpop is not None and not isinstance(dpop, DPoPVerifier):
+            raise TypeError("dpop must be a DPoPVerifier")
         require = tuple(require)
         if store is not None or accounts is not None:
             # the session and the account are named by these claims: a token without them cannot pass
@@ -275,6 +287,8 @@ class AccessPolicy:
         self.mirror = mirror
         self.clock = clock
         self.token_cache = token_cache
+        self.dpop = dpop if dpop is not None else DPoPVerifier(store, clock=clock)
+        self.require_dpop = bool(require_dpop)
         # token -> (verified until, the keys that verified it, its principal when nothing in it can change);
         # insertion order is the LRU order
         self._verified: dict[str, tuple[float, object, Principal | None]] = {}
@@ -310,17 +324,22 @@ class AccessPolicy:
                 f"store={type(self.store).__name__ if self.store else None}, "
                 f"accounts={self.accounts is not None}, bind_user_agent={self.bind_user_agent})")
 
-    async def authenticate(self, token: str, *, user_agent: str | None = None) -> Principal:
+    async def authenticate(self, token: str, *, user_agent: str | None = None,
+                           dpop: DPoPRequest | None = None) -> Principal:
         """The principal of an access token, or the reason it is refused.
 
         Args:
             token: the compact JWT the request carried.
             user_agent: the request's User-Agent (used only when ``bind_user_agent`` is on).
+            dpop: the request as DPoP sees it, when it presented the token with ``Authorization: DPoP``
+                (its proofs, method and URL); None for ``Bearer``.
 
         Raises:
             TokenExpired (reason ``expired``), SessionRevoked (reason ``revoked``), InvalidToken (reason: a
-            JWTError code, ``wrong_type``, ``claim``, ``disabled``, ``agent`` or ``rejected``);
-            jwtkit.store.StoreUnavailable when the session cannot be checked (callers answer 503).
+            JWTError code, ``wrong_type``, ``claim``, ``disabled``, ``agent``, ``rejected`` or ``not_bound``),
+            InvalidDPoPProof (``invalid_dpop_proof``: the proof, or ``bound`` for a bound token without
+            one), UseDPoPNonce; jwtkit.store.StoreUnavailable when the session or the replay cache cannot
+            answer (callers answer 503).
         """
         now = time.time() if self.clock is None else self.clock()
         keys = self._static_keys
@@ -354,6 +373,19 @@ class AccessPolicy:
                 raise InvalidToken("wrong_type", "this token is not an access token")
             if self.token_cache:
                 principal = self._remember(token, claims, now, current)
+        cnf = claims.get("cnf")
+        jkt = None
+        if cnf is not None:
+            jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+            if type(jkt) is not str or not jkt:
+                raise InvalidToken("claim", "the token's cnf claim is invalid")
+            if dpop is None:
+                raise InvalidDPoPProof("bound", "this token is bound to a DPoP key: present it with "
+                                                "'Authorization: DPoP' and a proof")
+        elif dpop is not None:
+            raise InvalidToken("not_bound", "this token is not bound to a DPoP key: present it as Bearer")
+        elif self.require_dpop:
+            raise InvalidDPoPProof("required", "only DPoP-bound tokens are accepted here")
         sub = claims.get("sub")
         sid = claims.get("sid")
         store = self.store
@@ -377,6 +409,9 @@ class AccessPolicy:
             presented = claims["agent"]
             if type(presented) is not str or not hmac.compare_digest(presented, agent_hash(user_agent or "")):
                 raise InvalidToken("agent", "the token was issued to another client")
+        if dpop is not None:
+            # last of the checks that read the store: a token refused above spends no proof
+            await self.dpop.verify(dpop.proofs, htm=dpop.htm, htu=dpop.htu, access_token=token, jkt=jkt)
         if principal is None:
             principal = _principal(claims)
         if self.validate is not None:

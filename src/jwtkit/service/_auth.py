@@ -28,9 +28,11 @@ from jwtkit.service._accounts import (
 )
 from jwtkit.service._claims import ClaimsHook, app_claims
 from jwtkit.service._config import AuthConfig
+from jwtkit.service._dpop import DPoPRequest, DPoPVerifier
 from jwtkit.service._errors import (
     AccountUnverified,
     InvalidCredentials,
+    InvalidDPoPProof,
     InvalidEmail,
     InvalidToken,
     InvalidUsername,
@@ -128,6 +130,9 @@ class AuthService:
         clock: POSIX time source; tests pin it (give the store the same one).
         hasher: an ``argon2.PasswordHasher`` or an :class:`Argon2Hasher`; default argon2id at OWASP's
             parameters.
+        dpop: the DPoP rules (RFC 9449) for proofs at login, refresh and on every request (algorithms,
+            ``iat`` window, nonces); by default a :class:`~jwtkit.service.DPoPVerifier` whose replay cache
+            is ``store``. ``config.require_dpop`` makes proofs mandatory.
 
     Errors: see :mod:`jwtkit.service._errors`; :class:`jwtkit.store.StoreUnavailable` propagates unchanged.
 
@@ -160,6 +165,7 @@ class AuthService:
         clock: Clock = time.time,
         hasher: PasswordHasher | Argon2Hasher | None = None,
         claims: ClaimsHook | None = None,
+        dpop: DPoPVerifier | None = None,
     ) -> None:
         if claims is not None and not callable(claims):
             raise TypeError("claims must be a callable: user -> mapping of claims (sync or async)")
@@ -173,6 +179,7 @@ class AuthService:
         self.hasher = hasher if isinstance(hasher, Argon2Hasher) else Argon2Hasher(hasher)
         self.throttle = LoginThrottle(store, self.config, clock)
         self.limits = RateLimits(store)
+        self.dpop = dpop if dpop is not None else DPoPVerifier(store, clock=clock)
         self._state = _State.UNOPENED
         self.mirror = self._revocation_mirror()
         self.access = self.access_policy()
@@ -208,7 +215,7 @@ class AuthService:
                             audience=config.audience, require=ACCESS_CLAIMS, leeway=config.leeway,
                             store=self.store, accounts=self.users, account_cache_ttl=config.user_cache_ttl,
                             bind_user_agent=config.bind_user_agent, validate=validate, mirror=self.mirror,
-                            clock=self.clock)
+                            dpop=self.dpop, require_dpop=config.require_dpop, clock=self.clock)
 
     def __repr__(self) -> str:
         return (f"AuthService(store={getattr(self.store, 'url', '?')!r}, users={self.users!r}, "
@@ -346,7 +353,7 @@ class AuthService:
     # login and tokens ----------------------------------------------------------------------------------
 
     async def login(self, username: str, password: str, *, ip: str = "", user_agent: str = "",
-                    device: str = "") -> TokenPair:
+                    device: str = "", dpop: DPoPRequest | None = None) -> TokenPair:
         """Check the password and start a session.
 
         ``device`` is the known-device token that an earlier login of this account returned on this device
@@ -354,6 +361,10 @@ class AuthService:
         device alone: an attacker's failures on the account from elsewhere do not lock it out. Without it (or
         with one of another account, expired, forged, or itself throttled) the attempt counts against the
         account's counter for unknown devices. Every successful login returns a new one.
+
+        ``dpop``, the request's DPoP proof (RFC 9449 §5): the tokens are then bound to its key (``cnf.jkt``,
+        ``token_type`` ``"DPoP"``), and refreshing them needs a proof by the same key. Without one the tokens
+        are bearer tokens, unless ``config.require_dpop``.
 
         Raises:
             Throttled (``throttled``): too many recent failures for this account from unknown devices (or
@@ -364,7 +375,10 @@ class AuthService:
                 find its password by trying (it may be enabled again, or the password used elsewhere), and
                 its attempts count against the throttle like wrong passwords.
             AccountUnverified (``account_unverified``): after a correct password.
+            InvalidDPoPProof (``invalid_dpop_proof``), UseDPoPNonce (``use_dpop_nonce``): the proof, checked
+                before the password (so a refused proof costs no hash and no throttle count).
         """
+        jkt = await self._proof_key(dpop)
         try:
             name: str | None = normalize_username(username)
         except InvalidUsername:
@@ -402,8 +416,20 @@ class AuthService:
             user = dataclasses.replace(user, password_hash=await self.hasher.hash(password))
             await self.users.update(user)
             logger.info("rehashed the password of user %s", user.id)
-        pair = await self._start_session(user, epoch, ip=ip, user_agent=user_agent)
+        pair = await self._start_session(user, epoch, ip=ip, user_agent=user_agent, jkt=jkt)
         return dataclasses.replace(pair, device_token=self._device_token(user, user_key))
+
+    async def _proof_key(self, dpop: DPoPRequest | None, bound: str | None = None) -> str | None:
+        """The thumbprint the new tokens are bound to: the proof's key (which must be ``bound``, the
+        presented refresh token's key, when it has one), or None for bearer tokens."""
+        if dpop is None:
+            if bound is not None:
+                raise InvalidDPoPProof("bound", "this refresh token is bound to a DPoP key: send a proof")
+            if self.config.require_dpop:
+                raise InvalidDPoPProof("required", "this server issues DPoP-bound tokens only: send a proof")
+            return None
+        proof = await self.dpop.verify(dpop.proofs, htm=dpop.htm, htu=dpop.htu, jkt=bound)
+        return proof.jkt
 
     def _device_token(self, user: User, user_key: str) -> str:
         now = self.clock()
@@ -452,7 +478,8 @@ class AuthService:
             logger.error("no token issued to user %s: %s", user.id, exc)
             raise
 
-    async def _start_session(self, user: User, epoch: int, *, ip: str, user_agent: str) -> TokenPair:
+    async def _start_session(self, user: User, epoch: int, *, ip: str, user_agent: str,
+                             jkt: str | None = None) -> TokenPair:
         extra = await self._app_claims(user)  # before the session exists: a failing hook leaves none behind
         now = self.clock()
         session = Session(
@@ -468,9 +495,10 @@ class AuthService:
         if evicted:
             logger.info("login of user %s ended its %d oldest session(s) (max_sessions_per_user %d)", user.id,
                         len(evicted), self.config.max_sessions_per_user)
-        return self._pair(session, now, user_agent, extra)
+        return self._pair(session, now, user_agent, extra, jkt)
 
-    def _pair(self, session: Session, now: float, user_agent: str, extra: Mapping[str, Any]) -> TokenPair:
+    def _pair(self, session: Session, now: float, user_agent: str, extra: Mapping[str, Any],
+              jkt: str | None) -> TokenPair:
         config = self.config
         access_expires = min(now + config.access_ttl, session.expires)
         agent = agent_hash(user_agent or "") if config.bind_user_agent else None
@@ -480,27 +508,33 @@ class AuthService:
         refresh = refresh_claims(issuer=config.issuer, user_id=session.user_id, sid=session.sid,
                                  family=session.family, jti=session.refresh_jti, now=now,
                                  expires=session.expires)
+        if jkt is not None:  # RFC 9449 §6.1 (access), §5 (refresh: the same key rotates it)
+            access["cnf"] = refresh["cnf"] = {"jkt": jkt}
         key = self.keys.active
         return TokenPair(
             access_token=encode(access, key, typ=ACCESS_TYP),
             refresh_token=encode(refresh, key, typ=REFRESH_TYP),
+            token_type="Bearer" if jkt is None else "DPoP",
             expires_in=max(0, int(access["exp"] - now)),
             refresh_expires_in=max(0, int(refresh["exp"] - now)),
             session=session,
         )
 
-    async def authenticate(self, access_token: str, *, user_agent: str | None = None) -> Principal:
+    async def authenticate(self, access_token: str, *, user_agent: str | None = None,
+                           dpop: DPoPRequest | None = None) -> Principal:
         """Verify an access token through the service's one :class:`AccessPolicy` (``self.access``):
         signature and claims, the session, the account, the client when binding is on.
 
         Raises:
             TokenExpired (``token_expired``), SessionRevoked (``session_revoked``), InvalidToken
             (``invalid_token``; ``.reason`` is the JWTError code, ``wrong_type``, ``claim``, ``agent`` or
-            ``disabled``); jwtkit.store.StoreUnavailable.
+            ``disabled``), InvalidDPoPProof (a DPoP-bound token without its proof, or a refused proof);
+            jwtkit.store.StoreUnavailable.
         """
-        return await self.access.authenticate(access_token, user_agent=user_agent)
+        return await self.access.authenticate(access_token, user_agent=user_agent, dpop=dpop)
 
-    async def refresh(self, refresh_token: str, *, ip: str = "", user_agent: str = "") -> TokenPair:
+    async def refresh(self, refresh_token: str, *, ip: str = "", user_agent: str = "",
+                      dpop: DPoPRequest | None = None) -> TokenPair:
         """Rotate a refresh token: a new access token and a new refresh token; the presented one is spent.
         The session keeps its login IP and device; ``user_agent`` feeds the new access token's ``agent``
         claim when ``bind_user_agent`` is on.
@@ -509,7 +543,12 @@ class AuthService:
         expired together) rotate it once: within ``refresh_race_window`` both get the session's current
         tokens, provided the second comes from the session's device (its User-Agent).
 
+        A refresh token bound to a DPoP key (``cnf.jkt``) needs ``dpop``, a proof signed by that key
+        (RFC 9449 §5); an unbound one given a proof has its session's new tokens bound to the proof's key
+        from then on (never the other way round).
+
         Raises:
+            InvalidDPoPProof, UseDPoPNonce: the proof is missing where the token is bound, or refused.
             RefreshReused (``refresh_reused``): it was already used; the session and its family are revoked
                 (RFC 9700 §4.14).
             SessionRevoked (``session_revoked``), TokenExpired (``token_expired``), InvalidToken.
@@ -517,6 +556,11 @@ class AuthService:
         claims = await self._decode(refresh_token, REFRESH_TYP,
                                     require=("exp", "iat", "sub", "sid", "jti", "fam"))
         user_id, sid, jti = claims["sub"], claims["sid"], claims["jti"]
+        cnf = claims.get("cnf")
+        bound = cnf.get("jkt") if isinstance(cnf, dict) else None
+        if cnf is not None and (type(bound) is not str or not bound):
+            raise InvalidToken("claim", "the token's cnf claim is invalid")
+        jkt = await self._proof_key(dpop, bound)  # before the rotation: a refused proof spends nothing
         await self.access.check_account(user_id)
         # the hook runs before the rotation, so that a failing one does not spend the refresh token
         extra = await self._app_claims(await self.users.get(user_id)) if self.claims is not None else {}
@@ -548,10 +592,10 @@ class AuthService:
                 # without revoking, so that a copy in the wrong hands cannot end the owner's session.
                 logger.warning("refresh token of session %s… presented again from another device", sid[:8])
                 raise RefreshReused("other_device", "this refresh token was already used")
-            return self._pair(session, now, user_agent, extra)
+            return self._pair(session, now, user_agent, extra, jkt)
         await self.store.touch(sid, now)
         session = dataclasses.replace(session, refresh_jti=new_jti, last_used=now)
-        return self._pair(session, now, user_agent, extra)
+        return self._pair(session, now, user_agent, extra, jkt)
 
     async def logout(self, sid: str) -> None:
         """End one session: its access and refresh tokens stop working at once. Idempotent."""

@@ -12,6 +12,7 @@ from jwtkit.service._accounts_postgres import PostgresUserRepository, is_postgre
 from jwtkit.service._auth import AuthService
 from jwtkit.service._claims import ClaimsHook, user_roles_claims
 from jwtkit.service._config import MEMORY_USERS, Settings
+from jwtkit.service._dpop import DPoPNonces, DPoPVerifier
 from jwtkit.service._errors import ServiceConfigError
 from jwtkit.service._keyring import KeyRing, KeyRingFile
 from jwtkit.service._keyring_store import StoreKeyRing
@@ -140,6 +141,7 @@ def assemble(settings: Settings | None = None, *, claims: ClaimsHook = user_role
         # development: mails land in the outbox folder, and each link is printed on the console
         mailer = OutboxMailer(settings.outbox_path, sender=settings.mail_from, console=True)
     users = users_for(settings.users_path)
+    nonces = None if settings.dpop_nonce_secret is None else DPoPNonces(settings.dpop_nonce_secret)
     return AuthService(
         store=store,
         users=users,
@@ -147,4 +149,5 @@ def assemble(settings: Settings | None = None, *, claims: ClaimsHook = user_role
         config=settings.config,
         mailer=mailer,
         claims=claims,
+        dpop=DPoPVerifier(store, nonces=nonces),
     )

@@ -144,6 +144,7 @@ _AUTH_RULES: tuple[_Rule, ...] = (
     ("mirror_max_lag", _number_in(0, 60, open_low=True), "a number above 0 and at most 60 (seconds)"),
     ("max_sessions_per_user", _int_in(1, MAX_SESSIONS_LIMIT),
      f"an integer between 1 and {MAX_SESSIONS_LIMIT}"),
+    ("require_dpop", *_BOOL),
 )
 _SETTINGS_RULES: tuple[_Rule, ...] = (
     ("store_url", *_TEXT),
@@ -157,6 +158,7 @@ _SETTINGS_RULES: tuple[_Rule, ...] = (
     ("smtp_username", *_OPTIONAL_TEXT),
     ("smtp_password", *_OPTIONAL_TEXT),
     ("key_encryption_key", _kek, f"None or {KEK_LENGTH} bytes"),
+    ("dpop_nonce_secret", _kek, f"None or {KEK_LENGTH} bytes"),
     ("keys", _one_of(KEY_SOURCES), "one of " + ", ".join(KEY_SOURCES)),
 )
 _SERVER_RULES: tuple[_Rule, ...] = (
@@ -174,7 +176,7 @@ def _check(rules: tuple[_Rule, ...], values: Mapping[str, Any], label: Label) ->
     for name, valid, expected in rules:
         value = values[name]
         if not valid(value):
-            hidden = name in ("secret", "smtp_password", "key_encryption_key")
+            hidden = name in ("secret", "smtp_password", "key_encryption_key", "dpop_nonce_secret")
             shown = "<hidden>" if hidden and value is not None else repr(value)
             raise ServiceConfigError(f"{label(name)} must be {expected}, not {shown}")
 
@@ -248,6 +250,9 @@ class AuthConfig:
             user's session list, and the work of each login at the cap, stay bounded. 50 is far above what
             one person's browsers and devices hold, and a script that logs in without logging out loses only
             its oldest sessions. There is no "no cap": unbounded sessions are what the cap exists to prevent.
+        require_dpop: issue DPoP-bound tokens only (RFC 9449): login and refresh need a proof, and access
+            tokens that are not bound are refused. Off by default: clients that send a proof get bound
+            tokens, the others bearer tokens.
 
     Raises:
         ServiceConfigError (``service_config``): a value is out of range.
@@ -274,6 +279,7 @@ class AuthConfig:
     revocation_mirror: str = "auto"
     mirror_max_lag: float = 1.0
     max_sessions_per_user: int = 50
+    require_dpop: bool = False
 
     def __post_init__(self) -> None:
         _check_auth(_own_fields(self), _as_is)
@@ -290,8 +296,11 @@ class Settings:
     (created with mode 0600 on first run), or, with a shared store (Redis), in the store: ``keys`` is
     ``"auto"`` (the store when it is shared, else the file), ``"store"`` or ``"file"``. Private keys in a
     store are sealed with ``key_encryption_key`` (32 bytes, AES-256-GCM; ``JWTKIT_KEY_ENCRYPTION_KEY``).
-    Mail goes to SMTP when ``smtp_host`` is set, else to the outbox folder. ``repr()`` never shows the
-    secret, the key-encryption key or the SMTP password. A ``str`` secret is taken as its UTF-8 bytes.
+    Mail goes to SMTP when ``smtp_host`` is set, else to the outbox folder. ``dpop_nonce_secret`` (32 bytes,
+    ``JWTKIT_DPOP_NONCE_SECRET``), when set, makes every DPoP proof carry a server nonce (RFC 9449 §8)
+    derived from it and the time: nodes that share it accept each other's nonces with no shared state.
+    ``repr()`` never shows the secret, the key-encryption key, the nonce secret or the SMTP password. A
+    ``str`` secret is taken as its UTF-8 bytes.
 
     Raises:
         ServiceConfigError (``service_config``): a value has the wrong type or is empty.
@@ -309,6 +318,7 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     key_encryption_key: bytes | None = field(default=None, repr=False)
+    dpop_nonce_secret: bytes | None = field(default=None, repr=False)
     keys: str = "auto"
 
     def __post_init__(self) -> None:
@@ -332,7 +342,7 @@ class Settings:
         ``JWTKIT_RESET_TTL``, ``JWTKIT_ALLOW_UNVERIFIED_LOGIN``, ``JWTKIT_BIND_USER_AGENT``,
         ``JWTKIT_THROTTLE_THRESHOLD``, ``JWTKIT_THROTTLE_WINDOW``, ``JWTKIT_THROTTLE_BASE_DELAY``,
         ``JWTKIT_THROTTLE_MAX_DELAY``, ``JWTKIT_BASE_URL``, ``JWTKIT_LEEWAY``, ``JWTKIT_USER_CACHE_TTL``,
-        ``JWTKIT_MAX_SESSIONS``.
+        ``JWTKIT_MAX_SESSIONS``, ``JWTKIT_REQUIRE_DPOP``, ``JWTKIT_DPOP_NONCE_SECRET``.
         The server's own variables (``JWTKIT_HOST``, ``JWTKIT_PORT``, ...) are ignored here.
 
         ``overrides`` may name any :class:`Settings` field or any :class:`AuthConfig` field; a ``config``
@@ -553,6 +563,7 @@ _ENVIRONMENT: tuple[_EnvVar, ...] = (
     _EnvVar("JWTKIT_KEY_FILE", "key_path", *_TEXT_CODEC),
     _EnvVar("JWTKIT_KEYS", "keys", *_TEXT_CODEC),
     _EnvVar("JWTKIT_KEY_ENCRYPTION_KEY", "key_encryption_key", _parse_kek, _format_kek),
+    _EnvVar("JWTKIT_DPOP_NONCE_SECRET", "dpop_nonce_secret", _parse_kek, _format_kek),
     _EnvVar("JWTKIT_OUTBOX", "outbox_path", *_TEXT_CODEC),
     _EnvVar("JWTKIT_MAIL_FROM", "mail_from", *_TEXT_CODEC),
     _EnvVar("JWTKIT_SMTP_HOST", "smtp_host", *_TEXT_CODEC),
@@ -580,6 +591,7 @@ _ENVIRONMENT: tuple[_EnvVar, ...] = (
     _EnvVar("JWTKIT_REVOCATION_MIRROR", "revocation_mirror", *_TEXT_CODEC),
     _EnvVar("JWTKIT_MIRROR_MAX_LAG", "mirror_max_lag", *_FLOAT_CODEC),
     _EnvVar("JWTKIT_MAX_SESSIONS", "max_sessions_per_user", *_INT_CODEC),
+    _EnvVar("JWTKIT_REQUIRE_DPOP", "require_dpop", *_BOOL_CODEC),
 )
 
 _AUTH_FIELDS = tuple(f.name for f in dataclasses.fields(AuthConfig))

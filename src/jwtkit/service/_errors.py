@@ -12,7 +12,9 @@ switch on.
     ├── InvalidToken                           ``.reason``: the JWTError code, or revoked/wrong_type/agent/...
     │   ├── TokenExpired
     │   ├── SessionRevoked
-    │   └── RefreshReused
+    │   ├── RefreshReused
+    │   └── InvalidDPoPProof                   a DPoP proof (RFC 9449) is missing or refused; ``.reason``
+    │       └── UseDPoPNonce                   the server wants its nonce in the proof; ``.nonce``
     ├── UsernameTaken
     ├── InvalidUsername
     ├── WeakPassword
@@ -28,6 +30,7 @@ __all__ = [
     "AccountDisabled",
     "AccountUnverified",
     "InvalidCredentials",
+    "InvalidDPoPProof",
     "InvalidEmail",
     "InvalidToken",
     "InvalidUsername",
@@ -37,6 +40,7 @@ __all__ = [
     "SessionRevoked",
     "Throttled",
     "TokenExpired",
+    "UseDPoPNonce",
     "UserNotFound",
     "UsernameTaken",
     "WeakPassword",
@@ -139,6 +143,29 @@ class RefreshReused(InvalidToken):
 
     def __init__(self, reason: str = "reused", message: str | None = None) -> None:
         super().__init__(reason, message)
+
+
+class InvalidDPoPProof(InvalidToken):
+    """Raised when a request's DPoP proof (RFC 9449) is missing, malformed or fails a check. ``.reason``:
+    ``missing``, ``count``, ``malformed``, ``too_large``, ``typ``, ``algorithm``, ``jwk``, ``private_jwk``,
+    ``signature``, ``claim``, ``iat``, ``jti``, ``htm``, ``htu``, ``ath``, ``nonce``, ``jkt``, ``replay``
+    ``bound`` (a DPoP-bound token presented without DPoP) or ``required`` (an unbound token where DPoP is
+    required)."""
+
+    code = "invalid_dpop_proof"
+    default_message = "the DPoP proof is invalid"
+
+
+class UseDPoPNonce(InvalidDPoPProof):
+    """Raised when the server requires a DPoP nonce and the proof has none or an old one: retry once with
+    ``.nonce`` (sent as ``DPoP-Nonce``, RFC 9449 §8)."""
+
+    code = "use_dpop_nonce"
+    default_message = "the DPoP proof needs the server's current nonce"
+
+    def __init__(self, nonce: str, message: str | None = None) -> None:
+        super().__init__("nonce", message)
+        self.nonce = nonce
 
 
 class UsernameTaken(ServiceError):
