@@ -34,7 +34,7 @@ def test_db_upgrade_creates_both_schemas_once_and_hides_the_password(jwtkit: Run
     again = jwtkit("--json", "db", "upgrade", "--store", url)  # idempotent
     assert json.loads(again.stdout)["upgraded"] is True
     versions = asyncio.run(_tables(postgres_url))
-    assert versions["users"] == 1 and versions["store"] >= 1
+    assert versions["users"] == 2 and versions["store"] >= 1
 
 
 def test_accounts_in_postgresql_with_db(jwtkit: Runner, postgres_url: str) -> None:

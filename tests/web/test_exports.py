@@ -9,10 +9,10 @@ import pytest
 
 import jwtkit.web
 
-PUBLIC = ["AuthError", "AuthMode", "BearerScheme", "CookiePolicy", "JWTAuthMiddleware", "TokenLocation",
-          "app_from_env", "auth_error_handler", "auth_router", "check_roles", "check_scopes", "create_app",
-          "default_on_error", "offline_docs", "optional_principal", "require_principal", "require_roles",
-          "require_scopes", "serve"]
+PUBLIC = ["AuthError", "AuthMode", "BearerScheme", "CookiePolicy", "DPoPAuth", "JWTAuthMiddleware",
+          "TokenLocation", "app_from_env", "auth_error_handler", "auth_router", "check_roles", "check_scopes",
+          "create_app", "default_on_error", "offline_docs", "optional_principal", "require_principal",
+          "require_roles", "require_scopes", "serve"]
 
 
 def test_all_is_exactly_the_public_names_sorted() -> None:

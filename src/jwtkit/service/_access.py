@@ -411,7 +411,8 @@ class AccessPolicy:
                 raise InvalidToken("agent", "the token was issued to another client")
         if dpop is not None:
             # last of the checks that read the store: a token refused above spends no proof
-            await self.dpop.verify(dpop.proofs, htm=dpop.htm, htu=dpop.htu, access_token=token, jkt=jkt)
+            await self.dpop.verify(dpop.proofs, htm=dpop.htm, htu=dpop.htu, access_token=token, jkt=jkt,
+                                   spent=dpop.spent)
         if principal is None:
             principal = _principal(claims)
         if self.validate is not None:

@@ -428,7 +428,7 @@ class AuthService:
             if self.config.require_dpop:
                 raise InvalidDPoPProof("required", "this server issues DPoP-bound tokens only: send a proof")
             return None
-        proof = await self.dpop.verify(dpop.proofs, htm=dpop.htm, htu=dpop.htu, jkt=bound)
+        proof = await self.dpop.verify(dpop.proofs, htm=dpop.htm, htu=dpop.htu, jkt=bound, spent=dpop.spent)
         return proof.jkt
 
     def _device_token(self, user: User, user_key: str) -> str:

@@ -71,11 +71,15 @@ _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 @dataclass(frozen=True, slots=True)
 class DPoPRequest:
     """A request as DPoP sees it: every ``DPoP`` header value, the method and the absolute URL (the web
-    layer builds it from the request, behind trusted proxies with their scheme)."""
+    layer builds it from the request, behind trusted proxies with their scheme). ``spent``: the
+    authentication step of this same request already verified its proof and spent its ``jti``, so that a
+    handler that needs the proof too (a refresh sent with its access token) checks it again without counting
+    it as a replay."""
 
     proofs: tuple[str, ...]
     htm: str
     htu: str
+    spent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,8 +320,10 @@ class DPoPVerifier:
         return None if self.nonces is None else self.nonces.current()
 
     async def verify(self, proofs: Sequence[str], *, htm: str, htu: str, access_token: str | None = None,
-                     jkt: str | None = None) -> DPoPProof:
+                     jkt: str | None = None, spent: bool = False) -> DPoPProof:
         """Check one request's proof; ``jkt`` (the token's ``cnf.jkt``), when given, must be its key's.
+        ``spent``: this request already spent the proof's ``jti`` (see :class:`DPoPRequest`): every check
+        but the replay cache.
 
         Raises:
             InvalidDPoPProof (``invalid_dpop_proof``), UseDPoPNonce (``use_dpop_nonce``, with ``.nonce``);
@@ -337,7 +343,7 @@ class DPoPVerifier:
         # leaves the window, after which read_dpop_proof refuses the proof anyway
         replay_key = "dpop:" + hashlib.sha256(f"{proof.jkt}.{proof.jti}".encode()).hexdigest()
         until = max(proof.iat, now) + self.max_age + self.leeway + 1
-        if not await self._first_use(replay_key, until, now):
+        if not spent and not await self._first_use(replay_key, until, now):
             raise InvalidDPoPProof("replay", "this DPoP proof was used before")
         return proof
 

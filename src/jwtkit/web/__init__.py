@@ -10,6 +10,7 @@
 - :class:`AuthError`: what the on_error hook receives, and :func:`auth_error_handler`, its exception handler;
 - :func:`auth_router` (the token, refresh, logout and sessions endpoints as a FastAPI ``APIRouter``) and
   :func:`offline_docs` (``/docs`` without a CDN): they import FastAPI, so they load on first use;
+- :class:`DPoPAuth`: the client's side of DPoP (RFC 9449), an ``httpx.Auth`` that signs a proof per request;
 - :func:`create_app` / :func:`serve` / :func:`app_from_env`: the server (pages, JSON API, JWKS, health,
   OpenAPI). They load on first use, so that importing the middleware pulls in no templates, password
   hashing, mail or server code.
@@ -36,10 +37,12 @@ from jwtkit.web._middleware import AuthMode, JWTAuthMiddleware, default_on_error
 
 if TYPE_CHECKING:
     from jwtkit.web._app import create_app
+    from jwtkit.web._dpop_client import DPoPAuth
     from jwtkit.web._fastapi import auth_router, offline_docs
     from jwtkit.web._server import app_from_env, serve
 
-_LAZY = {"create_app": "jwtkit.web._app", "app_from_env": "jwtkit.web._server", "serve": "jwtkit.web._server",
+_LAZY = {"DPoPAuth": "jwtkit.web._dpop_client", "create_app": "jwtkit.web._app",
+         "app_from_env": "jwtkit.web._server", "serve": "jwtkit.web._server",
          "auth_router": "jwtkit.web._fastapi", "offline_docs": "jwtkit.web._fastapi"}
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "AuthMode",
     "BearerScheme",
     "CookiePolicy",
+    "DPoPAuth",
     "JWTAuthMiddleware",
     "TokenLocation",
     "app_from_env",

@@ -114,6 +114,7 @@ class _Refusal(AuthError, HTTPException):
         HTTPException.__init__(self, problem.status, detail=problem.body(),  # type: ignore[arg-type]
                                headers=problem.headers)
         self.code, self.reason, self.status = error.code, error.reason, error.status
+        self.dpop, self.algs, self.nonce = error.dpop, error.algs, error.nonce
         self.error = error
 
     @property

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from jwtkit.service._errors import InvalidToken, ServiceError, Throttled
+from jwtkit.service._errors import InvalidDPoPProof, InvalidToken, ServiceError, Throttled, UseDPoPNonce
 from jwtkit.store._base import StoreUnavailable
 
 __all__ = [
@@ -56,6 +56,10 @@ STATUS: dict[str, int] = {
     "insufficient_scope": 403,  # RFC 6750 §3.1: a valid token without the scope or role a route needs
     "invalid_link": 400,
     "throttled": 429,
+    # DPoP at the token endpoints (/auth, /refresh: RFC 9449 §5, §8); a resource answers 401 invalid_token
+    # with a DPoP challenge instead (§7.1)
+    "invalid_dpop_proof": 400,
+    "use_dpop_nonce": 400,
     # accounts
     "username_taken": 409,
     "invalid_username": 400,
@@ -97,6 +101,23 @@ DESCRIPTIONS: dict[str, str] = {
     "wrong_type": "The token is not an access token",
     "agent": "The token was issued to another client",
     "disabled": "The account is disabled",
+    "bound": "This token is bound to a DPoP key: send it as 'Authorization: DPoP' with a proof",
+    "not_bound": "This token is not bound to a DPoP key: send it as 'Authorization: Bearer'",
+    "required": "Only DPoP-bound tokens are accepted here",
+}
+# Human text for DPoP proof reasons (InvalidDPoPProof.reason)
+DPOP_DESCRIPTIONS: dict[str, str] = {
+    "missing": "The request has no DPoP proof",
+    "count": "A request carries exactly one DPoP proof",
+    "htm": "The DPoP proof was made for another method",
+    "htu": "The DPoP proof was made for another URL",
+    "ath": "The DPoP proof was made for another access token",
+    "jkt": "The DPoP proof is signed by another key than the token's",
+    "iat": "The DPoP proof is too old or from the future",
+    "replay": "This DPoP proof was used before",
+    "nonce": "The DPoP proof needs the server's current nonce (DPoP-Nonce)",
+    "algorithm": "The DPoP proof's algorithm is not accepted",
+    "private_jwk": "The DPoP proof's jwk must not hold private key material",
 }
 
 
@@ -108,16 +129,27 @@ class AuthError(Exception):
     refines ``invalid_token`` (``expired``, ``signature``, ``revoked``, ...); ``status`` comes from STATUS.
     """
 
-    def __init__(self, code: str, reason: str = "") -> None:
+    def __init__(self, code: str, reason: str = "", *, dpop: str | None = None, algs: str = "",
+                 nonce: str | None = None) -> None:
         self.code = code
         self.reason = reason
         self.status = STATUS.get(code, 401)
+        # a DPoP challenge (RFC 9449 §7.1) instead of Bearer: its error (invalid_token, invalid_dpop_proof
+        # or use_dpop_nonce), the algs offered, and the nonce to send in DPoP-Nonce
+        self.dpop = dpop
+        self.algs = algs
+        self.nonce = nonce
         super().__init__(f"{code}: {reason}" if reason else code)
 
     @classmethod
-    def from_invalid_token(cls, error: InvalidToken) -> AuthError:
-        """The HTTP face of the access policy's refusal: ``invalid_token`` with the policy's reason."""
-        return cls("invalid_token", error.reason)
+    def from_invalid_token(cls, error: InvalidToken, *, dpop: bool = False, algs: str = "") -> AuthError:
+        """The HTTP face of the access policy's refusal: ``invalid_token`` with the policy's reason; with a
+        DPoP challenge when the token came as DPoP or the refusal is about DPoP."""
+        if isinstance(error, InvalidDPoPProof):
+            nonce = error.nonce if isinstance(error, UseDPoPNonce) else None
+            challenge = error.code if error.reason not in ("bound", "required") else "invalid_token"
+            return cls("invalid_token", error.reason, dpop=challenge, algs=algs, nonce=nonce)
+        return cls("invalid_token", error.reason, dpop="invalid_token" if dpop else None, algs=algs)
 
     @property
     def description(self) -> str:
@@ -128,6 +160,8 @@ class AuthError(Exception):
             return "The session store is unavailable; try again shortly"
         if self.code == "csrf_failed":
             return "Cross-site request refused"
+        if self.dpop in ("invalid_dpop_proof", "use_dpop_nonce"):
+            return DPOP_DESCRIPTIONS.get(self.reason, "The DPoP proof is invalid")
         return DESCRIPTIONS.get(self.reason, "The access token is invalid")
 
     def to_json(self) -> dict[str, str]:
@@ -188,6 +222,8 @@ def problem_of(error: BaseException) -> Problem:
     headers: dict[str, str] = {}
     if isinstance(error, AuthError):
         code, description, reason = error.code, error.description, error.reason or None
+        if error.nonce is not None:
+            headers["DPoP-Nonce"] = error.nonce
     elif isinstance(error, HTTPError):
         code, description, reason, field_name = error.code, error.message, error.reason, error.field
         headers = dict(error.headers)
@@ -197,6 +233,8 @@ def problem_of(error: BaseException) -> Problem:
             reason = getattr(error, "reason", None)
         if isinstance(error, Throttled):
             headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        elif isinstance(error, UseDPoPNonce):
+            headers["DPoP-Nonce"] = error.nonce
     elif isinstance(error, StoreUnavailable):
         code, description = "store_unavailable", _STORE_DOWN
     elif isinstance(error, ClientDisconnect):
@@ -221,7 +259,7 @@ def problem_of(error: BaseException) -> Problem:
 
 
 # codes whose body keeps a reason outside 401s (a refused link says why: used, stale, expired, ...)
-_REASONED = frozenset({"invalid_link"})
+_REASONED = frozenset({"invalid_link", "invalid_dpop_proof", "use_dpop_nonce"})
 
 
 def json_response(problem: Problem, *, extra_headers: dict[str, str] | None = None) -> Response:
@@ -232,7 +270,13 @@ def json_response(problem: Problem, *, extra_headers: dict[str, str] | None = No
 
 
 def www_authenticate(error: AuthError | None, realm: str | None = None) -> str:
-    """The ``WWW-Authenticate`` value for a 401 (RFC 6750 §3): an error only when a bad token was sent."""
+    """The ``WWW-Authenticate`` value for a 401 (RFC 6750 §3): an error only when a bad token was sent; a
+    ``DPoP`` challenge (RFC 9449 §7.1: its error and ``algs``) when the refusal is about DPoP."""
+    if error is not None and error.dpop is not None:
+        params = [f'error="{error.dpop}"', f'error_description="{error.description}"']
+        if error.algs:
+            params.append(f'algs="{error.algs}"')
+        return "DPoP " + ", ".join(params)
     params = []
     if realm:
         params.append(f'realm="{realm}"')

@@ -9,8 +9,12 @@ echo the CSRF token (double submit: the ``X-CSRF-Token`` header, or the form fie
 to the CSRF cookie). ``Origin: null`` (an opaque origin: a sandboxed frame, a redirect across origins, but
 also our own page that sends no referrer, as the password-reset page does) tells nothing either way, so it
 always needs the double submit, with or without ambient credentials. A request authenticated by a Bearer
-``Authorization`` header is exempt: a browser never adds that header across origins by itself. Any other
-``Authorization`` (``Basic ...``) exempts nothing.
+(or DPoP) ``Authorization`` header is exempt: a browser never adds that header across origins by itself. Any
+other ``Authorization`` (``Basic ...``) exempts nothing.
+
+DPoP (RFC 9449): ``Authorization: DPoP <token>`` is found like a Bearer token, marked as DPoP; the request's
+``DPoP`` headers, method and URL (scheme as the trusted-proxy step left it, the ``Host`` header, the path
+as sent) become the :class:`~jwtkit.service.DPoPRequest` the access policy checks the proof against.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import enum
 import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from starlette.types import Scope
 
-__all__ = ["SAFE_METHODS", "Extractor", "TokenLocation", "csrf_refused", "header_token"]
+from jwtkit.service._dpop import DPoPRequest
+
+__all__ = ["SAFE_METHODS", "Extractor", "TokenLocation", "csrf_refused", "dpop_request", "header_token"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _BEARER = b"bearer "
+_DPOP = b"dpop "
+_HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 class TokenLocation(enum.Enum):
@@ -39,9 +47,12 @@ class TokenLocation(enum.Enum):
 
 def header_token(value: bytes) -> str | None:
     """The token of an ``Authorization`` value: ``Bearer <jwt>`` (scheme case-insensitive, RFC 7235 §2.1),
-    or a bare ``<jwt>`` with no scheme at all. Another scheme (``Basic ...``) is not ours: None."""
+    ``DPoP <jwt>`` (see :func:`is_dpop`), or a bare ``<jwt>`` with no scheme at all. Another scheme
+    (``Basic ...``) is not ours: None."""
     if value[:7].lower() == _BEARER:
         return value[7:].strip(b" \t").decode("latin-1")
+    if value[:5].lower() == _DPOP:
+        return value[5:].strip(b" \t").decode("latin-1")
     value = value.strip(b" \t")
     if not value or b" " in value:
         return None
@@ -57,12 +68,53 @@ def cookie_value(cookie_header: bytes, name: bytes) -> str | None:
     return None
 
 
+def is_dpop(value: bytes) -> bool:
+    """Whether an ``Authorization`` value uses the DPoP scheme (RFC 9449 §7.1)."""
+    return value[:5].lower() == _DPOP
+
+
+def request_url(scope: Scope) -> str:
+    """The absolute URL a request was sent to, as DPoP's ``htu`` names it: the scheme (``ws``/``wss`` as
+    ``http``/``https``), the ``Host`` header (else the server's address), and the path as the client sent
+    it; no query."""
+    scheme = scope.get("scheme", "http")
+    scheme = _HTTP_SCHEMES.get(scheme, scheme)
+    host = b""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value
+            break
+    authority = host.decode("latin-1")
+    if not authority:
+        server = scope.get("server") or ("localhost", None)
+        authority = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+    raw = scope.get("raw_path")
+    if raw:
+        path = raw.split(b"?", 1)[0].decode("latin-1")
+    else:
+        path = quote(scope.get("root_path", "") + scope["path"])
+    return f"{scheme}://{authority}{path}"
+
+
+def dpop_request(scope: Scope) -> DPoPRequest:
+    """The request as the DPoP checks see it: every ``DPoP`` header value, the method and the URL."""
+    proofs = tuple(value.decode("latin-1") for name, value in scope["headers"] if name == b"dpop")
+    spent = (scope.get("state") or {}).get("dpop_spent") == proofs
+    return DPoPRequest(proofs=proofs, htm=scope.get("method", "GET"), htu=request_url(scope), spent=spent)
+
+
+def has_dpop_proof(scope: Scope) -> bool:
+    """Whether the request carries a ``DPoP`` header (a client asking for bound tokens)."""
+    return any(name == b"dpop" for name, _ in scope["headers"])
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
-    """A token and where it was found."""
+    """A token and where it was found; ``dpop`` when it came as ``Authorization: DPoP``."""
 
     token: str
     location: TokenLocation
+    dpop: bool = False
 
 
 def _validate_cookie_name(name: str, what: str) -> bytes:
@@ -112,8 +164,8 @@ class Extractor:
             if location is TokenLocation.HEADER:
                 if authorization is not None:
                     token = header_token(authorization)
-                    if token is not None:
-                        return Found(token, location)  # "Bearer " with nothing after it: a bad token
+                    if token is not None:  # "Bearer " with nothing after it: a bad token
+                        return Found(token, location, is_dpop(authorization))
             elif location is TokenLocation.COOKIE:
                 if cookie is not None:
                     token = cookie_value(cookie, self._cookie_key)

@@ -30,11 +30,13 @@ from starlette.routing import BaseRoute, Route
 
 from jwtkit import JWTError, decode_unverified
 from jwtkit.service._access import Principal
+from jwtkit.service._dpop import DPoPRequest
 from jwtkit.service._errors import ServiceConfigError, ServiceError
 from jwtkit.store._base import StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy, check_csrf
 from jwtkit.web._dependencies import DEFAULT_SCHEME, BearerScheme, Dependency, problem_of_refusal
 from jwtkit.web._errors import AuthError, HTTPError, Problem, json_response, problem_of
+from jwtkit.web._extract import dpop_request, has_dpop_proof
 from jwtkit.web._http import json_ok, read_input, require_fields
 
 if TYPE_CHECKING:
@@ -179,6 +181,11 @@ class _Route(APIRoute):
         return answer
 
 
+def _dpop(request: Request) -> DPoPRequest | None:
+    """The request's DPoP proof (RFC 9449 §5): the tokens are then bound to its key."""
+    return dpop_request(request.scope) if has_dpop_proof(request.scope) else None
+
+
 def _client(request: Request) -> tuple[str, str]:
     ip = request.client.host if request.client else ""
     return ip, request.headers.get("user-agent", "")[:_MAX_USER_AGENT]
@@ -203,14 +210,16 @@ class _AuthRoutes:
         self.cookies = cookies
 
     def _tokens(self, pair: "TokenPair", requested: str = "") -> Response:
-        body: dict[str, Any] = {"access_token": pair.access_token, "token_type": "bearer",
+        token_type = "DPoP" if pair.token_type == "DPoP" else "bearer"  # RFC 9449 §5; RFC 6749's spelling
+        body: dict[str, Any] = {"access_token": pair.access_token, "token_type": token_type,
                                 "expires_in": pair.expires_in, "refresh_token": pair.refresh_token}
         scope = _granted_scope(pair.access_token, requested)
         if scope is not None:
             body["scope"] = scope
         if pair.device_token:
             body["device_token"] = pair.device_token  # send it back as a field at the next login
-        response = json_ok(body, headers=_NO_STORE)
+        nonce = self.service.dpop.nonce()
+        response = json_ok(body, headers=_NO_STORE if nonce is None else {**_NO_STORE, "DPoP-Nonce": nonce})
         if self.cookies is not None:
             self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
                                     pair.refresh_expires_in)
@@ -239,7 +248,8 @@ class _AuthRoutes:
         device = fields.get("device_token", "")
         if not device and self.cookies is not None:
             device = request.cookies.get(self.cookies.device, "")
-        pair = await self.service.login(username, password, ip=ip, user_agent=user_agent, device=device)
+        pair = await self.service.login(username, password, ip=ip, user_agent=user_agent, device=device,
+                                        dpop=_dpop(request))
         return self._tokens(pair, fields.get("scope", ""))
 
     async def refresh(self, request: Request) -> Response:
@@ -250,7 +260,8 @@ class _AuthRoutes:
         if not token:
             raise HTTPError("missing_field", "The field 'refresh_token' is required", field="refresh_token")
         ip, user_agent = _client(request)
-        return self._tokens(await self.service.refresh(token, ip=ip, user_agent=user_agent))
+        return self._tokens(await self.service.refresh(token, ip=ip, user_agent=user_agent,
+                                                       dpop=_dpop(request)))
 
     async def logout(self, request: Request, principal: Principal | None) -> Response:
         if self.cookies is not None:

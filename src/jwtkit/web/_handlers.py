@@ -20,11 +20,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from jwtkit.service import AuthConfig, InvalidToken, Principal, ServiceError, Throttled
+from jwtkit.service import AuthConfig, DPoPRequest, InvalidToken, Principal, ServiceError, Throttled
 from jwtkit.service._auth import AuthService, TokenPair
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy, check_csrf
 from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
+from jwtkit.web._extract import dpop_request, has_dpop_proof
 from jwtkit.web._http import json_ok, read_input, require_fields, wants_json
 from jwtkit.web._middleware import authenticate_found
 from jwtkit.web._pages import Pages, human_time
@@ -48,6 +49,11 @@ def _pair_json(pair: TokenPair) -> dict[str, Any]:
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def _dpop(request: Request) -> DPoPRequest | None:
+    """The request's DPoP proof for the token endpoints, or None when it sent none (bearer tokens)."""
+    return dpop_request(request.scope) if has_dpop_proof(request.scope) else None
 
 
 def _user_agent(request: Request) -> str:
@@ -94,7 +100,7 @@ class Handlers:
             # The cookie token was held back only because the middleware cannot read the form's CSRF
             # field; the handler's check_csrf has now seen it echoed, so the token gets its one check.
             principal, error = await authenticate_found(self.service.access, state["auth_token"],
-                                                        request.scope)
+                                                        request.scope)  # a cookie token: never DPoP
             state["principal"], state["auth_error"] = principal, error
             if principal is not None:
                 return principal
@@ -148,7 +154,8 @@ class Handlers:
         try:
             pair = await self.service.login(username, password, ip=_client_ip(request),
                                             user_agent=_user_agent(request),
-                                            device=self._device(request, fields))
+                                            device=self._device(request, fields),
+                                            dpop=_dpop(request))
         except ServiceError as error:
             if as_json or isinstance(error, Throttled):
                 raise
@@ -159,8 +166,7 @@ class Handlers:
             return await self.pages.problem(request, problem, template="home.html",
                                             context={"username": username})
         if as_json:
-            response: Response = json_ok(_pair_json(pair),
-                                         headers={"Authorization": f"Bearer {pair.access_token}"})
+            response: Response = json_ok(_pair_json(pair), headers=self._pair_headers(pair))
         else:
             response = RedirectResponse("/private", status_code=303)
             self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
@@ -271,7 +277,7 @@ class Handlers:
             self.cookies.clear_tokens(response)
             return response
         if as_json:
-            return json_ok(_pair_json(pair), headers={"Authorization": f"Bearer {pair.access_token}"})
+            return json_ok(_pair_json(pair), headers=self._pair_headers(pair))
         response = RedirectResponse("/private", status_code=303)
         self.cookies.set_tokens(response, pair.access_token, pair.expires_in, pair.refresh_token,
                                 pair.refresh_expires_in)
@@ -328,7 +334,16 @@ class Handlers:
     async def _rotate(self, request: Request, token: str) -> TokenPair:
         if not token:
             raise HTTPError("missing_field", "The field 'refresh_token' is required", field="refresh_token")
-        return await self.service.refresh(token, ip=_client_ip(request), user_agent=_user_agent(request))
+        return await self.service.refresh(token, ip=_client_ip(request), user_agent=_user_agent(request),
+                                          dpop=_dpop(request))
+
+    def _pair_headers(self, pair: TokenPair) -> dict[str, str]:
+        """``Authorization`` as the client should send it back, and the next DPoP nonce when there is one."""
+        headers = {"Authorization": f"{pair.token_type} {pair.access_token}"}
+        nonce = self.service.dpop.nonce()
+        if nonce is not None:
+            headers["DPoP-Nonce"] = nonce
+        return headers
 
     async def register_form(self, request: Request) -> Response:
         return await self.page(request, "register.html")

@@ -44,7 +44,7 @@ from jwtkit.service._errors import InvalidToken, ServiceError
 from jwtkit.store._base import Store, StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy
 from jwtkit.web._errors import AuthError, json_response, problem_of
-from jwtkit.web._extract import Extractor, Found, TokenLocation, cookie_value, csrf_refused
+from jwtkit.web._extract import Extractor, Found, TokenLocation, cookie_value, csrf_refused, dpop_request
 
 if TYPE_CHECKING:
     from jwtkit.service._auth import AuthService, TokenPair
@@ -82,14 +82,19 @@ def _user_agent(scope: Scope) -> str:
     return ""
 
 
-async def authenticate_found(policy: AccessPolicy, token: str, scope: Scope
+async def authenticate_found(policy: AccessPolicy, token: str, scope: Scope, *, dpop: bool = False
                              ) -> tuple[Principal | None, AuthError | None]:
-    """Ask the policy about one token: the principal, or the refusal as an :class:`AuthError`."""
+    """Ask the policy about one token (``dpop``: it came as ``Authorization: DPoP``, so the request's proof
+    goes with it): the principal, or the refusal as an :class:`AuthError`."""
     try:
         user_agent = _user_agent(scope) if policy.bind_user_agent else None
-        return await policy.authenticate(token, user_agent=user_agent), None
+        request = dpop_request(scope) if dpop else None
+        principal = await policy.authenticate(token, user_agent=user_agent, dpop=request)
+        if request is not None:
+            scope.setdefault("state", {})["dpop_spent"] = request.proofs  # see DPoPRequest.spent
+        return principal, None
     except InvalidToken as error:
-        return None, AuthError.from_invalid_token(error)
+        return None, AuthError.from_invalid_token(error, dpop=dpop, algs=policy.dpop.algs)
     except StoreUnavailable:
         return None, AuthError("store_unavailable")
 
@@ -105,7 +110,7 @@ async def authenticate_scope(policy: AccessPolicy, extractor: Extractor, scope: 
     if found.location is TokenLocation.COOKIE and csrf_refused(
             scope, ambient_cookies=ambient_cookies, csrf_cookie=csrf_cookie):
         return None, AuthError("csrf_failed"), found
-    principal, error = await authenticate_found(policy, found.token, scope)
+    principal, error = await authenticate_found(policy, found.token, scope, dpop=found.dpop)
     return principal, error, found
 
 
