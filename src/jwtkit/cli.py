@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from jwtkit._cli import _server, _tokens
+from jwtkit._cli import _dpop, _server, _tokens
 from jwtkit._cli._output import (
     EXIT_CODES_HELP,
     EXIT_INVALID,
@@ -48,6 +48,7 @@ def _root(
 
 _tokens.register(app)
 _server.register(app)
+_dpop.register(app)
 
 # typer vendors click from 0.2x on; find the base of its usage errors wherever it lives.
 _CLICK_ERROR: type[Exception] = next(
