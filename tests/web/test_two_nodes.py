@@ -20,10 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from _support import ServeProcess, start_serve, stop_serve
 
 from jwtkit import decode_unverified
+from jwtkit.service import make_dpop_proof
+from jwtkit.web import DPoPAuth
 from waiting import status_within
 
 PASSWORD = "correct horse battery staple"
@@ -49,6 +52,7 @@ def call(node: ServeProcess, method: str, path: str, body: dict[str, Any] | None
 @pytest.fixture(params=["postgresql", pytest.param("redis sessions", marks=pytest.mark.redis)])
 def shared_env(request: pytest.FixtureRequest, postgres_url: str) -> dict[str, str]:
     env = {"JWTKIT_KEY_ENCRYPTION_KEY": secrets.token_hex(32),
+           "JWTKIT_DPOP_NONCE_SECRET": secrets.token_hex(32),  # DPoP nonces that either node accepts
            "JWTKIT_REFRESH_RACE_WINDOW": "0"}  # a second use of a refresh token is reuse at once
     if request.param == "postgresql":
         return {**env, "JWTKIT_STORE": postgres_url}  # accounts default to the same database
@@ -125,6 +129,41 @@ def test_the_walk_across_two_nodes(nodes: tuple[ServeProcess, ServeProcess], tmp
         assert call(other, "GET", "/private", token=pair["access_token"])[0] == 200
         for token in (on_a["access_token"], on_b["access_token"]):
             assert call(node, "GET", "/private", token=token)[0] == 200
+
+
+def test_a_dpop_proof_replayed_on_the_other_node_is_refused(nodes: tuple[ServeProcess, ServeProcess]) -> None:
+    a, b = nodes
+    assert call(a, "POST", "/register", {"username": "dora", "password": PASSWORD})[0] == 201
+    auth = DPoPAuth()
+    seen: list[httpx.Request] = []
+    hooks = {"request": [seen.append]}
+    options: dict[str, Any] = {"auth": auth, "headers": {"Accept": "application/json"}, "event_hooks": hooks,
+                               "timeout": 10}
+    with httpx.Client(base_url=a.url, **options) as on_a, httpx.Client(base_url=b.url, **options) as on_b:
+        signed_in = on_a.post("/auth", json={"username": "dora", "password": PASSWORD})
+        assert signed_in.status_code == 200, signed_in.text
+        assert len(seen) == 2  # A asked for its nonce first (use_dpop_nonce), the helper retried once
+        auth.access_token = signed_in.json()["access_token"]
+        assert on_a.get("/private").status_code == 200
+        assert len(seen) == 3  # the nonce it kept was good
+        nonce = auth.nonces[a.url.lower()]
+        jti_used_on_a = decode_unverified(seen[-1].headers["DPoP"])[1]["jti"]
+
+        # behind one load balancer both nodes have one URL; here each has its own port, so the proofs for
+        # B are made for B's URL, with the nonce A handed out: B accepts it (stateless nonces)
+        def to_b(jti: str | None = None) -> httpx.Response:
+            proof = make_dpop_proof(auth.key, htm="GET", htu=f"{b.url}/private",
+                                    access_token=auth.access_token, nonce=nonce, jti=jti)
+            return on_b.get("/private", auth=None, headers={"Authorization": f"DPoP {auth.access_token}",
+                                                            "DPoP": proof})
+
+        assert to_b().status_code == 200
+        # a proof whose jti A already accepted: refused by B, since the replay cache is the shared store's
+        replayed = to_b(jti=jti_used_on_a)
+        assert (replayed.status_code, replayed.json()["reason"]) == (401, "replay")
+        without_key = httpx.get(f"{b.url}/private", timeout=10, headers={
+            "Accept": "application/json", "Authorization": f"Bearer {auth.access_token}"})
+        assert (without_key.status_code, without_key.json()["reason"]) == (401, "bound")
 
 
 def test_two_nodes_started_at_the_same_moment_on_an_empty_database_agree(tmp_path: Path,
