@@ -120,14 +120,15 @@ def test_keygen_ml_dsa_jwk_and_pem(jwtkit: Runner, tmp_path: Path, alg: str) -> 
     private = json.loads((tmp_path / "pq.jwk").read_text())
     public = json.loads(proc.stdout)
     assert stat.S_IMODE((tmp_path / "pq.jwk").stat().st_mode) == 0o600
-    assert set(private) == {"kty", "alg", "pub", "priv", "kid"} and set(public) == {"kty", "alg", "pub", "kid"}
+    assert set(private) == {"kty", "alg", "pub", "priv", "kid"}
+    assert set(public) == {"kty", "alg", "pub", "kid"}
     assert (public["kty"], public["alg"]) == ("AKP", alg)
     assert len(base64.urlsafe_b64decode(private["priv"] + "=")) == 32
     assert public["kid"] == private["kid"] == Key.from_jwk(public).thumbprint()
 
     env = {"KEY_PASSWORD": "pem password"}
-    made = jwtkit("keygen", "--alg", alg, "--format", "pem", "--out", "pq.pem", "--password-env", "KEY_PASSWORD",
-                  "--json", env=env)
+    made = jwtkit("keygen", "--alg", alg, "--format", "pem", "--out", "pq.pem",
+                  "--password-env", "KEY_PASSWORD", "--json", env=env)
     assert made.returncode == 0, made.stderr
     pem = (tmp_path / "pq.pem").read_bytes()
     assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
@@ -145,7 +146,8 @@ def test_encode_and_verify_ml_dsa_65_with_pem_jwk_and_jwks(jwtkit: Runner, tmp_p
     (tmp_path / "pq.pub.jwk").write_text(public)
     (tmp_path / "jwks.json").write_text(json.dumps({"keys": [json.loads(public)]}))
 
-    by_pem = jwtkit("encode", "--key", "pq.pem", "--alg", "ML-DSA-65", "--exp", "5m", "sub=pem").stdout.strip()
+    by_pem = jwtkit("encode", "--key", "pq.pem", "--alg", "ML-DSA-65", "--exp", "5m", "sub=pem").stdout
+    by_pem = by_pem.strip()
     checked = jwtkit("verify", by_pem, "--key", "pq.pem", "--alg", "ML-DSA-65", "--json")
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout)["header"] == {"alg": "ML-DSA-65", "typ": "JWT"}
@@ -159,7 +161,8 @@ def test_encode_and_verify_ml_dsa_65_with_pem_jwk_and_jwks(jwtkit: Runner, tmp_p
     assert jwtkit("verify", by_jwk, "--jwks", "jwks.json").returncode == 0
     assert_one_line_error(jwtkit("verify", by_jwk, "--key", "pq.pub.jwk", "--alg", "ML-DSA-87"), 2, "key")
     assert_one_line_error(jwtkit("verify", by_pem, "--key", "pq.pub.jwk"), 1, "signature")  # another key
-    assert_one_line_error(jwtkit("encode", "--key", "pq.pub.jwk", "sub=x"), 2, "key")  # needs the private half
+    # signing needs the private half
+    assert_one_line_error(jwtkit("encode", "--key", "pq.pub.jwk", "sub=x"), 2, "key")
 
 
 # --- encode and verify -------------------------------------------------------------------------------------
