@@ -222,8 +222,9 @@ def test_our_tokens_for_the_rfc_keys_round_trip() -> None:
 # --- RFC 9964: ML-DSA for JOSE ------------------------------------------------------------------------------
 
 RFC9964 = Path(__file__).parent / "vectors" / "rfc9964"
-# RFC 9964 §2 and Appendix A: the all-zero seed's key of each parameter set has this kid, its RFC 7638
-# thumbprint over alg, kty and pub (§6). §2 shows the ML-DSA-44 JWK with its pub cut to its ends.
+# RFC 9964's examples (its AKP section and its Examples appendix): the all-zero seed's key of each parameter
+# set has this kid, its RFC 7638 thumbprint over alg, kty and pub ("AKP Thumbprints"). The AKP section shows
+# the ML-DSA-44 JWK with its pub cut to its two ends.
 RFC9964_KIDS = {
     "ML-DSA-44": "T4xl70S7MT6Zeq6r9V9fPJGVn76wfnXJ21-gyo0Gu6o",
     "ML-DSA-65": "Suiu29qbfuaBaR4Ats-c6XQBePB_OpAxAwcTR_0KXVM",

@@ -1,14 +1,14 @@
 """Writes ML-DSA-44.json, ML-DSA-65.json and ML-DSA-87.json here, with no jwtkit and no ``cryptography`` code.
 
-Each file holds RFC 9964's example key for one parameter set (the all-zero 32-byte seed, as in RFC 9964 §2
-and Appendix A) as an AKP JWK, and a compact JWS of the RFC's example payload under the RFC's header
-``{"alg": ..., "kid": ...}``. The public key and the signature come from dilithium-py, an independent pure
-Python FIPS 204 implementation, and the signature is FIPS 204's deterministic variant (rnd = 32 zero bytes),
-so these exact bytes can be made again:
+Each file holds RFC 9964's example key for one parameter set (the all-zero 32-byte seed, as in the RFC's
+AKP section and its Examples appendix) as an AKP JWK, and a compact JWS of the RFC's example payload under
+the RFC's header ``{"alg": ..., "kid": ...}``. The public key and the signature come from dilithium-py, an
+independent pure Python FIPS 204 implementation, and the signature is FIPS 204's deterministic variant
+(rnd = 32 zero bytes), so these exact bytes can be made again:
 
     .venv/bin/python tests/core/vectors/rfc9964/make_vectors.py    # dilithium-py is a dev dependency
 
-The kid is the RFC 7638 thumbprint over alg, kty and pub (RFC 9964 §6), computed here with hashlib.
+The kid is the RFC 7638 thumbprint over alg, kty and pub (RFC 9964, "AKP Thumbprints"), computed with hashlib.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dilithium_py.ml_dsa import ML_DSA_44, ML_DSA_65, ML_DSA_87
 
 HERE = Path(__file__).parent
 SEED = bytes(32)
-PAYLOAD = "It’s a dangerous business, Frodo, going out your door."  # RFC 9964 Appendix A
+PAYLOAD = "It’s a dangerous business, Frodo, going out your door."  # the RFC's example payload
 
 
 def b64(data: bytes) -> str:
