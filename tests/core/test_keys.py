@@ -640,3 +640,30 @@ def test_generate_makes_a_fresh_ml_dsa_key(alg: str) -> None:
     first, second = Key.generate(alg), Key.generate(alg)
     assert first.alg == alg and first.can_sign and first != second
     assert first.to_jwk(private=True)["priv"] != second.to_jwk(private=True)["priv"]
+
+
+def _pkcs8(inner: bytes) -> bytes:
+    def tlv(tag: int, body: bytes) -> bytes:
+        size = len(body)
+        length = bytes([size]) if size < 128 else bytes([0x82, size >> 8, size & 0xFF])
+        return bytes([tag]) + length + body
+
+    ml_dsa_65 = bytes.fromhex("300b0609608648016503040312")  # AlgorithmIdentifier id-ml-dsa-65 (RFC 9881)
+    der = tlv(0x30, bytes.fromhex("020100") + ml_dsa_65 + tlv(0x04, inner))
+    return b"-----BEGIN PRIVATE KEY-----\n" + base64.encodebytes(der) + b"-----END PRIVATE KEY-----\n"
+
+
+def test_ml_dsa_pem_is_the_seed_form_only() -> None:
+    # RFC 9881 has three PKCS#8 forms: seed [0], expandedKey, both. RFC 9964's keys are the seed; the other
+    # two (made here with dilithium-py's expanded key of the same seed) are refused.
+    from dilithium_py.ml_dsa import ML_DSA_65
+
+    seed = bytes(range(32))
+    public, expanded = ML_DSA_65.key_derive(seed)
+    key = Key.from_pem(_pkcs8(b"\x80\x20" + seed), "ML-DSA-65")
+    assert unb64(key.to_jwk()["pub"]) == public
+    assert code_of(Key.from_pem, _pkcs8(b"\x04\x82\x0f\xc0" + expanded), "ML-DSA-65") == "key"
+    both = b"\x04\x20" + seed + b"\x04\x82\x0f\xc0" + expanded
+    both_form = _pkcs8(b"\x30\x82" + len(both).to_bytes(2, "big") + both)
+    assert code_of(Key.from_pem, both_form, "ML-DSA-65") == "key"
+    assert code_of(Key.from_pem, _pkcs8(b"\x80\x1f" + seed[:31]), "ML-DSA-65") == "key"

@@ -214,8 +214,8 @@ class Key:
         """An RSA, EC, Ed25519 or ML-DSA key from PEM: a private key, a public key or an X.509 certificate.
 
         The PEM label decides how the data is read; HMAC secrets never come from PEM (CVE-2022-29217). An
-        ML-DSA private key must carry its seed (the PKCS#8 "seed" or "both" form of RFC 9881): RFC 9964 keys
-        are the seed, and an expanded key alone could never be written as a JWK.
+        ML-DSA private key is PKCS#8 in RFC 9881's seed form, the 32 bytes that RFC 9964 makes its JWK
+        ``priv`` (``cryptography`` reads no other form, and an expanded key could never be written as a JWK).
 
         Raises:
             UnusableKey: ``key``, when the PEM cannot be read or the key does not fit ``alg``.
