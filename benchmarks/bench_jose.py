@@ -1,10 +1,12 @@
 """Token core benchmark: jwtkit against PyJWT, joserfc and the bare primitive ("floor"), in one run.
 
-For HS256, RS256, ES256 and EdDSA it times signing (encode) and verification (decode) of a realistic access
-token. Every library gets its key object prepared once. Verification includes full claim validation in every
-library (signature, then exp, iss and aud), so the peers do the same work jwtkit does; the floor is the
-bare ``hmac.digest`` + ``hmac.compare_digest`` or ``cryptography`` sign/verify call on the same signing input,
-with no parsing at all (for ES256 the floor signs to DER and verifies a ready DER signature: no r||s work).
+For HS256, RS256, ES256, EdDSA and ML-DSA-44/65/87 (RFC 9964) it times signing (encode) and verification
+(decode) of a realistic access token. PyJWT and joserfc have no ML-DSA: those rows compare jwtkit with the
+floor, and a second table sets them beside jwtkit's EdDSA and ES256. Every library gets its key object
+prepared once. Verification includes full claim validation in every library (signature, then exp, iss and
+aud), so the peers do the same work jwtkit does; the floor is the bare ``hmac.digest`` +
+``hmac.compare_digest`` or ``cryptography`` sign/verify call on the same signing input, with no parsing at
+all (for ES256 the floor signs to DER and verifies a ready DER signature: no r||s work).
 
 Options: ``--quick`` (fewer, shorter samples, for a smoke run). Samples are taken in interleaved rounds.
 """
@@ -22,14 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from benchmarks._timing import table
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "api.example.com"
-ALGS = ["HS256", "RS256", "ES256", "EdDSA"]
+ALGS = ["HS256", "RS256", "ES256", "EdDSA", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87"]
+MLDSA = {"ML-DSA-44": mldsa.MLDSA44PrivateKey, "ML-DSA-65": mldsa.MLDSA65PrivateKey,
+         "ML-DSA-87": mldsa.MLDSA87PrivateKey}
 LIBS = ["jwtkit", "PyJWT", "joserfc", "floor"]
 
 
@@ -63,6 +67,8 @@ def _materials(alg: str) -> tuple[Any, Any, bytes, bytes]:
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     elif alg == "ES256":
         private = ec.generate_private_key(ec.SECP256R1())
+    elif alg in MLDSA:
+        private = MLDSA[alg].generate()
     else:
         private = ed25519.Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -89,6 +95,7 @@ def _floor(alg: str, private: Any, public: Any, signing_input: bytes, signature:
         der = encode_dss_signature(r, s)
         return Contender(sign=lambda: private.sign(signing_input, ecdsa),
                          verify=lambda: public.verify(der, signing_input, ecdsa))
+    # Ed25519 and ML-DSA (pure, empty context): the same two calls
     return Contender(sign=lambda: private.sign(signing_input),
                      verify=lambda: public.verify(signature, signing_input))
 
@@ -120,6 +127,9 @@ def _contenders(alg: str) -> dict[str, Contender | str]:
     except ImportError as exc:
         found["PyJWT"] = f"not installed ({exc})"
     else:
+        if alg in MLDSA:
+            found["PyJWT"] = "has no ML-DSA (RFC 9964)"
+    if "PyJWT" not in found:
         from jwt.algorithms import get_default_algorithms
 
         # PyJWT's fastest paths: it signs with the cryptography key object (or the secret bytes) as is, and
@@ -139,6 +149,9 @@ def _contenders(alg: str) -> dict[str, Contender | str]:
     except ImportError as exc:
         found["joserfc"] = f"not installed ({exc})"
     else:
+        if alg in MLDSA:
+            found["joserfc"] = "has no ML-DSA (RFC 9964)"
+    if "joserfc" not in found:
         importer: Any = {"HS256": OctKey, "RS256": RSAKey, "ES256": ECKey, "EdDSA": OKPKey}[alg]
         if alg == "HS256":
             jr_private = jr_public = importer.import_key(private)
@@ -167,6 +180,17 @@ def _contenders(alg: str) -> dict[str, Contender | str]:
         if isinstance(contender, Contender):
             contender.verify()
     return found
+
+
+SIZES: dict[str, tuple[int, int]] = {}   # alg -> (signature bytes, jwtkit's token characters), from the run
+
+
+def _sizes(contenders: dict[str, Contender | str]) -> tuple[int, int]:
+    ours = contenders["jwtkit"]
+    assert isinstance(ours, Contender)
+    token = ours.sign()
+    assert isinstance(token, str)
+    return len(_b64decode(token.rpartition(".")[2])), len(token)
 
 
 def _calibrate(fn: Callable[[], object], target: float) -> int:
@@ -225,6 +249,7 @@ def main(argv: list[str]) -> None:
     missing: list[str] = []
     for alg in ALGS:
         contenders = _contenders(alg)
+        SIZES[alg] = _sizes(contenders)
         missing += [f"{lib}: {why}" for lib, why in contenders.items() if isinstance(why, str)]
         ready = {lib: c for lib, c in contenders.items() if isinstance(c, Contender)}
         for op in ("sign", "verify"):
@@ -258,6 +283,19 @@ def main(argv: list[str]) -> None:
     print(table("jose: µs/op (median), lower is better",
                 ["alg", "op", *LIBS, "PyJWT/jwtkit", "joserfc/jwtkit", "jwtkit/floor"], rows))
 
+    # ML-DSA has no peer to race, so it is set beside jwtkit's own EdDSA and ES256 (ratios of the medians:
+    # each algorithm was sampled in its own rounds) and with the sizes a token pays for it.
+    pq_rows = []
+    for alg in MLDSA:
+        for op in ("sign", "verify"):
+            ours, eddsa, es256 = (_median(samples, (name, op, "jwtkit")) for name in (alg, "EdDSA", "ES256"))
+            pq_rows.append([alg, op, "n/a" if ours is None else ours,
+                            "n/a" if ours is None or not eddsa else f"{ours / eddsa:.2f}x",
+                            "n/a" if ours is None or not es256 else f"{ours / es256:.2f}x",
+                            str(SIZES[alg][0]), str(SIZES[alg][1])])
+    print(table("jose: ML-DSA (RFC 9964) in jwtkit beside its EdDSA and ES256; PyJWT and joserfc have none",
+                ["alg", "op", "jwtkit µs", "x EdDSA", "x ES256", "signature bytes", "token chars"], pq_rows))
+
     print("\n## jose targets (issue 2 §6)")
 
     def speedup(alg: str, op: str, peer: str) -> float | None:
@@ -266,7 +304,7 @@ def main(argv: list[str]) -> None:
     _target("HS256 decode >= 5x faster than PyJWT", speedup("HS256", "verify", "PyJWT"), at_least=5.0)
     _target("HS256 decode >= 2x faster than joserfc", speedup("HS256", "verify", "joserfc"), at_least=2.0)
     _target("HS256 encode >= 5x faster than PyJWT", speedup("HS256", "sign", "PyJWT"), at_least=5.0)
-    for alg in ("RS256", "ES256", "EdDSA"):
+    for alg in ("RS256", "ES256", "EdDSA"):  # issue 2 set no ML-DSA target; its jwtkit/floor is in the table
         _target(f"{alg} verify within 1.2x of the bare cryptography verify",
                 _paired_ratio(samples, (alg, "verify", "jwtkit"), (alg, "verify", "floor")), at_most=1.2)
 

@@ -111,6 +111,60 @@ def test_keygen_pem_and_hmac(jwtkit: Runner, tmp_path: Path) -> None:
     assert_one_line_error(jwtkit("keygen", "--alg", "HS1", "--out", "x.jwk"), 2, "usage")
 
 
+@pytest.mark.parametrize("alg", ["ML-DSA-44", "ML-DSA-65", "ML-DSA-87"])
+def test_keygen_ml_dsa_jwk_and_pem(jwtkit: Runner, tmp_path: Path, alg: str) -> None:
+    # RFC 9964: an AKP JWK (kty, alg, pub; priv is the 32-byte seed), kid its thumbprint over alg, kty, pub;
+    # the PEM is PKCS#8 in its seed form (RFC 9881), the same 32 bytes.
+    proc = jwtkit("keygen", "--alg", alg, "--out", "pq.jwk")
+    assert proc.returncode == 0, proc.stderr
+    private = json.loads((tmp_path / "pq.jwk").read_text())
+    public = json.loads(proc.stdout)
+    assert stat.S_IMODE((tmp_path / "pq.jwk").stat().st_mode) == 0o600
+    assert set(private) == {"kty", "alg", "pub", "priv", "kid"}
+    assert set(public) == {"kty", "alg", "pub", "kid"}
+    assert (public["kty"], public["alg"]) == ("AKP", alg)
+    assert len(base64.urlsafe_b64decode(private["priv"] + "=")) == 32
+    assert public["kid"] == private["kid"] == Key.from_jwk(public).thumbprint()
+
+    env = {"KEY_PASSWORD": "pem password"}
+    made = jwtkit("keygen", "--alg", alg, "--format", "pem", "--out", "pq.pem",
+                  "--password-env", "KEY_PASSWORD", "--json", env=env)
+    assert made.returncode == 0, made.stderr
+    pem = (tmp_path / "pq.pem").read_bytes()
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    loaded = Key.from_pem(pem, alg, password=b"pem password")
+    assert loaded.public().to_jwk()["pub"] == json.loads(made.stdout)["public_jwk"]["pub"]
+    plain = jwtkit("keygen", "--alg", alg, "--format", "pem", "--out", "plain.pem", "--json")
+    seed_form = (tmp_path / "plain.pem").read_bytes()
+    assert plain.returncode == 0 and seed_form.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert len(seed_form) < 200  # the 32-byte seed, not the 2560-4896 byte expanded key
+
+
+def test_encode_and_verify_ml_dsa_65_with_pem_jwk_and_jwks(jwtkit: Runner, tmp_path: Path) -> None:
+    assert jwtkit("keygen", "--alg", "ML-DSA-65", "--format", "pem", "--out", "pq.pem").returncode == 0
+    public = jwtkit("keygen", "--alg", "ML-DSA-65", "--out", "pq.jwk").stdout
+    (tmp_path / "pq.pub.jwk").write_text(public)
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [json.loads(public)]}))
+
+    by_pem = jwtkit("encode", "--key", "pq.pem", "--alg", "ML-DSA-65", "--exp", "5m", "sub=pem").stdout
+    by_pem = by_pem.strip()
+    checked = jwtkit("verify", by_pem, "--key", "pq.pem", "--alg", "ML-DSA-65", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["header"] == {"alg": "ML-DSA-65", "typ": "JWT"}
+    assert_one_line_error(jwtkit("verify", by_pem, "--key", "pq.pem"), 2, "key")  # a PEM names no alg
+    # the key is bound to its parameter set: the PEM read as ML-DSA-44, or as EdDSA, is refused
+    assert_one_line_error(jwtkit("verify", by_pem, "--key", "pq.pem", "--alg", "ML-DSA-44"), 2, "key")
+    assert_one_line_error(jwtkit("verify", by_pem, "--key", "pq.pem", "--alg", "EdDSA"), 2, "key")
+
+    by_jwk = jwtkit("encode", "--key", "pq.jwk", "--exp", "5m", "sub=jwk").stdout.strip()
+    assert jwtkit("verify", by_jwk, "--key", "pq.pub.jwk").returncode == 0
+    assert jwtkit("verify", by_jwk, "--jwks", "jwks.json").returncode == 0
+    assert_one_line_error(jwtkit("verify", by_jwk, "--key", "pq.pub.jwk", "--alg", "ML-DSA-87"), 2, "key")
+    assert_one_line_error(jwtkit("verify", by_pem, "--key", "pq.pub.jwk"), 1, "signature")  # another key
+    # signing needs the private half
+    assert_one_line_error(jwtkit("encode", "--key", "pq.pub.jwk", "sub=x"), 2, "key")
+
+
 # --- encode and verify -------------------------------------------------------------------------------------
 
 

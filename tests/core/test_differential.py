@@ -1,4 +1,5 @@
-"""Differential property tests: jwtkit against PyJWT and joserfc (issue 2 §5).
+"""Differential property tests: jwtkit against PyJWT and joserfc (issue 2 §5), and its ML-DSA against
+dilithium-py (section 7), since neither PyJWT nor joserfc has ML-DSA.
 
 Three properties, for HS256/384/512, RS256, PS256, ES256/384/512 and EdDSA:
 
@@ -30,6 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from dilithium_py.ml_dsa import ML_DSA_44, ML_DSA_65, ML_DSA_87
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc import jwt as jrfc_jwt
@@ -803,3 +805,73 @@ def test_jwtkit_accepts_only_what_both_peers_accept(extra_header: dict[str, Any]
     assert decoded == claims
     assert pyjwt.decode(token, fixture.public, algorithms=["HS256"]) == claims
     assert joserfc_accepts(token, fixture.joserfc_public, ["HS256"])
+
+
+# --- 7. ML-DSA against dilithium-py, an independent FIPS 204 implementation ---------------------------------
+
+# PyJWT 2.15 and joserfc 1.8 have no ML-DSA (RFC 9964). dilithium-py is a pure Python FIPS 204 implementation
+# that shares no code with cryptography's (OpenSSL's), so agreement here is agreement of two implementations.
+DILITHIUM = {"ML-DSA-44": ML_DSA_44, "ML-DSA-65": ML_DSA_65, "ML-DSA-87": ML_DSA_87}
+MLDSA_ALGS = sorted(DILITHIUM)
+seeds = st.binary(min_size=32, max_size=32)
+
+
+def _akp(alg: str, seed: bytes, public: bytes, private: bool = True) -> Key:
+    jwk = {"kty": "AKP", "alg": alg, "pub": b64(public), "kid": "pq"}
+    return Key.from_jwk({**jwk, "priv": b64(seed)} if private else jwk)
+
+
+@FEW
+@given(seed=seeds, alg=st.sampled_from(MLDSA_ALGS))
+def test_both_implementations_derive_the_same_key_from_a_seed(seed: bytes, alg: str) -> None:
+    # RFC 9964's priv is the seed: from_jwk derives the public key with cryptography and refuses a pub that
+    # differs, so accepting dilithium-py's pub is the agreement.
+    public, _ = DILITHIUM[alg].key_derive(seed)
+    key = _akp(alg, seed, public)
+    assert unb64(key.to_jwk()["pub"]) == public
+    other, _ = DILITHIUM[alg].key_derive(bytes(b ^ 1 for b in seed))
+    with pytest.raises(JWTError):
+        _akp(alg, seed, other)
+
+
+@FEW
+@given(seed=seeds, alg=st.sampled_from(MLDSA_ALGS), claims=extra_claims, deterministic=st.booleans())
+def test_dilithium_signs_jwtkit_verifies(seed: bytes, alg: str, claims: dict[str, Any],
+                                         deterministic: bool) -> None:
+    public, expanded = DILITHIUM[alg].key_derive(seed)
+    claims = with_exp(claims)
+    token = compact({"alg": alg, "kid": "pq", "typ": "JWT"}, claims,
+                    lambda data: DILITHIUM[alg].sign(expanded, data, deterministic=deterministic))
+    # an ML-DSA-87 signature alone takes 6170 of the default 8192 characters (R1): random claims may not fit
+    assert jwtkit.decode(token, _akp(alg, seed, public, private=False), max_length=len(token)) == claims
+    # ... and any other key, or another parameter set's alg, refuses it
+    other_seed = bytes(b ^ 0xFF for b in seed)
+    other_key = _akp(alg, other_seed, DILITHIUM[alg].key_derive(other_seed)[0], private=False)
+    assert jwtkit_refusal(token, other_key, max_length=len(token)) == "signature"
+    for other in MLDSA_ALGS:
+        if other != alg:
+            assert jwtkit_refusal(token, KeySet([_akp(alg, seed, public, private=False)]),
+                                  algorithms=[other], max_length=len(token)) == "algorithm"
+
+
+@FEW
+@given(seed=seeds, alg=st.sampled_from(MLDSA_ALGS), claims=extra_claims)
+def test_jwtkit_signs_dilithium_verifies(seed: bytes, alg: str, claims: dict[str, Any]) -> None:
+    public, _ = DILITHIUM[alg].key_derive(seed)
+    token = jwtkit.encode(with_exp(claims), _akp(alg, seed, public))
+    signing_input, _, signature = token.rpartition(".")
+    assert len(unb64(signature)) == {"ML-DSA-44": 2420, "ML-DSA-65": 3309, "ML-DSA-87": 4627}[alg]
+    assert DILITHIUM[alg].verify(public, signing_input.encode(), unb64(signature))  # the empty context
+    assert not DILITHIUM[alg].verify(public, signing_input.encode(), unb64(signature), ctx=b"jwtkit")
+
+
+@pytest.mark.parametrize("alg", MLDSA_ALGS)
+def test_a_signature_with_a_context_is_refused(alg: str) -> None:
+    # RFC 9964: the context string is empty; a signature over the same input with any other context is not a
+    # JWS signature.
+    seed = hashlib.sha256(alg.encode()).digest()
+    public, expanded = DILITHIUM[alg].key_derive(seed)
+    claims = with_exp({"sub": "x"})
+    token = compact({"alg": alg}, claims,
+                    lambda data: DILITHIUM[alg].sign(expanded, data, ctx=b"ctx", deterministic=True))
+    assert jwtkit_refusal(token, _akp(alg, seed, public, private=False)) == "signature"

@@ -88,6 +88,15 @@ def es_der_token() -> str:
 
 ES_DER_KEY: Key
 ES_DER_TOKEN = es_der_token()
+ML44 = Key.generate("ML-DSA-44", kid="ml44")
+ML65 = Key.generate("ML-DSA-65", kid="ml65")
+ML65_TOKEN = encode(CLAIMS, ML65)
+_ML65_INPUT, _, _ML65_SIG = ML65_TOKEN.rpartition(".")
+ML65_SIGNATURE = base64.urlsafe_b64decode(_ML65_SIG + "==")
+
+
+def ml65_token_with(signature: bytes) -> str:
+    return f"{_ML65_INPUT}.{b64(signature)}"
 FIVE_HS = [hs_key(secret=bytes([i]) * 32) for i in range(1, 6)]
 ATTACKER = hs_key(secret=b"attacker-secret-attacker-secret!")
 
@@ -211,6 +220,25 @@ CASES = [
         "key",
         key=Key.from_jwk({**HS.to_jwk(private=True), "key_ops": ["sign"]}),
     ),
+    Case(
+        "R5",
+        "ML-DSA-65 token for an ML-DSA-44 key",
+        forge({"alg": "ML-DSA-65"}, CLAIMS, ML65),
+        "algorithm",
+        key=ML44.public(),
+    ),
+    Case("R5", "ML-DSA-65 token for an EdDSA key", ML65_TOKEN, "algorithm", key=Key.generate("EdDSA")),
+    Case("R5", "ML-DSA-65 token for an HMAC key", ML65_TOKEN, "algorithm"),
+    Case(
+        "R5",
+        "ML-DSA-44 alg over an ML-DSA-65 signature, for the same kid",
+        ml65_token_with(ML65_SIGNATURE).replace(
+            segment({"alg": "ML-DSA-65", "kid": "ml65", "typ": "JWT"}),
+            segment({"alg": "ML-DSA-44", "kid": "ml65", "typ": "JWT"}),
+        ),
+        "algorithm",
+        key=KeySet([ML65.public()]),
+    ),
     # R6: weak keys never exist on our side, so tokens forged with them fail (key refusals: test_keys.py).
     Case(
         "R6",
@@ -302,6 +330,18 @@ CASES = [
         "signature",
         key=PS,
     ),
+    Case("R10", "ML-DSA-65 signature one byte short", ml65_token_with(ML65_SIGNATURE[:-1]), "signature",
+         key=ML65.public()),
+    Case("R10", "ML-DSA-65 signature one byte long", ml65_token_with(ML65_SIGNATURE + b"\0"), "signature",
+         key=ML65.public()),
+    Case("R10", "ML-DSA-65 signature of ML-DSA-44 length", ml65_token_with(ML65_SIGNATURE[:2420]),
+         "signature", key=ML65.public()),
+    Case("R10", "ML-DSA-65 signature of zeros", ml65_token_with(bytes(3309)), "signature", key=ML65.public()),
+    Case("R10", "ML-DSA-65 signature with one bit flipped",
+         ml65_token_with(bytes([ML65_SIGNATURE[0] ^ 1]) + ML65_SIGNATURE[1:]), "signature",
+         key=ML65.public()),
+    Case("R10", "ML-DSA-65 signature by another ML-DSA-65 key", forge({"alg": "ML-DSA-65", "kid": "ml65"},
+         CLAIMS, Key.generate("ML-DSA-65", kid="ml65")), "signature", key=ML65.public()),
     # R11: payload parsed only after the signature, same strictness, an object.
     Case("R11", "payload not JSON", forge(HEADER, b"not json", HS), "malformed"),
     Case("R11", "payload an array", forge(HEADER, b"[1]", HS), "malformed"),

@@ -22,13 +22,16 @@ SIZES = {
     "ES512": 132,
     "EdDSA": 64,
     "Ed25519": 64,
+    "ML-DSA-44": 2420,  # FIPS 204 Table 2, RFC 9964
+    "ML-DSA-65": 3309,
+    "ML-DSA-87": 4627,
 }
 
 
 def test_the_table_is_exactly_the_supported_algorithms() -> None:
     assert set(ALGORITHMS) == {
         "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
-        "ES256", "ES384", "ES512", "EdDSA", "Ed25519",
+        "ES256", "ES384", "ES512", "EdDSA", "Ed25519", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87",
     }  # fmt: skip
     assert jwtkit.jwa.ALGORITHMS is ALGORITHMS
     with pytest.raises(TypeError):
@@ -36,7 +39,9 @@ def test_the_table_is_exactly_the_supported_algorithms() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["none", "None", "NONE", "", "hs256", "RS1", "ES256K", "EdDSA ", "A128KW", None, 1]
+    "name",
+    ["none", "None", "NONE", "", "hs256", "RS1", "ES256K", "EdDSA ", "A128KW", None, 1, "ML-DSA", "ml-dsa-65",
+     "MLDSA65", "ML-DSA-65 ", "HashML-DSA-65", "ML-DSA-128"],
 )
 def test_lookup_refuses(name: object) -> None:
     with pytest.raises(DisallowedAlgorithm):
@@ -140,3 +145,36 @@ def test_public_keys_cannot_sign() -> None:
 def test_families() -> None:
     assert {spec.family for spec in ALGORITHMS.values()} == set(Family)
     assert all(spec.name == name for name, spec in ALGORITHMS.items())
+
+
+@pytest.mark.parametrize("alg", ["ML-DSA-44", "ML-DSA-65", "ML-DSA-87"])
+def test_ml_dsa_is_hedged_and_any_valid_signature_verifies(alg: str) -> None:
+    # FIPS 204's hedged signing: two signatures of one input differ, and both verify (R18: the token string is
+    # not unique, so nothing may key on it).
+    key = Key.generate(alg)
+    first, second = jwa.sign(alg, key, DATA), jwa.sign(alg, key, DATA)
+    assert first != second
+    assert jwa.verify(alg, key.public(), DATA, first) and jwa.verify(alg, key.public(), DATA, second)
+
+
+@pytest.mark.parametrize("alg", ["ML-DSA-44", "ML-DSA-65", "ML-DSA-87"])
+def test_ml_dsa_uses_the_empty_context(alg: str) -> None:
+    # RFC 9964: ctx MUST be the empty string. A signature made with any other context never verifies.
+    key = Key.generate(alg)
+    private = key._private
+    assert private is not None
+    with_context = private.sign(DATA, b"jwtkit")  # type: ignore[call-arg]
+    assert not jwa.verify(alg, key, DATA, with_context)
+    assert jwa.verify(alg, key, DATA, private.sign(DATA, b""))  # type: ignore[call-arg]
+
+
+def test_ml_dsa_parameter_sets_are_separate_bindings() -> None:
+    # R5: one key, one parameter set. A 44 signature is the wrong length for 65 and 87 anyway, but the binding
+    # refuses before any length is looked at.
+    key = Key.generate("ML-DSA-44")
+    signature = jwa.sign("ML-DSA-44", key, DATA)
+    for other in ("ML-DSA-65", "ML-DSA-87", "EdDSA"):
+        with pytest.raises(DisallowedAlgorithm):
+            jwa.verify(other, key, DATA, signature)
+        with pytest.raises(DisallowedAlgorithm):
+            jwa.sign(other, key, DATA)

@@ -139,3 +139,23 @@ def test_normalize_typ() -> None:
     assert jws.normalize_typ("JWT") == "application/jwt"
     assert jws.normalize_typ("application/AT+JWT") == "application/at+jwt"
     assert jws.normalize_typ("text/plain") == "text/plain"
+
+
+@pytest.mark.parametrize(("alg", "signature_chars"), [("ML-DSA-44", 3227), ("ML-DSA-65", 4412),
+                                                       ("ML-DSA-87", 6170)])
+def test_ml_dsa_tokens_fit_the_default_max_length_with_room_to_spare(alg: str, signature_chars: int) -> None:
+    # R1: the 8192 default holds an ML-DSA-87 token with an access token's claims; its signature alone takes
+    # 6170 characters, so a token whose header and payload pass about 2000 needs a larger max_length.
+    key = Key.generate(alg, kid="k" * 43)
+    claims = {"iss": "https://auth.example.com", "sub": "user-8c1f2a", "aud": "api", "iat": NOW,
+              "exp": NOW + 60, "jti": "f" * 32, "sid": "s" * 21, "roles": ["admin", "billing"]}
+    token = encode(claims, key, typ="at+jwt")
+    assert len(token.rpartition(".")[2]) == signature_chars
+    assert len(token) < jws.MAX_LENGTH
+    assert decode(token, key.public(), audience="api", now=NOW) == claims
+    big = encode({**claims, "pad": "x" * (jws.MAX_LENGTH - signature_chars)}, key)
+    with pytest.raises(JWTError) as caught:
+        decode(big, key.public(), audience="api", now=NOW)
+    assert caught.value.code == "too_large"
+    assert decode(big, key.public(), audience="api", now=NOW, max_length=len(big))["pad"] == "x" * (
+        jws.MAX_LENGTH - signature_chars)

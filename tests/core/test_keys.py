@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, rsa
 
 from jwtkit import DisallowedAlgorithm, JWTError, Key, KeySet, UnusableKey, decode, encode
 
@@ -18,6 +18,10 @@ from ._tokens import EXP, NOW, b64
 A1 = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"
 ALL_ALGS = ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
 ALL_ALGS += ["ES256", "ES384", "ES512", "EdDSA", "Ed25519"]
+MLDSA = ["ML-DSA-44", "ML-DSA-65", "ML-DSA-87"]
+ALL_ALGS += MLDSA
+# FIPS 204 Table 2 (RFC 9964): public key and signature lengths of each parameter set; the seed is 32 bytes.
+PUB_SIZE = {"ML-DSA-44": 1312, "ML-DSA-65": 1952, "ML-DSA-87": 2592}
 CLAIMS = {"exp": EXP}
 _RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -365,7 +369,7 @@ def test_jwk_round_trips(keys: dict[str, Key], alg: str) -> None:
     assert Key.from_jwk(private_jwk) == key
     if not key.is_symmetric:
         public_jwk = key.to_jwk()
-        assert "d" not in public_jwk and "p" not in public_jwk
+        assert "d" not in public_jwk and "p" not in public_jwk and "priv" not in public_jwk
         assert Key.from_jwk(public_jwk) == key.public()
         assert not key.public().is_private
         assert key.public().thumbprint() == key.thumbprint()
@@ -437,7 +441,7 @@ def test_repr_shows_no_key_material(keys: dict[str, Key], alg: str) -> None:
     text = repr(key) + repr(KeySet([key])) + str(key)
     assert text.startswith(f"Key(alg='{alg}', kid='{alg.lower()}', private=True)")
     for name, value in key.to_jwk(private=True).items():
-        if name in ("k", "d", "p", "q", "dp", "dq", "qi", "n", "x", "y"):
+        if name in ("k", "d", "p", "q", "dp", "dq", "qi", "n", "x", "y", "pub", "priv"):
             assert value[:12] not in text
 
 
@@ -502,3 +506,164 @@ def test_huge_rsa_modulus_is_refused() -> None:
     n = (1 << 16400) + 1 + 2 * 3 * 5 * 7  # odd, larger than OpenSSL's ceiling
     jwk = {"kty": "RSA", "n": b64(n.to_bytes((n.bit_length() + 7) // 8, "big")), "e": "AQAB", "alg": "RS256"}
     assert code_of(Key.from_jwk, jwk) == "key"
+
+
+# --- ML-DSA on AKP keys (RFC 9964): R5 and R6 -------------------------------------------------------------
+
+
+def _mldsa_jwk(alg: str, private: bool = False) -> dict[str, Any]:
+    return Key.generate(alg, kid="m").to_jwk(private=private)
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_akp_jwk_shapes(keys: dict[str, Key], alg: str) -> None:
+    public = keys[alg].to_jwk()
+    assert set(public) == {"kty", "alg", "pub", "kid"}
+    assert (public["kty"], public["alg"]) == ("AKP", alg)
+    assert len(unb64(public["pub"])) == PUB_SIZE[alg]
+    private = keys[alg].to_jwk(private=True)
+    assert set(private) == {"kty", "alg", "pub", "priv", "kid"}
+    assert len(unb64(private["priv"])) == 32  # the seed, never the expanded private key
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_akp_thumbprint_covers_alg_kty_pub(keys: dict[str, Key], alg: str) -> None:
+    import hashlib
+    import json
+
+    jwk = keys[alg].to_jwk()
+    required = json.dumps({"alg": alg, "kty": "AKP", "pub": jwk["pub"]}, separators=(",", ":"))
+    assert keys[alg].thumbprint() == b64(hashlib.sha256(required.encode()).digest())
+    assert keys[alg].thumbprint() == keys[alg].public().thumbprint()  # priv is no required member
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_akp_pub_must_have_its_exact_length(alg: str) -> None:
+    jwk = _mldsa_jwk(alg)
+    raw = unb64(jwk["pub"])
+    another_size = raw[: PUB_SIZE["ML-DSA-44"]] if alg != "ML-DSA-44" else raw + raw[:640]  # 44's, or 65's
+    for wrong in (raw[:-1], raw + b"\0", b"", another_size):
+        assert code_of(Key.from_jwk, {**jwk, "pub": b64(wrong)}) == "key"
+    for bad in (None, 7, jwk["pub"] + "=", jwk["pub"].replace("-", "+").replace("_", "/") + "+"):
+        assert code_of(Key.from_jwk, {**jwk, "pub": bad}) == "key"
+    missing = {name: value for name, value in jwk.items() if name != "pub"}
+    assert code_of(Key.from_jwk, missing) == "key"
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_akp_priv_must_be_the_32_byte_seed(alg: str) -> None:
+    jwk = _mldsa_jwk(alg, private=True)
+    seed = unb64(jwk["priv"])
+    # 2560/4032/4896 bytes would be the expanded private key of FIPS 204, which RFC 9964 never uses
+    for wrong in (seed[:-1], seed + b"\0", b"", seed * 80):
+        assert code_of(Key.from_jwk, {**jwk, "priv": b64(wrong)}) == "key"
+    for bad in (None, 1, jwk["priv"] + "="):
+        assert code_of(Key.from_jwk, {**jwk, "priv": bad}) == "key"
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_akp_priv_must_give_pub(alg: str) -> None:
+    jwk = _mldsa_jwk(alg, private=True)
+    other = _mldsa_jwk(alg, private=True)
+    assert code_of(Key.from_jwk, {**jwk, "priv": other["priv"]}) == "key"  # RFC 9964: mismatched parameters
+    assert code_of(Key.from_jwk, {**jwk, "pub": other["pub"]}) == "key"
+    assert Key.from_jwk({**jwk, "priv": other["priv"], "pub": other["pub"]}).thumbprint() != jwk["kid"]
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_akp_jwk_needs_its_own_alg_member(alg: str) -> None:
+    jwk = _mldsa_jwk(alg)
+    bare = {name: value for name, value in jwk.items() if name != "alg"}
+    # RFC 9964: "alg" is REQUIRED for AKP keys, so alg= cannot stand in for it
+    assert code_of(Key.from_jwk, bare, alg=alg) == "key"
+    assert code_of(KeySet.from_jwks, {"keys": [bare]}, alg=alg) == "key"
+    for other in MLDSA:
+        if other != alg:
+            assert code_of(Key.from_jwk, jwk, alg=other) == "key"  # contradicts the member
+            assert code_of(Key.from_jwk, {**jwk, "alg": other}) == "key"  # another parameter set's length
+    assert code_of(Key.from_jwk, {**jwk, "kty": "OKP"}) == "key"
+    assert code_of(Key.from_jwk, {**jwk, "alg": "EdDSA"}) == "key"  # kty AKP is not EdDSA's OKP
+
+
+def test_akp_members_of_other_key_types_are_ignored_like_any_unknown_member() -> None:
+    jwk = _mldsa_jwk("ML-DSA-65")
+    extra = {**jwk, "crv": "Ed25519", "x": "AAAA", "d": "AAAA", "k": "AAAA", "ext": True, "x5c": ["MII"]}
+    key = Key.from_jwk(extra)
+    assert key == Key.from_jwk(jwk) and not key.is_private  # "d" is no AKP member: not a private key
+    assert key.to_jwk() == jwk
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_an_ml_dsa_key_is_bound_to_its_parameter_set(keys: dict[str, Key], alg: str) -> None:
+    token = encode(CLAIMS, keys[alg])
+    for other in MLDSA:
+        if other != alg:
+            assert code_of(decode, encode(CLAIMS, keys[other]), keys[alg].public(), now=NOW) == "algorithm"
+    assert code_of(decode, token, keys["EdDSA"].public(), now=NOW) == "algorithm"
+    assert code_of(decode, token, keys[alg].public(), algorithms=["EdDSA"], now=NOW) == "algorithm"
+    assert decode(token, keys[alg].public(), algorithms=[alg], now=NOW) == CLAIMS
+
+
+def _mldsa_private(alg: str) -> Any:
+    return {"ML-DSA-44": mldsa.MLDSA44PrivateKey, "ML-DSA-65": mldsa.MLDSA65PrivateKey,
+            "ML-DSA-87": mldsa.MLDSA87PrivateKey}[alg].generate()
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_ml_dsa_pem_import(alg: str) -> None:
+    private = _mldsa_private(alg)
+    signer = Key.from_pem(_pem(private), alg, kid="p")
+    verifier = Key.from_pem(_pem(private, public=True), alg, kid="p")
+    assert signer.is_private and not verifier.is_private
+    assert decode(encode(CLAIMS, signer), verifier, now=NOW) == CLAIMS
+    # the PEM's seed is the JWK's priv
+    assert unb64(signer.to_jwk(private=True)["priv"]) == private.private_bytes_raw()
+    encrypted = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.BestAvailableEncryption(b"pw"))
+    assert code_of(Key.from_pem, encrypted, alg) == "key"
+    assert Key.from_pem(encrypted, alg, password=b"pw") == Key.from_pem(_pem(private), alg)
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_ml_dsa_pem_of_another_parameter_set_or_type_is_refused(alg: str) -> None:
+    for other in MLDSA:
+        if other != alg:
+            assert code_of(Key.from_pem, _pem(_mldsa_private(other)), alg) == "key"
+            assert code_of(Key.from_pem, _pem(_mldsa_private(other), public=True), alg) == "key"
+    assert code_of(Key.from_pem, _pem(ed25519.Ed25519PrivateKey.generate()), alg) == "key"
+    assert code_of(Key.from_pem, _pem(_mldsa_private(alg)), "EdDSA") == "key"
+    assert code_of(Key.from_pem, _pem(_mldsa_private(alg)), "HS256") == "key"
+
+
+@pytest.mark.parametrize("alg", MLDSA)
+def test_generate_makes_a_fresh_ml_dsa_key(alg: str) -> None:
+    first, second = Key.generate(alg), Key.generate(alg)
+    assert first.alg == alg and first.can_sign and first != second
+    assert first.to_jwk(private=True)["priv"] != second.to_jwk(private=True)["priv"]
+
+
+def _pkcs8(inner: bytes) -> bytes:
+    def tlv(tag: int, body: bytes) -> bytes:
+        size = len(body)
+        length = bytes([size]) if size < 128 else bytes([0x82, size >> 8, size & 0xFF])
+        return bytes([tag]) + length + body
+
+    ml_dsa_65 = bytes.fromhex("300b0609608648016503040312")  # AlgorithmIdentifier id-ml-dsa-65 (RFC 9881)
+    der = tlv(0x30, bytes.fromhex("020100") + ml_dsa_65 + tlv(0x04, inner))
+    return b"-----BEGIN PRIVATE KEY-----\n" + base64.encodebytes(der) + b"-----END PRIVATE KEY-----\n"
+
+
+def test_ml_dsa_pem_is_the_seed_form_only() -> None:
+    # RFC 9881 has three PKCS#8 forms: seed [0], expandedKey, both. RFC 9964's keys are the seed; the other
+    # two (made here with dilithium-py's expanded key of the same seed) are refused.
+    from dilithium_py.ml_dsa import ML_DSA_65
+
+    seed = bytes(range(32))
+    public, expanded = ML_DSA_65.key_derive(seed)
+    key = Key.from_pem(_pkcs8(b"\x80\x20" + seed), "ML-DSA-65")
+    assert unb64(key.to_jwk()["pub"]) == public
+    assert code_of(Key.from_pem, _pkcs8(b"\x04\x82\x0f\xc0" + expanded), "ML-DSA-65") == "key"
+    both = b"\x04\x20" + seed + b"\x04\x82\x0f\xc0" + expanded
+    both_form = _pkcs8(b"\x30\x82" + len(both).to_bytes(2, "big") + both)
+    assert code_of(Key.from_pem, both_form, "ML-DSA-65") == "key"
+    assert code_of(Key.from_pem, _pkcs8(b"\x80\x1f" + seed[:31]), "ML-DSA-65") == "key"

@@ -17,7 +17,7 @@ from ._tokens import NOW
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEYS = {
     alg: Key.generate(alg, kid=f"k-{alg}")
-    for alg in ("HS256", "HS512", "RS256", "PS256", "ES256", "ES512", "EdDSA")
+    for alg in ("HS256", "HS512", "RS256", "PS256", "ES256", "ES512", "EdDSA", "ML-DSA-44", "ML-DSA-87")
 }
 
 json_scalars = (
@@ -139,13 +139,17 @@ def test_strict_json_fast_and_slow_paths_agree(value: dict[str, Any]) -> None:
 jwk_members = st.fixed_dictionaries(
     {},
     optional={
-        "kty": st.sampled_from(["oct", "RSA", "EC", "OKP", "x"]) | json_values,
-        "alg": st.sampled_from([*sorted(KEYS), "none", "ES521"]) | json_values,
+        "kty": st.sampled_from(["oct", "RSA", "EC", "OKP", "AKP", "x"]) | json_values,
+        "alg": st.sampled_from([*sorted(KEYS), "ML-DSA-65", "none", "ES521"]) | json_values,
         "crv": st.sampled_from(["P-256", "P-384", "P-521", "Ed25519", "X25519"]) | json_values,
         "k": st.binary(max_size=70).map(lambda raw: base64url.encode(raw).decode()) | json_values,
         "x": st.binary(max_size=70).map(lambda raw: base64url.encode(raw).decode()) | json_values,
         "y": st.binary(max_size=70).map(lambda raw: base64url.encode(raw).decode()) | json_values,
         "d": st.binary(max_size=70).map(lambda raw: base64url.encode(raw).decode()) | json_values,
+        # AKP: a public key of about the right size (1312 is ML-DSA-44's), or anything else
+        "pub": st.binary(min_size=1300, max_size=1320).map(lambda raw: base64url.encode(raw).decode())
+        | json_values,
+        "priv": st.binary(max_size=40).map(lambda raw: base64url.encode(raw).decode()) | json_values,
         "n": st.binary(max_size=300).map(lambda raw: base64url.encode(raw).decode()) | json_values,
         "e": st.sampled_from(["AQAB", "Aw", "AA", ""]) | json_values,
         "use": st.sampled_from(["sig", "enc"]) | json_values,

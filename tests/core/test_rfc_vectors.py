@@ -1,6 +1,12 @@
-"""Published examples, typed in from the RFCs: RFC 7515 Appendix A, RFC 8037 §A.3-A.4, RFC 7638 §3.1."""
+"""Published examples, typed in from the RFCs: RFC 7515 Appendix A, RFC 8037 §A.3-A.4, RFC 7638 §3.1; and
+RFC 9964's (ML-DSA) example keys and JWSs, from tests/core/vectors/rfc9964 (its README says where from)."""
 
 from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -211,3 +217,66 @@ def test_our_tokens_for_the_rfc_keys_round_trip() -> None:
         key = Key.from_jwk(jwk, alg=alg)
         token = encode(A_CLAIMS, key)
         assert decode(token, key, now=BEFORE_EXP) == A_CLAIMS
+
+
+# --- RFC 9964: ML-DSA for JOSE ------------------------------------------------------------------------------
+
+RFC9964 = Path(__file__).parent / "vectors" / "rfc9964"
+# RFC 9964's examples (its AKP section and its Examples appendix): the all-zero seed's key of each parameter
+# set has this kid, its RFC 7638 thumbprint over alg, kty and pub ("AKP Thumbprints"). The AKP section shows
+# the ML-DSA-44 JWK with its pub cut to its two ends.
+RFC9964_KIDS = {
+    "ML-DSA-44": "T4xl70S7MT6Zeq6r9V9fPJGVn76wfnXJ21-gyo0Gu6o",
+    "ML-DSA-65": "Suiu29qbfuaBaR4Ats-c6XQBePB_OpAxAwcTR_0KXVM",
+    "ML-DSA-87": "tRn1JNIkgMsABVQBlXeDHxAIcclh-2IX0UdDEzPt5XU",
+}
+RFC9964_PUB_44_ENDS = ("unH59k4Ru", "DZgbTP07e7gEWzw4MFRrndjbDQ")
+RFC9964_PRIV = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+RFC9964_PAYLOAD = "It’s a dangerous business, Frodo, going out your door.".encode()
+
+
+def _rfc9964(alg: str) -> dict[str, Any]:
+    vector: dict[str, Any] = json.loads((RFC9964 / f"{alg}.json").read_text(encoding="utf-8"))
+    return vector
+
+
+@pytest.mark.parametrize("alg", sorted(RFC9964_KIDS))
+def test_rfc9964_example_key_and_thumbprint(alg: str) -> None:
+    jwk = _rfc9964(alg)["jwk"]
+    assert (jwk["kid"], jwk["priv"]) == (RFC9964_KIDS[alg], RFC9964_PRIV)
+    key = Key.from_jwk(jwk)  # priv is the zero seed, and cryptography derives the same pub from it
+    assert key.alg == alg and key.is_private
+    assert key.thumbprint() == RFC9964_KIDS[alg]
+    assert key.to_jwk(private=True) == jwk  # the RFC's member order, too: kid, kty, alg, pub, priv
+    assert key.public().to_jwk() == {name: jwk[name] for name in ("kty", "alg", "pub", "kid")}
+    if alg == "ML-DSA-44":
+        assert jwk["pub"].startswith(RFC9964_PUB_44_ENDS[0]) and jwk["pub"].endswith(RFC9964_PUB_44_ENDS[1])
+
+
+@pytest.mark.parametrize("alg", sorted(RFC9964_KIDS))
+def test_rfc9964_example_jws_verifies(alg: str) -> None:
+    vector = _rfc9964(alg)
+    key = Key.from_jwk(vector["jwk"])
+    header, payload = jws.verify_compact(vector["jws"], key.public())
+    assert header == {"alg": alg, "kid": RFC9964_KIDS[alg]}
+    assert payload == RFC9964_PAYLOAD == vector["payload"].encode()
+    # the payload is not a JWT, and any change to the signature is refused
+    with pytest.raises(Exception) as caught:
+        decode(vector["jws"], key)
+    assert getattr(caught.value, "code", None) == "malformed"
+    signing_input, _, signature = vector["jws"].rpartition(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
+    raw[len(raw) // 2] ^= 0x80
+    assert not jwa.verify(alg, key, signing_input.encode(), bytes(raw))
+
+
+@pytest.mark.parametrize("alg", sorted(RFC9964_KIDS))
+def test_rfc9964_we_sign_what_the_example_verifies(alg: str) -> None:
+    # ML-DSA signing is hedged, so our signature differs from the example's; the header and payload do not.
+    vector = _rfc9964(alg)
+    key = Key.from_jwk(vector["jwk"])
+    ours = jws.sign_compact(RFC9964_PAYLOAD, key, typ=None)
+    assert ours.rpartition(".")[0] == vector["jws"].rpartition(".")[0]
+    assert ours != vector["jws"]
+    public = Key.from_jwk({name: value for name, value in vector["jwk"].items() if name != "priv"})
+    assert jws.verify_compact(ours, public)[1] == RFC9964_PAYLOAD

@@ -122,7 +122,7 @@ def test_rotate_to_an_asymmetric_key_publishes_its_public_half(tmp_path: Path) -
     assert ring.verify_only[0].alg == "HS256"  # the old HMAC key verifies but is not published
 
 
-@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256", "ML-DSA-65"])
 def test_load_or_create_with_asymmetric_keys(tmp_path: Path, alg: str) -> None:
     path = tmp_path / f"{alg}.key"
     ring = KeyRing.load_or_create(path, alg)
@@ -131,7 +131,21 @@ def test_load_or_create_with_asymmetric_keys(tmp_path: Path, alg: str) -> None:
     token = encode({"sub": "u", "exp": 4_000_000_000}, ring.active)
     assert decode(token, again.keyset)["sub"] == "u"
     [public] = again.jwks()["keys"]
-    assert not any(member in public for member in ("d", "p", "q", "dp", "dq", "qi"))
+    assert not any(member in public for member in ("d", "p", "q", "dp", "dq", "qi", "priv"))
+    assert public["kid"] == ring.active.kid == ring.active.thumbprint()
+
+
+def test_rotate_from_ml_dsa_44_to_ml_dsa_87_keeps_both_bindings(tmp_path: Path) -> None:
+    # RFC 9964: each ML-DSA key is bound to its parameter set; a ring holds both while the old one retires.
+    path = tmp_path / "jwtkit.key"
+    first = KeyRing.load_or_create(path, "ML-DSA-44")
+    old_token = encode({"sub": "u", "exp": 4_000_000_000}, first.active)
+    ring = KeyRing.rotate(path, "ML-DSA-87")
+    assert (ring.active.alg, ring.verify_only[0].alg) == ("ML-DSA-87", "ML-DSA-44")
+    assert {(key["alg"], key["kty"]) for key in ring.jwks()["keys"]} == {("ML-DSA-87", "AKP"),
+                                                                       ("ML-DSA-44", "AKP")}
+    assert decode(old_token, ring.keyset)["sub"] == "u"
+    assert decode(encode({"sub": "v", "exp": 4_000_000_000}, ring.active), ring.keyset)["sub"] == "v"
 
 
 def test_active_key_must_sign() -> None:

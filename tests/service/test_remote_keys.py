@@ -526,6 +526,18 @@ def test_alg_binds_keys_published_without_one() -> None:
         RemoteKeySet("https://issuer.example/jwks.json", alg="HS256")
 
 
+def test_ml_dsa_keys_are_published_keys_and_a_priv_is_dropped() -> None:
+    # RFC 9964's AKP keys: a public one (kty, alg, pub) is used; one that carries its seed (priv) is a private
+    # key, dropped like an OKP or EC key with d, without a word of the seed in the line.
+    public = Key.generate("ML-DSA-65", kid="pq-public")
+    leaked = Key.generate("ML-DSA-65", kid="pq-private").to_jwk(private=True)
+    body = json.dumps({"keys": [public.public().to_jwk(), leaked]}).encode()
+    keys, dropped = parse_jwks(body)
+    assert [(key.kid, key.alg, key.is_private) for key in keys] == [("pq-public", "ML-DSA-65", False)]
+    assert dropped == ["kid 'pq-private': a private key; a published set carries public keys only"]
+    assert leaked["priv"] not in dropped[0]
+
+
 def test_a_set_of_too_many_keys_is_refused() -> None:
     body = json.dumps({"keys": [A.public().to_jwk()] * 101}).encode()
     with pytest.raises(JWKSUnavailable) as info:

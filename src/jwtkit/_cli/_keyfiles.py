@@ -241,11 +241,14 @@ def _b64bytes(value: str) -> bytes:
 
 
 def jwk_to_pem(jwk: Mapping[str, Any], password: bytes | None = None) -> bytes:
-    """A private JWK (RSA, EC, OKP Ed25519) as a PKCS#8 PEM, encrypted when a password is given."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    """A private JWK (RSA, EC, OKP Ed25519, AKP ML-DSA) as a PKCS#8 PEM, encrypted when a password is given.
 
-    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    An ML-DSA key is written in PKCS#8's seed form (RFC 9881), the 32-byte seed that is its JWK ``priv``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
+
+    private: (rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+              | mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey)
     kty = jwk.get("kty")
     if kty == "RSA":
         public_numbers = rsa.RSAPublicNumbers(_b64int(jwk["e"]), _b64int(jwk["n"]))
@@ -267,6 +270,9 @@ def jwk_to_pem(jwk: Mapping[str, Any], password: bytes | None = None) -> bytes:
         private = ec.derive_private_key(_b64int(jwk["d"]), curves[str(jwk["crv"])])
     elif kty == "OKP" and jwk.get("crv") == "Ed25519":
         private = ed25519.Ed25519PrivateKey.from_private_bytes(_b64bytes(str(jwk["d"])))
+    elif kty == "AKP" and jwk.get("alg") in ("ML-DSA-44", "ML-DSA-65", "ML-DSA-87"):
+        seeded = getattr(mldsa, str(jwk["alg"]).replace("-", "") + "PrivateKey")  # e.g. MLDSA65PrivateKey
+        private = seeded.from_seed_bytes(_b64bytes(str(jwk["priv"])))
     else:
         raise CLIError("key", f"a {kty} key has no PEM form; use --format jwk")
     encryption: serialization.KeySerializationEncryption = (

@@ -46,6 +46,9 @@ ALGORITHMS = (
     "ES512",
     "EdDSA",
     "Ed25519",
+    "ML-DSA-44",
+    "ML-DSA-65",
+    "ML-DSA-87",
 )
 KEYGEN_ALGORITHMS = (
     "ES256",
@@ -55,6 +58,9 @@ KEYGEN_ALGORITHMS = (
     "PS256",
     "EdDSA",
     "Ed25519",
+    "ML-DSA-44",
+    "ML-DSA-65",
+    "ML-DSA-87",
     "HS256",
     "HS384",
     "HS512",
@@ -144,7 +150,7 @@ def secret_command(
 
 def keygen_command(
     alg: Annotated[
-        str, typer.Option("--alg", help="ES256, RS256, PS256, EdDSA or HS256 (and kin).")
+        str, typer.Option("--alg", help="ES256, RS256, PS256, EdDSA, ML-DSA-65 or HS256 (and kin).")
     ] = "ES256",
     kid: Annotated[
         str | None, typer.Option("--kid", help="Key id; default: the RFC 7638 thumbprint.")

@@ -1,4 +1,4 @@
-"""JSON Web Algorithms (RFC 7518, RFC 8037, RFC 9864): the frozen table, one entry per ``alg``.
+"""JSON Web Algorithms (RFC 7518, RFC 8037, RFC 9864, RFC 9964): the frozen table, one entry per ``alg``.
 
 Everything below the single table lookup receives the :class:`Algorithm` entry and never switches on the
 ``alg`` string again. Each entry carries the builders of its signer and verifier: a key calls them once, at
@@ -42,6 +42,7 @@ class Family(enum.Enum):
     RSA_PSS = "RSASSA-PSS"
     ECDSA = "ECDSA"
     EDDSA = "EdDSA"
+    ML_DSA = "ML-DSA"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +52,12 @@ class Algorithm:
     name: str
     family: Family
     kty: str
-    hash_name: str  # hashlib/hmac name; "" for EdDSA
-    hash_size: int  # octets; 0 for EdDSA
+    hash_name: str  # hashlib/hmac name; "" for EdDSA and ML-DSA
+    hash_size: int  # octets; 0 for EdDSA and ML-DSA
     crv: str | None = None  # JWK "crv" for EC and OKP keys
     sig_size: int = 0  # exact signature length (R10); 0 when it is the RSA modulus length
     curve_order: int = 0  # ECDSA: r and s must lie in [1, n-1]
+    pub_size: int = 0  # ML-DSA: the exact length of the public key (the AKP JWK's "pub", FIPS 204 Table 2)
     # (entry, key material) -> one key's closure; the material is an HMAC secret or a cryptography key.
     build_signer: Callable[[Algorithm, Any], Signer] = field(kw_only=True, repr=False, compare=False)
     build_verifier: Callable[[Algorithm, Any], Verifier] = field(kw_only=True, repr=False, compare=False)
@@ -213,6 +215,26 @@ def _ed_verifier(spec: Algorithm, key: ed25519.Ed25519PublicKey) -> Verifier:
     return verify_ed_bound
 
 
+def _mldsa_signer(spec: Algorithm, key: Any) -> Signer:
+    """Signer for an ML-DSA private key (``cryptography``'s MLDSA44/65/87PrivateKey): pure ML-DSA, FIPS 204
+    Algorithm 2, hedged (two signatures of one input differ), with the empty context RFC 9964 requires."""
+    return key.sign  # type: ignore[no-any-return]
+
+
+def _mldsa_verifier(spec: Algorithm, key: Any) -> Verifier:
+    """Verifier for an ML-DSA public key, with the empty context string (RFC 9964)."""
+    verify_mldsa = key.verify
+
+    def verify_mldsa_bound(data: bytes, signature: bytes) -> bool:
+        try:
+            verify_mldsa(signature, data)
+        except Exception:  # InvalidSignature, or anything else: a verifier only ever says no.
+            return False
+        return True
+
+    return verify_mldsa_bound
+
+
 # --- the table --------------------------------------------------------------------------------------------
 
 _BUILDERS: dict[Family, tuple[Callable[[Algorithm, Any], Signer], Callable[[Algorithm, Any], Verifier]]] = {
@@ -221,6 +243,7 @@ _BUILDERS: dict[Family, tuple[Callable[[Algorithm, Any], Signer], Callable[[Algo
     Family.RSA_PSS: (_rsa_signer, _rsa_verifier),
     Family.ECDSA: (_ec_signer, _ec_verifier),
     Family.EDDSA: (_ed_signer, _ed_verifier),
+    Family.ML_DSA: (_mldsa_signer, _mldsa_verifier),
 }
 
 
@@ -245,6 +268,10 @@ def _table() -> dict[str, Algorithm]:
     # RFC 8037 "EdDSA" and RFC 9864's fully specified "Ed25519" name the same thing for Ed25519 keys.
     table["EdDSA"] = _entry("EdDSA", Family.EDDSA, "OKP", "", 0, "Ed25519", 64)
     table["Ed25519"] = _entry("Ed25519", Family.EDDSA, "OKP", "", 0, "Ed25519", 64)
+    # RFC 9964: ML-DSA (FIPS 204) on AKP keys; signature and public key sizes from FIPS 204 Table 2.
+    for name, sig_size, pub_size in (("ML-DSA-44", 2420, 1312), ("ML-DSA-65", 3309, 1952),
+                                     ("ML-DSA-87", 4627, 2592)):
+        table[name] = _entry(name, Family.ML_DSA, "AKP", "", 0, None, sig_size, 0, pub_size)
     return table
 
 

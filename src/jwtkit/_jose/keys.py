@@ -12,9 +12,10 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -23,7 +24,7 @@ from jwtkit._jose.algorithms import CURVES, Algorithm, Family, Signer, Verifier,
 from jwtkit._jose.errors import DisallowedAlgorithm, UnusableKey
 from jwtkit._jose.strictjson import dumps
 
-__all__ = ["MAX_KEYS_WITHOUT_KID", "MAX_RSA_BITS", "MIN_RSA_BITS", "Key", "KeySet"]
+__all__ = ["MAX_KEYS_WITHOUT_KID", "MAX_RSA_BITS", "MIN_RSA_BITS", "MLDSA_SEED_SIZE", "Key", "KeySet"]
 
 #: RSA moduli below this size are refused (RFC 7518 §3.3, R6).
 MIN_RSA_BITS = 2048
@@ -32,8 +33,16 @@ MAX_RSA_BITS = 16384
 #: A token without ``kid`` is tried against at most this many keys bound to its ``alg`` (R9).
 MAX_KEYS_WITHOUT_KID = 4
 
-_PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-_PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+
+    _MLDSAPrivate = mldsa.MLDSA44PrivateKey | mldsa.MLDSA65PrivateKey | mldsa.MLDSA87PrivateKey
+    _MLDSAPublic = mldsa.MLDSA44PublicKey | mldsa.MLDSA65PublicKey | mldsa.MLDSA87PublicKey
+    _PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | _MLDSAPrivate
+    _PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | _MLDSAPublic
+
+#: RFC 9964: an AKP ``priv`` for ML-DSA is the 32-byte seed (FIPS 204 KeyGen's xi), never the expanded key.
+MLDSA_SEED_SIZE = 32
 _PEM_LABEL = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _PRIVATE_LABELS = frozenset({b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY"})
 _PUBLIC_LABELS = frozenset({b"PUBLIC KEY", b"RSA PUBLIC KEY"})
@@ -144,6 +153,15 @@ class Key:
                 signer = spec.signer(private)
             verifier = spec.verifier(public)
             sig_size = (public.key_size + 7) // 8
+        elif family is Family.ML_DSA:
+            private_class, public_class = _mldsa_classes(spec)
+            if not isinstance(public, public_class):
+                raise UnusableKey(f"{spec.name} needs an {spec.name} key")  # R5: one parameter set per alg
+            if isinstance(private, private_class):
+                _check_seed(private)
+                signer = spec.signer(private)
+            verifier = spec.verifier(public)
+            sig_size = spec.sig_size
         elif family is Family.ECDSA:
             if not isinstance(public, ec.EllipticCurvePublicKey) or spec.crv is None:
                 raise UnusableKey(f"{spec.name} needs an EC key")
@@ -193,9 +211,11 @@ class Key:
 
     @classmethod
     def from_pem(cls, data: bytes, alg: str, kid: str | None = None, password: bytes | None = None) -> Key:
-        """An RSA, EC or Ed25519 key from PEM: a private key, a public key or an X.509 certificate.
+        """An RSA, EC, Ed25519 or ML-DSA key from PEM: a private key, a public key or an X.509 certificate.
 
-        The PEM label decides how the data is read; HMAC secrets never come from PEM (CVE-2022-29217).
+        The PEM label decides how the data is read; HMAC secrets never come from PEM (CVE-2022-29217). An
+        ML-DSA private key is PKCS#8 in RFC 9881's seed form, the 32 bytes that RFC 9964 makes its JWK
+        ``priv`` (``cryptography`` reads no other form, and an expanded key could never be written as a JWK).
 
         Raises:
             UnusableKey: ``key``, when the PEM cannot be read or the key does not fit ``alg``.
@@ -232,9 +252,10 @@ class Key:
         """A key from a JWK (RFC 7517), public or private, bound to its ``alg`` member or argument.
 
         The JWK is validated fully (R6): canonical base64url members of the right length, the EC point on its
-        curve, the OKP private ``d`` matching ``x``, RSA ``e`` odd and at least 3 and the CRT parameters
-        consistent. ``use`` other than ``"sig"`` or ``key_ops`` without ``"verify"`` makes the key unusable
-        for verification (R5).
+        curve, the OKP private ``d`` matching ``x``, the AKP (ML-DSA, RFC 9964) ``pub`` of its parameter set's
+        exact length and the 32-byte seed ``priv`` giving that ``pub``, RSA ``e`` odd and at least 3 and the
+        CRT parameters consistent. An AKP JWK must carry its ``alg`` member (RFC 9964). ``use`` other than
+        ``"sig"`` or ``key_ops`` without ``"verify"`` makes the key unusable for verification (R5).
 
         Raises:
             UnusableKey: ``key``, for any invalid JWK, a missing algorithm, or one that contradicts ``alg``.
@@ -283,6 +304,8 @@ class Key:
                 private, public = _ec_from_jwk(jwk, spec)
             elif spec.family is Family.EDDSA:
                 private, public = _okp_from_jwk(jwk, spec)
+            elif spec.family is Family.ML_DSA:
+                private, public = _akp_from_jwk(jwk, spec)
             else:
                 private, public = _rsa_from_jwk(jwk)
         except UnusableKey:
@@ -293,7 +316,8 @@ class Key:
 
     @classmethod
     def generate(cls, alg: str, kid: str | None = None) -> Key:
-        """A new random key: an HMAC secret of the hash size, RSA 2048, the alg's curve, or Ed25519.
+        """A new random key: an HMAC secret of the hash size, RSA 2048, the alg's curve, Ed25519, or an ML-DSA
+        key of the alg's parameter set (from a fresh 32-byte seed).
 
         Example:
             >>> Key.generate("ES256", kid="k2").is_private
@@ -308,6 +332,11 @@ class Key:
             private = ec.generate_private_key(CURVES[spec.crv]())
         elif spec.family is Family.EDDSA:
             private = ed25519.Ed25519PrivateKey.generate()
+        elif spec.family is Family.ML_DSA:
+            try:
+                private = _mldsa_classes(spec)[0].from_seed_bytes(secrets.token_bytes(MLDSA_SEED_SIZE))
+            except UnsupportedAlgorithm:
+                raise UnusableKey(f"this cryptography build has no {spec.name}") from None
         else:
             private = rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
         return cls._build(spec, kid, private=private, public=private.public_key())
@@ -391,12 +420,20 @@ class Key:
 
     def _members(self, private: bool) -> dict[str, Any]:
         spec = self._spec
+        jwk: dict[str, Any]
         if self._secret is not None:
             return {"kty": "oct", "k": _b64(self._secret)}
         public = self._public
+        if spec.family is Family.ML_DSA:
+            # RFC 9964: alg is a required member of an AKP key and of its RFC 7638 thumbprint (alg, kty, pub).
+            raw_public = cast("_MLDSAPublic", public).public_bytes_raw()
+            jwk = {"kty": "AKP", "alg": spec.name, "pub": _b64(raw_public)}
+            if private and self._private is not None:
+                jwk["priv"] = _b64(cast("_MLDSAPrivate", self._private).private_bytes_raw())
+            return jwk
         if isinstance(public, rsa.RSAPublicKey):
             numbers = public.public_numbers()
-            jwk: dict[str, Any] = {"kty": "RSA", "n": _b64(_uint_bytes(numbers.n))}
+            jwk = {"kty": "RSA", "n": _b64(_uint_bytes(numbers.n))}
             jwk["e"] = _b64(_uint_bytes(numbers.e))
             if private and isinstance(self._private, rsa.RSAPrivateKey):
                 p = self._private.private_numbers()
@@ -598,6 +635,50 @@ def _okp_from_jwk(
     derived = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if not hmac.compare_digest(derived, x):
         raise UnusableKey("JWK private key d does not match x")
+    return private, public
+
+
+_MLDSA_CLASSES: dict[str, tuple[Any, Any]] = {}
+
+
+def _mldsa_classes(spec: Algorithm) -> tuple[Any, Any]:
+    """``cryptography``'s private and public key classes for an ML-DSA parameter set, imported on first use so
+    that the other algorithms keep working with a ``cryptography`` that predates ML-DSA."""
+    classes = _MLDSA_CLASSES.get(spec.name)
+    if classes is None:
+        stem = spec.name.replace("-", "")  # "ML-DSA-65" -> "MLDSA65"
+        try:
+            from cryptography.hazmat.primitives.asymmetric import mldsa
+
+            classes = (getattr(mldsa, f"{stem}PrivateKey"), getattr(mldsa, f"{stem}PublicKey"))
+        except (ImportError, AttributeError):
+            raise UnusableKey(f"{spec.name} needs a cryptography release with ML-DSA") from None
+        _MLDSA_CLASSES[spec.name] = classes
+    return classes
+
+
+def _check_seed(private: _MLDSAPrivate) -> None:
+    try:
+        seed = private.private_bytes_raw()
+    except Exception:  # an expanded private key without its seed
+        raise UnusableKey("an ML-DSA private key must carry its 32-byte seed (RFC 9964)") from None
+    if len(seed) != MLDSA_SEED_SIZE:  # pragma: no cover - cryptography only ever gives the seed
+        raise UnusableKey("an ML-DSA private key must carry its 32-byte seed (RFC 9964)")
+
+
+def _akp_from_jwk(jwk: Mapping[str, Any], spec: Algorithm) -> tuple[_MLDSAPrivate | None, _MLDSAPublic]:
+    # RFC 9964: "alg" is REQUIRED in an AKP key; from_jwk has refused one that contradicts the binding.
+    if jwk.get("alg") != spec.name:
+        raise UnusableKey("an AKP JWK must carry its alg member (RFC 9964)")
+    private_class, public_class = _mldsa_classes(spec)
+    pub = _member(jwk, "pub", spec.pub_size)  # FIPS 204 Table 2: one exact length per parameter set
+    public: _MLDSAPublic = public_class.from_public_bytes(pub)
+    if "priv" not in jwk:
+        return None, public
+    private: _MLDSAPrivate = private_class.from_seed_bytes(_member(jwk, "priv", MLDSA_SEED_SIZE))
+    # RFC 9964 "Mismatched AKP parameters": the seed must give exactly this pub.
+    if not hmac.compare_digest(private.public_key().public_bytes_raw(), pub):
+        raise UnusableKey("JWK private key priv does not match pub")
     return private, public
 
 

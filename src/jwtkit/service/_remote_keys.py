@@ -48,7 +48,7 @@ DEFAULT_TIMEOUT = 5.0  # seconds for one whole fetch: connect, TLS, headers and 
 DEFAULT_MAX_BYTES = 256 * 1024  # a JWKS is a few keys; a bigger answer is refused while it streams
 MAX_KEYS = 100  # entries in one JWKS; providers publish two to ten
 # JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2, RFC 8037 §2) and the secret of an oct key.
-_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k", "priv")  # "priv": AKP (RFC 9964)
 _ACCEPT = "application/jwk-set+json, application/json"
 _DISCOVERY_ACCEPT = "application/json"
 _OIDC_PATH = "/.well-known/openid-configuration"  # OpenID Connect Discovery 1.0 §4
