@@ -42,6 +42,11 @@ def test_an_ml_dsa_65_server_signs_publishes_and_its_tokens_verify_with_jwtkit_v
 
             private = client.get("/private", headers={"Authorization": f"Bearer {access}"})
             assert private.status_code == 200, private.text
+            # a 4.7 KB refresh token in a JSON body rotates (fields take the core's longest token)
+            rotated_pair = client.post("/refresh", json={"refresh_token": pair["refresh_token"]})
+            assert rotated_pair.status_code == 200, rotated_pair.text
+            assert client.post("/logout", headers={
+                "Authorization": f"Bearer {rotated_pair.json()['access_token']}"}).status_code == 204
 
             published = client.get("/.well-known/jwks.json")
             assert published.status_code == 200

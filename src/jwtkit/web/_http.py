@@ -22,7 +22,9 @@ __all__ = ["MAX_BODY", "MAX_FIELD", "MAX_HEADERS", "json_ok", "read_input", "req
 
 MAX_BODY = 16 * 1024  # bytes: the largest form or JSON body the API needs is far below this
 MAX_HEADERS = 16 * 1024  # bytes of all request header names and values together
-MAX_FIELD = 4096  # characters in one input field (passwords are capped at 1024 by the service)
+# characters in one input field: the core's longest token (jwtkit._jose.jws.MAX_LENGTH, which an ML-DSA-87
+# token of about 6.5 KB fits); passwords are capped at 1024 by the service
+MAX_FIELD = 8192
 MAX_FIELDS = 32
 
 
