@@ -68,7 +68,8 @@ def client_key() -> Key:
 # the stateless checks ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "EdDSA", "PS256", "RS256"])
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "EdDSA", "PS256", "RS256", "ML-DSA-44",
+                                 "ML-DSA-65"])
 def test_a_proof_round_trips_for_every_asymmetric_algorithm(alg: str) -> None:
     key = Key.generate(alg)
     proof = make_dpop_proof(key, htm="POST", htu="https://api.example/auth?x=1#f", now=NOW)
@@ -120,7 +121,9 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("nonce a number", lambda k: forged(header_of(k), claims_of(nonce=5), k), "nonce"),
     ("not a JWT", lambda k: "garbage", "malformed"),
     ("five segments", lambda k: "a.b.c.d.e", "malformed"),
-    ("too large", lambda k: "a" * 8193, "too_large"),
+    ("too large", lambda k: "a" * 10241, "too_large"),
+    ("ML-DSA-87, too large for a header", lambda k: make_dpop_proof(Key.generate("ML-DSA-87"), htm="GET",
+                                                                    htu=URL, now=NOW), "too_large"),
 ]
 
 
