@@ -71,11 +71,11 @@ def client_key() -> Key:
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "EdDSA", "PS256", "RS256", "ML-DSA-44",
                                  "ML-DSA-65"])
 def test_a_proof_round_trips_for_every_asymmetric_algorithm(alg: str) -> None:
-    key = Key.generate(alg)
-    proof = make_dpop_proof(key, htm="POST", htu="https://api.example/auth?x=1#f", now=NOW)
-    read_back = read(proof, htm="POST", htu="https://api.example/auth")
-    assert read_back.jkt == key.thumbprint()
-    assert decode_unverified(proof)[0]["typ"] == "dpop+jwt"
+    key = Key.generate(alg, kid="k" * 43)  # a thumbprint-long kid, in the jwk and the header
+    url = "https://api.example/" + "path/" * 20
+    proof = make_dpop_proof(key, htm="POST", htu=url + "?x=1#f", access_token="t" * 900, now=NOW)
+    read_back = read(proof, htm="POST", htu=url, access_token="t" * 900)
+    assert read_back.jkt == key.thumbprint() and read_back.key.alg == alg
 
 
 def test_the_access_token_hash_is_checked(client_key: Key) -> None:

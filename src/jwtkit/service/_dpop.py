@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from jwtkit import JWTError, Key, decode, decode_unverified
-from jwtkit._jose.jws import sign_compact
+from jwtkit import JWTError, Key, decode
+from jwtkit._jose.jws import parse, sign_compact
 from jwtkit._jose.strictjson import dumps
 from jwtkit.service._errors import InvalidDPoPProof, UseDPoPNonce
 from jwtkit.store._base import Store
@@ -169,7 +169,7 @@ def read_dpop_proof(
     if len(proof) > MAX_PROOF_LENGTH:
         raise InvalidDPoPProof("too_large", "the DPoP proof is too large")
     try:
-        header, _ = decode_unverified(proof)
+        header, _ = parse(proof, max_length=MAX_PROOF_LENGTH)  # the header only: nothing is trusted yet
     except JWTError:
         raise InvalidDPoPProof("malformed", "the DPoP proof is not a well-formed JWT") from None
     typ = header.get("typ")
