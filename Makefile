@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit browser bench clean
+.PHONY: run test lint typecheck unit browser bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ browser: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The API fuzz tests of `make test`, longer: JWTKIT_FUZZ_EXAMPLES per operation (docs/http.md)
+fuzz: $(STAMP)
+	JWTKIT_FUZZ_EXAMPLES=$${JWTKIT_FUZZ_EXAMPLES:-1000} $(BIN)/pytest tests/web/test_fuzz_openapi.py --timeout=3600
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

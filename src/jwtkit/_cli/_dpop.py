@@ -58,7 +58,7 @@ def proof_command(
         raise CLIError("usage", f"--method must be an HTTP method, not {method!r}")
     token: str | None = None
     if token_env is not None:
-        token = os.environ.get(token_env, "").strip()
+        token = (os.environ.get(token_env) or "").strip()
         if not token:
             raise CLIError("usage", f"--token-env {token_env}: that variable is not set or empty")
     proof = make_dpop_proof(key, htm=method, htu=url, access_token=token, nonce=nonce)

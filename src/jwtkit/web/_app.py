@@ -22,7 +22,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -198,6 +198,20 @@ async def _favicon(request: Request) -> Response:
     return Response(_FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
 
+_Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _page_and_form(path: str, page: _Endpoint, form: _Endpoint) -> Route:
+    """One route for a path whose GET shows a form and whose POST takes it. Two routes on one path would
+    answer another method with 405 and the ``Allow`` of the first one only (``GET, HEAD``): RFC 9110
+    §15.5.6 wants every method of the resource there."""
+
+    async def endpoint(request: Request) -> Response:
+        return await (form if request.method == "POST" else page)(request)
+
+    return Route(path, endpoint, methods=["GET", "POST"])
+
+
 def _routes(handlers: Handlers, machine: Machine) -> list[BaseRoute]:
     return [
         # the hot route first: the router tries routes in order
@@ -211,15 +225,11 @@ def _routes(handlers: Handlers, machine: Machine) -> list[BaseRoute]:
         Route("/sessions/{sid}", handlers.delete_session, methods=["DELETE"]),
         Route("/sessions/{sid}/revoke", handlers.revoke_session_form, methods=["POST"]),
         Route("/refresh", handlers.refresh, methods=["POST"]),
-        Route("/register", handlers.register_form, methods=["GET"]),
-        Route("/register", handlers.register, methods=["POST"]),
+        _page_and_form("/register", handlers.register_form, handlers.register),
         Route("/verify", handlers.verify, methods=["GET"]),
-        Route("/password/forgot", handlers.forgot_form, methods=["GET"]),
-        Route("/password/forgot", handlers.forgot, methods=["POST"]),
-        Route("/password/reset", handlers.reset_form, methods=["GET"]),
-        Route("/password/reset", handlers.reset, methods=["POST"]),
-        Route("/password/change", handlers.change_password_form, methods=["GET"]),
-        Route("/password/change", handlers.change_password, methods=["POST"]),
+        _page_and_form("/password/forgot", handlers.forgot_form, handlers.forgot),
+        _page_and_form("/password/reset", handlers.reset_form, handlers.reset),
+        _page_and_form("/password/change", handlers.change_password_form, handlers.change_password),
         Route("/verify/resend", handlers.resend_verification, methods=["POST"]),
         Route("/debugger", handlers.debugger, methods=["GET"]),
         Route("/.well-known/jwks.json", machine.jwks, methods=["GET"]),
