@@ -42,7 +42,8 @@ def _pair_schema(*extra: str) -> dict[str, Any]:
     """A token pair's JSON, with the named extra fields (strings, always present)."""
     properties: dict[str, Any] = {
         "access_token": {"type": "string"},
-        "token_type": {"const": "Bearer"},
+        "token_type": {"enum": ["Bearer", "DPoP"],
+                       "description": "DPoP when the request sent a DPoP proof: the tokens are bound to it"},
         "expires_in": {"type": "integer", "minimum": 0, "description": "seconds"},
         "refresh_token": {"type": "string"},
         "refresh_expires_in": {"type": "integer", "minimum": 0, "description": "seconds"},
@@ -104,7 +105,12 @@ def _header(description: str, schema: dict[str, Any] | None = None, *,
 
 
 _RETRY_AFTER = {"Retry-After": _header("Seconds to wait", {"type": "integer", "minimum": 1})}
-_AUTHORIZATION = {"Authorization": _header("Bearer <access_token>")}
+_NONCE = {"DPoP-Nonce": _header("The server's DPoP nonce, for the next proofs (RFC 9449 §8)", required=False)}
+_AUTHORIZATION = {"Authorization": _header("Bearer <access_token>, or DPoP <access_token> for bound tokens"),
+                  **_NONCE}
+# RFC 9449 §5: a proof at the token endpoints binds the tokens issued to its key
+_DPOP_PROOF = [{"name": "DPoP", "in": "header", "required": False, "schema": {"type": "string"},
+                "description": "A DPoP proof (RFC 9449) for this request: the tokens are bound to its key"}]
 
 
 def _answer(description: str, schema: dict[str, Any] | None = None,
@@ -155,7 +161,13 @@ def _errors(*statuses: int, **said: str) -> dict[str, Any]:
     for status in sorted(statuses):
         headers: dict[str, Any] = {}
         if status == 401:
-            headers["WWW-Authenticate"] = _header('Bearer[ error="invalid_token", error_description="..."]')
+            headers["WWW-Authenticate"] = _header(
+                'Bearer[ error="invalid_token", error_description="..."], or for DPoP (RFC 9449 §7.1) '
+                'DPoP error="invalid_token"|"invalid_dpop_proof"|"use_dpop_nonce", error_description="...", '
+                'algs="..."')
+            headers.update(_NONCE)
+        elif status == 400:
+            headers.update(_NONCE)  # with use_dpop_nonce, at the token endpoints
         elif status in (429, 503):
             headers.update(_RETRY_AFTER)
         description = said.get(f"s{status}") or _MEANING[status]
@@ -176,7 +188,7 @@ _CSRF_403 = ("Cross-site request refused (csrf_failed): a cookie-authenticated r
              "or without the CSRF token")
 _SIGNED_IN_401 = "No access token (missing_token) or a refused one (invalid_token, with a reason)"
 
-_AUTHED: list[dict[str, list[str]]] = [{"bearer": []}, {"cookie": []}]
+_AUTHED: list[dict[str, list[str]]] = [{"bearer": []}, {"dpop": []}, {"cookie": []}]
 _MAYBE_AUTHED: list[dict[str, list[str]]] = [{}, *_AUTHED]
 
 
@@ -207,6 +219,9 @@ _DOCUMENT: dict[str, Any] = {
     "components": {
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "dpop": {"type": "http", "scheme": "DPoP", "bearerFormat": "JWT",
+                     "description": "A DPoP-bound token (RFC 9449): `Authorization: DPoP <token>` with "
+                                    "a `DPoP` proof header for each request"},
             "cookie": {"type": "apiKey", "in": "cookie", "name": "__Host-jwtkit",
                        "description": "`jwtkit` when the server runs with --no-secure-cookies"},
         },
@@ -214,7 +229,7 @@ _DOCUMENT: dict[str, Any] = {
     },
     "paths": {
         "/auth": {"post": {
-            "operationId": "signIn", "summary": "Sign in",
+            "operationId": "signIn", "summary": "Sign in", "parameters": _DPOP_PROOF,
             "requestBody": _input("username", "password", optional=("device_token",)),
             "responses": {
                 "200": _answer("Tokens, and a new known-device token", _ref("SignIn"), {
@@ -269,7 +284,7 @@ _DOCUMENT: dict[str, Any] = {
             "description": "Browsers send no field: their refresh cookie, `__Host-jwtkit-refresh` "
                            "(`jwtkit-refresh` with --no-secure-cookies), is read instead, with the CSRF rule "
                            "of every cookie-authenticated request.",
-            "requestBody": _input("refresh_token"),
+            "parameters": _DPOP_PROOF, "requestBody": _input("refresh_token"),
             "responses": {
                 "200": _answer("New tokens", _ref("TokenPair"), _AUTHORIZATION, _with_pair("the rotation")),
                 **_errors(*_BODY, 401, s400=_BODY_400,
