@@ -186,3 +186,26 @@ async def test_require_dpop_refuses_bearer_logins(tmp_path: Path) -> None:
             assert (await client.get("/private")).status_code == 200
     finally:
         await stop(server)
+
+
+async def test_behind_a_trusted_proxy_htu_is_the_url_the_client_used() -> None:
+    """TLS ends at the proxy: the app sees http, the client signed https. The trusted X-Forwarded-Proto
+    gives the URL back; from an untrusted peer the same header changes nothing."""
+    for trusted, expected in ((("203.0.113.0/24",), 200), (("10.0.0.0/8",), 401)):
+        server = await start(secure=False, forwarded_allow_ips=trusted)
+        try:
+            await server.user()
+            auth = DPoPAuth()
+            async with client_with(server.app, "http://testserver", auth) as client:
+                await sign_in(client, auth)
+                token = auth.access_token
+                assert token is not None
+                signed_for_https = proof_for(auth.key, htm="GET", htu="https://testserver/private",
+                                             access_token=token)
+                via_proxy = await client.get("/private", auth=None, headers={
+                    "X-Forwarded-Proto": "https", "Authorization": f"DPoP {token}", "DPoP": signed_for_https})
+            assert via_proxy.status_code == expected, via_proxy.text
+            if expected == 401:
+                assert via_proxy.json()["reason"] == "htu"
+        finally:
+            await stop(server)
