@@ -55,6 +55,7 @@ NO_ANSWER = 0  # pseudo-status: the connection was lost, or no answer came withi
 BAD_BODY = 1  # pseudo-status: a 200 to a login or refresh whose body is not a token pair
 TIMEOUT = 10.0  # seconds for one answer
 IDLE_RECONNECT = 4.0  # seconds: granian closes a keep-alive connection idle for 5 s; reconnect before that
+BACKLOG_SECONDS = 15.0  # a paced run stops when this many seconds of requests wait for a connection
 REVOKED_AFTER = 2.0  # seconds after its logout that an access token is used as a revoked one (the
 # revocation mirror's bound with Redis is 1 s, JWTKIT_MIRROR_MAX_LAG; SQLite refuses it at once)
 
@@ -488,14 +489,14 @@ async def open_loop(workload: Workload, kinds: Iterator[str], *, rate: float, du
     """A constant arrival rate: request i is due at start + i/rate whatever the answers before it, and its
     latency runs from that time (so time spent waiting for a free connection, or behind a slow server, is
     counted: no coordinated omission). Connections take the due requests in order. A backlog of more than
-    two seconds of requests means the server cannot keep up: the run stops with HarnessError.
+    BACKLOG_SECONDS of requests means the server cannot keep up at all: the run stops with HarnessError.
 
     ``on_tick(now)`` is called every ``tick`` seconds (the caller samples the server's memory there)."""
     total = int(rate * duration)
     queue: asyncio.Queue[tuple[float, str] | None] = asyncio.Queue()
     start = time.monotonic() + 0.05
     paced = Paced(Recorder(), rate, start, start)
-    backlog_limit = max(int(rate * 2), connections * 4)
+    backlog_limit = max(int(rate * BACKLOG_SECONDS), connections * 4)
     early = 0.001  # the timer's resolution is 1 ms: a request due within it is handed out now
 
     async def dispatcher() -> None:
