@@ -481,6 +481,7 @@ class Paced:
     ended: float
     send_lag: array[float] = field(default_factory=lambda: array("d"))  # seconds, write time - scheduled
     max_backlog: int = 0
+    stopped: str = ""  # why the run stopped before its end ("" when it ran to the end)
 
 
 async def open_loop(workload: Workload, kinds: Iterator[str], *, rate: float, duration: float,
@@ -489,7 +490,8 @@ async def open_loop(workload: Workload, kinds: Iterator[str], *, rate: float, du
     """A constant arrival rate: request i is due at start + i/rate whatever the answers before it, and its
     latency runs from that time (so time spent waiting for a free connection, or behind a slow server, is
     counted: no coordinated omission). Connections take the due requests in order. A backlog of more than
-    BACKLOG_SECONDS of requests means the server cannot keep up at all: the run stops with HarnessError.
+    BACKLOG_SECONDS of requests means the server cannot keep up at all: the run stops there (``stopped``
+    says so; the requests in flight are answered and recorded, those still queued are dropped).
 
     ``on_tick(now)`` is called every ``tick`` seconds (the caller samples the server's memory there)."""
     total = int(rate * duration)
@@ -516,14 +518,16 @@ async def open_loop(workload: Workload, kinds: Iterator[str], *, rate: float, du
             if size > paced.max_backlog:
                 paced.max_backlog = size
                 if size > backlog_limit:
-                    raise HarnessError(f"{size} requests waiting for a connection: neither the server nor "
-                                       f"the generator keeps up with {rate:,.0f} req/s")
+                    paced.stopped = (f"stopped after {now - start:.0f} s: {size} requests waiting for a "
+                                     f"connection, neither the server nor the generator kept up with "
+                                     f"{rate:,.0f} req/s")
+                    break
         for _ in range(connections):
             queue.put_nowait(None)
 
     async def worker() -> None:
         conn: _Connection | None = None
-        while (job := await queue.get()) is not None:
+        while (job := await queue.get()) is not None and not paced.stopped:
             due, kind = job
             conn = await workload.client.fresh(conn)
             sent = time.monotonic()

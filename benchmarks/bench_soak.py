@@ -78,16 +78,17 @@ MAX_CONNECTIONS, MAX_WARMUP, MAX_MEASURE = 32, 2.0, 10.0
 PACED_CONNECTIONS = 64
 SAMPLE_EVERY = 5.0  # seconds between RSS samples
 WARMUP = 60.0  # seconds of phase 2 before the RSS baseline (a fifth of a shorter run)
-# The bound on the server tree's RSS growth after warm-up. The tree starts at about 146 MiB (three Python
-# processes: jwtkit serve 55, granian's main process 49, the worker 53) and the worker grows to 200-230 MiB in
-# the first minute of logins, then stays: each argon2id hash takes a 19 MiB buffer, which glibc keeps in the
-# arena of the thread that hashed (its mmap threshold rises to that size after the first free), one arena per
-# thread of the executor (6 on 2 CPUs). With MALLOC_MMAP_THRESHOLD_=1048576 the worker stayed under 90 MiB.
-# Hence the warm-up of a minute. The server's other caches are bounded by count (verified tokens, principals,
-# the revocation mirror: a few MiB), SQLite's page cache by 2 MiB a connection. 32 MiB is more than all of
-# them filling from empty, and what a leak of 40 bytes per request shows in the 4 minutes after warm-up at
-# 3,500 req/s (840,000 requests).
+# The bound on the server tree's RSS growth after warm-up. The tree starts at about 145 MiB (three Python
+# processes: jwtkit serve 55, granian's main process 49, the worker 53). The server's caches are bounded by
+# count (verified tokens, principals, the revocation mirror: a few MiB), SQLite's page cache by 2 MiB a
+# connection; an argon2id hash holds a 19 MiB buffer while it runs (levels are medians, so a sample taken
+# during one does not count). 32 MiB is more than all of that, and what a leak of 40 bytes per request shows
+# in the 4 minutes after warm-up at 3,500 req/s (840,000 requests). What it catches on the server as it is:
+# glibc keeps argon2id's freed 19 MiB buffers (its mmap threshold rises to that size after the first free,
+# and each thread that hashes has its own arena), so the worker grows in steps of about 20 MiB; with
+# MALLOC_MMAP_THRESHOLD_=1048576 in the environment it stays under 90 MiB (docs/benchmarks.md#soak).
 RSS_BOUND_MIB = 32.0
+LEVEL_WINDOW = 30.0  # seconds of RSS samples whose median is one level (see rss_verdict)
 TIMELINE_EVERY = 30.0  # seconds per timeline row
 LOGIN_WORKERS = 4
 
@@ -100,6 +101,9 @@ class Sample:
     worker_kib: int  # the largest process of the tree
     processes: int
     redis_kib: int | None = None
+    server_ticks: int = 0  # CPU (utime + stime) of the server's tree so far
+    busy_ticks: int = 0  # every CPU's busy time so far (/proc/stat)
+    own_cpu: float = 0.0  # this process's CPU seconds so far (the generator)
 
 
 @dataclass
@@ -110,7 +114,8 @@ class Memory:
     _redis: Any = None
 
     def sample(self, phase: str, now: float | None = None) -> Sample:
-        sizes = [_rss_kib(pid) for pid in _tree(self.server_pid)]
+        tree = _tree(self.server_pid)
+        sizes = [_rss_kib(pid) for pid in tree]
         redis_kib = None
         if self.redis_url is not None:
             if self._redis is None:
@@ -119,7 +124,8 @@ class Memory:
                 self._redis = redis.Redis.from_url(self.redis_url)
             redis_kib = int(self._redis.info("memory")["used_memory_rss"]) // 1024
         taken = Sample(time.monotonic() if now is None else now, phase, sum(sizes), max(sizes, default=0),
-                       len(sizes), redis_kib)
+                       len(sizes), redis_kib, sum(_ticks(pid) for pid in tree), _busy_ticks(),
+                       time.process_time())
         self.samples.append(taken)
         return taken
 
@@ -153,6 +159,15 @@ def _rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0  # exited between the listing and the read
+
+
+def _ticks(pid: int) -> int:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = raw[raw.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
 
 
 def _busy_ticks() -> int:
@@ -276,6 +291,21 @@ async def _check_variants(workload: load.Workload) -> dict[str, str]:
     return found
 
 
+def _window_cpu(samples: list[Sample], start: float, end: float) -> dict[str, float]:
+    """CPU shares of one core between the samples nearest ``start`` and ``end``: the server's tree, this
+    process, the rest of the machine (nan without two samples)."""
+    first = min(samples, key=lambda s: abs(s.at - start), default=None)
+    last = min(samples, key=lambda s: abs(s.at - end), default=None)
+    if first is None or last is None or last.at <= first.at:
+        return {"server_cpu": math.nan, "generator_cpu": math.nan, "others_cpu": math.nan}
+    span = last.at - first.at
+    server = (last.server_ticks - first.server_ticks) / CLOCK_TICKS
+    own = last.own_cpu - first.own_cpu
+    busy = (last.busy_ticks - first.busy_ticks) / CLOCK_TICKS
+    return {"server_cpu": server / span, "generator_cpu": own / span,
+            "others_cpu": max(0.0, busy - server - own) / span}
+
+
 def _latency_row(name: str, summary: Mapping[str, float], statuses: Mapping[int, int], span: float,
                  share: str) -> list[str]:
     return [name, share, f"{summary['requests']:,}", f"{summary['requests'] / span:,.1f}",
@@ -288,30 +318,45 @@ def _mib(kib: float) -> str:
 
 
 def rss_verdict(samples: list[Sample], phase_start: float, warmup: float,
-                bound_mib: float = RSS_BOUND_MIB) -> dict[str, Any]:
-    """The tree's RSS at the start of phase 2, at the end of its warm-up (the baseline: the last sample
-    taken by then), its peak after and at the end; growth = peak after warm-up minus baseline, and whether
-    it stays within ``bound_mib``. Also the least-squares trend after warm-up, MiB per minute."""
+                bound_mib: float = RSS_BOUND_MIB, window: float = LEVEL_WINDOW) -> dict[str, Any]:
+    """Whether the server tree's RSS stayed within ``bound_mib`` of its level at the end of warm-up.
+
+    A level is the median of the samples in a window of ``window`` seconds (one sample taken while an
+    argon2id hash holds its 19 MiB buffer must not count as growth). The baseline is the level of the last
+    window of the warm-up (``phase_start`` to ``phase_start + warmup``); growth is the highest level of the
+    consecutive windows after it, minus the baseline. Also reported: the start of phase 2, the highest
+    single sample after warm-up, the end, and the least-squares trend after warm-up in MiB per minute."""
     paced = [s for s in samples if s.phase == "paced"]
-    before = [s for s in paced if s.at <= phase_start + warmup] or paced[:1]
-    baseline = before[-1]
-    after = [s for s in paced if s.at > baseline.at] or [baseline]
-    peak = max(after, key=lambda s: s.tree_kib)
-    growth_mib = (peak.tree_kib - baseline.tree_kib) / 1024
+    if not paced:
+        raise ValueError("no sample of the paced phase")
+    cut = phase_start + warmup
+    before = [s.tree_kib for s in paced if cut - window < s.at <= cut] or [paced[0].tree_kib]
+    baseline = statistics.median(before)
+    after = [s for s in paced if s.at > cut]
+    levels = []
+    for k in range(math.ceil((after[-1].at - cut) / window) if after else 0):
+        chunk = [s.tree_kib for s in after if cut + k * window < s.at <= cut + (k + 1) * window]
+        if chunk:
+            levels.append(statistics.median(chunk))
+    growth_mib = (max(levels) - baseline) / 1024 if levels else 0.0
     trend = math.nan
     if len(after) >= 3:
         xs, ys = [s.at / 60 for s in after], [s.tree_kib / 1024 for s in after]
         mx, my = statistics.fmean(xs), statistics.fmean(ys)
         var = sum((x - mx) ** 2 for x in xs)
         trend = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else math.nan
-    return {"start_kib": paced[0].tree_kib if paced else 0, "baseline_kib": baseline.tree_kib,
-            "peak_kib": peak.tree_kib, "end_kib": samples[-1].tree_kib, "growth_mib": growth_mib,
-            "bound_mib": bound_mib, "trend_mib_per_min": trend, "within": growth_mib <= bound_mib}
+    return {"start_kib": paced[0].tree_kib, "baseline_kib": baseline,
+            "levels_kib": levels, "peak_kib": max((s.tree_kib for s in after), default=baseline),
+            "end_kib": paced[-1].tree_kib, "growth_mib": growth_mib, "bound_mib": bound_mib,
+            "trend_mib_per_min": trend, "within": growth_mib <= bound_mib}
 
 
 def failures_of(result: Mapping[str, Any]) -> list[str]:
     """Why a run failed (empty: it passed): unexpected answers in either phase, RSS growth past the bound."""
     reasons = []
+    stopped = (result.get("paced") or {}).get("stopped")
+    if stopped:
+        reasons.append(f"paced: {stopped}")
     for phase in ("max", "paced"):
         for kind, counts in (result.get(phase) or {}).get("unexpected", {}).items():
             shown = ", ".join(f"{n} x {s}" for s, n in counts.items())
@@ -370,18 +415,19 @@ async def _drive(port: int, users: list[tuple[str, str]], secret: bytes, memory:
         lag = sorted(paced.send_lag)
         result["paced"] = {**_phase_json(paced.recorder, span), "usage": usage.__dict__,
                            "send_lag_ms": {f"p{p}": load.percentile(lag, p) * 1000 for p in (50, 99)},
-                           "max_backlog": paced.max_backlog}
+                           "max_backlog": paced.max_backlog, "stopped": paced.stopped}
         timeline = []
         t = paced.started
         while t < paced.ended - 1:
             end = min(t + TIMELINE_EVERY, paced.ended)
             count, latencies = paced.recorder.window(t, end)
             rss = [s for s in memory.samples if s.phase == "paced" and s.at <= end]
+            cpu = _window_cpu([s for s in memory.samples if s.phase == "paced"], t, end)
             timeline.append({"from_s": t - paced.started, "to_s": end - paced.started,
                              "per_s": count / (end - t), "p50_ms": load.percentile(latencies, 50),
                              "p99_ms": load.percentile(latencies, 99),
                              "tree_kib": rss[-1].tree_kib if rss else 0,
-                             "redis_kib": rss[-1].redis_kib if rss else None})
+                             "redis_kib": rss[-1].redis_kib if rss else None, **cpu})
             t = end
         result["timeline"] = timeline
         result["rss"] = rss_verdict(memory.samples, phase_start, min(WARMUP, duration / 5))
@@ -490,19 +536,21 @@ def report(result: Mapping[str, Any]) -> str:
         if data["first_unexpected"]:
             out.append("first unexpected answers: " + ", ".join(data["first_unexpected"]))
     rows = [[f"{r['from_s']:.0f}-{r['to_s']:.0f}", f"{r['per_s']:,.1f}", f"{r['p50_ms']:.2f}",
-             f"{r['p99_ms']:.2f}", _mib(r["tree_kib"])]
+             f"{r['p99_ms']:.2f}", f"{r['server_cpu']:.0%}", f"{r['others_cpu']:.0%}", _mib(r["tree_kib"])]
             + ([_mib(r["redis_kib"])] if r["redis_kib"] is not None else []) for r in result["timeline"]]
-    header = ["seconds", "req/s", "p50 ms", "p99 ms", "server RSS MiB"]
+    header = ["seconds", "req/s", "p50 ms", "p99 ms", "server CPU", "others' CPU", "server RSS MiB"]
     if result["timeline"] and result["timeline"][0]["redis_kib"] is not None:
         header.append("redis RSS MiB")
     out.append(table(f"phase 2 over time ({TIMELINE_EVERY:g} s windows, all kinds)", header, rows))
     rss = result["rss"]
-    out.append(table("server RSS (jwtkit serve + granian + worker, VmRSS)",
-                     ["start of phase 2", "after warm-up", "peak after", "end", "growth", "bound", "trend",
-                      "verdict"],
-                     [[_mib(rss["start_kib"]), _mib(rss["baseline_kib"]), _mib(rss["peak_kib"]),
-                       _mib(rss["end_kib"]), f"{rss['growth_mib']:+.1f} MiB", f"{rss['bound_mib']:.0f} MiB",
-                       f"{rss['trend_mib_per_min']:+.2f} MiB/min", "within" if rss["within"] else "PAST"]]))
+    out.append(table(f"server RSS, MiB (jwtkit serve + granian + worker, VmRSS every {SAMPLE_EVERY:g} s; "
+                     f"a level is the median of {LEVEL_WINDOW:g} s of samples)",
+                     ["start of phase 2", "level after warm-up", "highest level after", "highest sample",
+                      "end", "growth", "bound", "trend", "verdict"],
+                     [[_mib(rss["start_kib"]), _mib(rss["baseline_kib"]),
+                       _mib(max(rss["levels_kib"], default=rss["baseline_kib"])), _mib(rss["peak_kib"]),
+                       _mib(rss["end_kib"]), f"{rss['growth_mib']:+.1f}", f"{rss['bound_mib']:.0f}",
+                       f"{rss['trend_mib_per_min']:+.2f}/min", "within" if rss["within"] else "PAST"]]))
     if result["failures"]:
         out.append("\nSOAK FAILED:\n" + "\n".join(f"- {r}" for r in result["failures"]))
     else:

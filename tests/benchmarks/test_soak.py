@@ -74,16 +74,21 @@ def _samples(kib: list[int], *, every: float = 5.0) -> list[object]:
             for i, k in enumerate(kib)]
 
 
-def test_rss_growth_is_measured_from_the_end_of_warm_up() -> None:
-    # warm-up 10 s: the samples at 0, 5, 10 s are before the baseline (the one at 10 s)
+def test_rss_growth_is_the_highest_level_after_warm_up() -> None:
     mib = 1024
-    within = soak.rss_verdict(_samples([100 * mib, 150 * mib, 200 * mib, 210 * mib, 232 * mib, 220 * mib]),
-                              0.0, 10.0, bound_mib=32.0)
-    assert (within["baseline_kib"], within["peak_kib"], within["growth_mib"], within["within"]) == (
-        200 * mib, 232 * mib, 32.0, True)
-    past = soak.rss_verdict(_samples([100 * mib, 150 * mib, 200 * mib, 210 * mib, 233 * mib]), 0.0, 10.0,
-                            bound_mib=32.0)
-    assert (past["growth_mib"], past["within"]) == (33.0, False)
+    # samples every 5 s; warm-up 30 s; levels are medians of 30 s windows
+    warm = [100, 150, 200, 200, 200, 201, 199]  # 0-30 s: the baseline is the median of 5-30 s, 200
+    spike = [200, 219, 200, 200, 200, 200]  # 35-60 s: one sample during a hash
+    step = [233, 233, 233, 233, 253, 233]  # 65-90 s: a step of 33 MiB
+    flat = soak.rss_verdict(_samples([m * mib for m in warm + spike]), 0.0, 30.0, bound_mib=32.0, window=30.0)
+    assert (flat["baseline_kib"], flat["levels_kib"], flat["peak_kib"]) == (200 * mib, [200 * mib], 219 * mib)
+    assert (flat["growth_mib"], flat["within"]) == (0.0, True)
+    grown = soak.rss_verdict(_samples([m * mib for m in warm + spike + step]), 0.0, 30.0, bound_mib=32.0,
+                             window=30.0)
+    assert grown["levels_kib"] == [200 * mib, 233 * mib]
+    assert (grown["growth_mib"], grown["within"]) == (33.0, False)
+    assert soak.rss_verdict(_samples([m * mib for m in warm + spike + step]), 0.0, 30.0, bound_mib=33.0,
+                            window=30.0)["within"]
 
 
 def test_the_kind_cycle_has_the_mix_and_spreads_it() -> None:
