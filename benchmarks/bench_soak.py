@@ -253,32 +253,32 @@ async def _open_sessions(workload: load.Workload, count: int) -> None:
     client = workload.client
     left = [count]
 
-    async def worker() -> None:
-        conn = await client.connect()
+    async def worker(slot: int) -> None:
+        conn = await client.connect(slot)
         while left[0] > 0:
             left[0] -= 1
-            conn = await client.fresh(conn)
+            conn = await client.fresh(conn, slot)
             status = await workload.login(conn)
             if status != 200:
                 raise load.HarnessError(f"a set-up login answered {status}")
 
     async with asyncio.TaskGroup() as group:
-        for _ in range(LOGIN_WORKERS):
-            group.create_task(worker())
+        for slot in range(LOGIN_WORKERS):
+            group.create_task(worker(slot))
 
 
 async def _check_variants(workload: load.Workload) -> dict[str, str]:
     """Send each bad token once: each must get 401 with its reason. Also logs one session out, so that
     "revoked" has a token (used once it is REVOKED_AFTER old)."""
     client = workload.client
-    conn = await client.connect()
+    conn = await client.connect(0)
     _, status = await workload.run(load.LOGOUT, conn)
     if status != 204:
         raise load.HarnessError(f"the set-up logout answered {status}")
     await asyncio.sleep(load.REVOKED_AFTER)
     found = {}
     for variant, reason in load.BAD_VARIANTS.items():
-        conn = await client.fresh(conn)
+        conn = await client.fresh(conn, 0)
         status, body = await load.exchange(conn, client.get(b"/private", workload.bad_token(variant)))
         try:
             got = json.loads(body).get("reason", "")
@@ -324,8 +324,9 @@ def rss_verdict(samples: list[Sample], phase_start: float, warmup: float,
     A level is the median of the samples in a window of ``window`` seconds (one sample taken while an
     argon2id hash holds its 19 MiB buffer must not count as growth). The baseline is the level of the last
     window of the warm-up (``phase_start`` to ``phase_start + warmup``); growth is the highest level of the
-    consecutive windows after it, minus the baseline. Also reported: the start of phase 2, the highest
-    single sample after warm-up, the end, and the least-squares trend after warm-up in MiB per minute."""
+    consecutive windows after it (a trailing part window joins the last whole one), minus the baseline.
+    Also reported: the start of phase 2, the highest single sample after warm-up, the end, and the
+    least-squares trend after warm-up in MiB per minute."""
     paced = [s for s in samples if s.phase == "paced"]
     if not paced:
         raise ValueError("no sample of the paced phase")
@@ -334,8 +335,10 @@ def rss_verdict(samples: list[Sample], phase_start: float, warmup: float,
     baseline = statistics.median(before)
     after = [s for s in paced if s.at > cut]
     levels = []
-    for k in range(math.ceil((after[-1].at - cut) / window) if after else 0):
-        chunk = [s.tree_kib for s in after if cut + k * window < s.at <= cut + (k + 1) * window]
+    complete = max(1, math.floor((after[-1].at - cut) / window)) if after else 0
+    for k in range(complete):  # a trailing part window joins the last whole one
+        upper = cut + (k + 1) * window if k < complete - 1 else math.inf
+        chunk = [s.tree_kib for s in after if cut + k * window < s.at <= upper]
         if chunk:
             levels.append(statistics.median(chunk))
     growth_mib = (max(levels) - baseline) / 1024 if levels else 0.0

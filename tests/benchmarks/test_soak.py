@@ -89,6 +89,10 @@ def test_rss_growth_is_the_highest_level_after_warm_up() -> None:
     assert (grown["growth_mib"], grown["within"]) == (33.0, False)
     assert soak.rss_verdict(_samples([m * mib for m in warm + spike + step]), 0.0, 30.0, bound_mib=33.0,
                             window=30.0)["within"]
+    # a last sample after the last whole window joins it, so one high sample at the end is not a level
+    tail = soak.rss_verdict(_samples([m * mib for m in [*warm, *spike, 250]]), 0.0, 30.0, bound_mib=32.0,
+                            window=30.0)
+    assert (tail["levels_kib"], tail["peak_kib"], tail["growth_mib"]) == ([200 * mib], 250 * mib, 0.0)
 
 
 def test_the_kind_cycle_has_the_mix_and_spreads_it() -> None:
@@ -165,6 +169,43 @@ async def test_wrong_answers_and_lost_connections_are_unexpected() -> None:
         f"paced: unexpected answers to refresh: {sent['refresh']} x 0",
         f"paced: unexpected answers to logout: {sent['logout']} x 200",
         f"paced: unexpected answers to bad: {sent['bad']} x 200"]
+
+
+async def _slow_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers each request 20 ms after it came, one at a time."""
+    try:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(0.02)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+
+async def test_paced_latency_counts_the_wait_behind_a_slow_server() -> None:
+    """No coordinated omission: at 100 req/s on one connection to a server that takes 20 ms a request,
+    request i is due at 10i ms and answered at about 20(i+1) ms, so its latency is about 10i + 20 ms."""
+    port = free_port()
+    server = await asyncio.start_server(_slow_server, "127.0.0.1", port)
+    client = load.Client(port)
+    workload = load.Workload(client, [("user-0", "pw")], b"k" * 32)
+    workload.idle += [load.Session(_token({"sid": str(i)}), "r", 0, time.monotonic(), 900.0)
+                      for i in range(4)]
+    try:
+        paced = await load.open_loop(workload, itertools.repeat("private"), rate=100.0, duration=0.5,
+                                     connections=1)
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
+    latencies = list(paced.recorder.latencies["private"])
+    assert len(latencies) == 50
+    assert min(latencies) >= 0.019
+    assert latencies[-1] >= 0.45  # about 510 ms; only the 20 ms of service time if the wait were left out
+    assert latencies[-1] - latencies[0] >= 0.4
+    assert max(paced.send_lag) >= 0.45  # the last request was written about half a second after it was due
 
 
 # --- a short real run --------------------------------------------------------------------------------------
