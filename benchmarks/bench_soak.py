@@ -24,7 +24,9 @@ Phase 1 (skipped when ``--rate`` is given): the maximum, a closed loop of the sa
 every connection busy, 2 s of warm-up and 10 s measured. Phase 2: an open loop at ``--rate`` (default 80% of
 that maximum) for ``--duration`` seconds (default 300) on 64 connections: request i is due at start + i/rate
 whatever came before, and its latency runs from then, so queueing behind a slow answer counts (no
-coordinated omission). The load generator is this process, pinned to CPU 1.
+coordinated omission). The load generator is this process, pinned to CPU 1; each of its connections comes
+from a loopback address of its own (127.0.1.1, ...), as clients would: logins from one address wait for each
+other on the login throttle's lock.
 
 Memory: VmRSS of the server's process tree (``jwtkit serve``, granian's main process, its worker), read
 from ``/proc`` every 5 s. The first 60 s of phase 2 (a fifth of a shorter run) are its warm-up (the worker
@@ -545,6 +547,12 @@ def report(result: Mapping[str, Any]) -> str:
     if result["timeline"] and result["timeline"][0]["redis_kib"] is not None:
         header.append("redis RSS MiB")
     out.append(table(f"phase 2 over time ({TIMELINE_EVERY:g} s windows, all kinds)", header, rows))
+    whole = [r for r in result["timeline"] if r["to_s"] - r["from_s"] >= TIMELINE_EVERY / 2]
+    if whole:
+        out.append("medians over the windows (the noise of a shared machine moves single windows): "
+                   + ", ".join(f"{name} {statistics.median(r[key] for r in whole):,.2f}"
+                               for name, key in (("req/s", "per_s"), ("p50 ms", "p50_ms"),
+                                                 ("p99 ms", "p99_ms"))))
     rss = result["rss"]
     out.append(table(f"server RSS, MiB (jwtkit serve + granian + worker, VmRSS every {SAMPLE_EVERY:g} s; "
                      f"a level is the median of {LEVEL_WINDOW:g} s of samples)",
