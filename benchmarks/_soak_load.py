@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import hashlib
 import hmac
@@ -430,8 +431,6 @@ class Recorder:
 
     def window(self, start: float, end: float) -> tuple[int, list[float]]:
         """The answers completed in [start, end): their count and sorted latencies (ms)."""
-        import bisect
-
         lo, hi = bisect.bisect_left(self.done_at, start), bisect.bisect_left(self.done_at, end)
         return hi - lo, sorted(v * 1000 for v in self.done_latency[lo:hi])
 

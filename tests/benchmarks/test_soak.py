@@ -93,6 +93,11 @@ def test_rss_growth_is_the_highest_level_after_warm_up() -> None:
     tail = soak.rss_verdict(_samples([m * mib for m in [*warm, *spike, 250]]), 0.0, 30.0, bound_mib=32.0,
                             window=30.0)
     assert (tail["levels_kib"], tail["peak_kib"], tail["growth_mib"]) == ([200 * mib], 250 * mib, 0.0)
+    # less than one whole window after warm-up: not judged, whatever it shows
+    short = soak.rss_verdict(_samples([m * mib for m in [*warm, 300, 300]]), 0.0, 30.0, bound_mib=32.0,
+                             window=30.0)
+    assert (short["growth_mib"], short["judged"], short["within"]) == (100.0, False, True)
+    assert flat["judged"] and grown["judged"] and tail["judged"]
 
 
 def test_the_kind_cycle_has_the_mix_and_spreads_it() -> None:
@@ -231,3 +236,4 @@ def test_a_short_soak_of_jwtkit_serve_passes(tmp_path: Path) -> None:
         "login": {"200"}, "private": {"200"}, "refresh": {"200"}, "logout": {"204"}, "bad": {"401"}}
     assert set(result["variants"]) == set(load.BAD_VARIANTS)
     assert result["rss"]["baseline_kib"] > 0
+    assert (result["rss"]["judged"], result["rss"]["within"]) == (False, True)  # 3 s: no whole 30 s window
