@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit browser bench fuzz clean
+.PHONY: run test lint typecheck unit browser bench fuzz soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench: $(STAMP)
 # The API fuzz tests of `make test`, longer: JWTKIT_FUZZ_EXAMPLES per operation (docs/http.md)
 fuzz: $(STAMP)
 	JWTKIT_FUZZ_EXAMPLES=$${JWTKIT_FUZZ_EXAMPLES:-1000} $(BIN)/pytest tests/web/test_fuzz_openapi.py --timeout=3600
+
+# 5 minutes at 80% of the server's measured maximum (docs/benchmarks.md#soak); options in SOAK, e.g.
+# make soak SOAK="--store=redis --duration=20"
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks soak $(SOAK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """Run every benchmark section (`python -m benchmarks [section ...]`): jose, policy, store, web, nodes.
 
 Each section is a module ``benchmarks.bench_<name>`` with ``main(argv: list[str]) -> None`` that prints its
-own tables. A section whose peers or binaries are missing says so and goes on.
+own tables. A section whose peers or binaries are missing says so and goes on. ``soak`` (``make soak``) is
+not in the default set: it runs for 5 minutes and exits non-zero when the server fails it.
 """
 
 from __future__ import annotations
