@@ -9,7 +9,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from jwtkit.service import Argon2Hasher, WeakPassword, check_password, owasp_hasher
-from jwtkit.service._passwords import common_passwords
+from jwtkit.service._passwords import MAX_HASHING_THREADS, _hashing_threads, common_passwords
 
 from .conftest import CountingHasher
 
@@ -142,3 +142,45 @@ async def test_dummy_verification_costs_one_verify() -> None:
     await hasher.verify_dummy("anything else")
     assert counting.verify_calls == 2
     assert counting.hash_calls == 1  # the dummy hash is made once
+
+
+class _HeldHasher(PasswordHasher):
+    """Each hash waits until the test lets it go, counting how many run at once and on which threads."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.threads: set[str] = set()
+        self.release = threading.Event()
+        self.full = threading.Event()
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.current_thread().name)
+            if self.running == _hashing_threads():
+                self.full.set()
+        assert self.release.wait(10)
+        with self.lock:
+            self.running -= 1
+        return super().hash(password, salt=salt)
+
+
+async def test_hashing_runs_on_a_bounded_pool_of_its_own() -> None:
+    """At most one hash per hashing thread at a time (so at most one retained argon2 block each), and never
+    on the event loop's default executor."""
+    held = _HeldHasher()
+    hasher = Argon2Hasher(held)
+    limit = _hashing_threads()
+    tasks = [asyncio.create_task(hasher.hash(f"password {n}")) for n in range(limit + 3)]
+    assert await asyncio.to_thread(held.full.wait, 10)
+    await asyncio.sleep(0)  # the queued hashes had every chance to start; they cannot
+    assert (held.running, held.most) == (limit, limit)
+    held.release.set()
+    assert len(await asyncio.gather(*tasks)) == limit + 3
+    assert held.most == limit
+    assert all(name.startswith("jwtkit-argon2") for name in held.threads)
+    assert 1 <= limit <= MAX_HASHING_THREADS
