@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,3 +33,15 @@ async def store(backend: str, clock: FakeClock, tmp_path: Path,
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def raw(postgres_url: str) -> AsyncIterator[Any]:
+    """A plain asyncpg connection of the test's own, to hold locks and read rows beside a PostgreSQL store."""
+    import asyncpg
+
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()

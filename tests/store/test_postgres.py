@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import pytest
 
 from jwtkit.store import ManagedStore, Rotation, StoreUnavailable, _postgres, open_store
@@ -38,16 +37,6 @@ async def nodes(postgres_url: str, clock: FakeClock) -> AsyncIterator[tuple[Mana
     finally:
         await first.close()
         await second.close()
-
-
-@pytest.fixture
-async def raw(postgres_url: str) -> AsyncIterator[Any]:
-    """A plain connection of the test's own, to hold locks and read rows."""
-    connection = await asyncpg.connect(postgres_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def waiting_on_locks(raw: Any, count: int, kind: str = "Lock") -> None:

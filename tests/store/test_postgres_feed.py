@@ -50,16 +50,6 @@ async def nodes(postgres_url: str, clock: FakeClock) -> AsyncIterator[tuple[Any,
         await second.close()
 
 
-@pytest.fixture
-async def raw(postgres_url: str) -> AsyncIterator[Any]:
-    """A plain connection of the test's own."""
-    connection = await asyncpg.connect(postgres_url)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
 def open_feed(url: str, clock: FakeClock, **options: Any) -> Any:
     """A PostgresStore, typed loosely: the tests reach its feed and a few private names."""
     return open_store(url, clock=clock, **options)
