@@ -209,3 +209,26 @@ async def test_behind_a_trusted_proxy_htu_is_the_url_the_client_used() -> None:
                 assert via_proxy.json()["reason"] == "htu"
         finally:
             await stop(server)
+
+
+async def test_an_expired_bound_token_ends_its_session_at_logout_only_with_its_proof(
+    dpop_server: Server
+) -> None:
+    auth = DPoPAuth(clock=dpop_server.clock)
+    async with client_with(dpop_server.app, dpop_server.base_url, auth) as client, \
+            client_with(dpop_server.app, dpop_server.base_url) as thief:
+        pair = await sign_in(client, auth)
+        dpop_server.clock.advance(901)  # the access token expired; the session lives on
+        other_key = proof_for(Key.generate("ES256"), htm="POST", htu=f"{dpop_server.base_url}/logout",
+                              access_token=pair["access_token"], now=dpop_server.clock())
+        for headers in ({"Authorization": f"Bearer {pair['access_token']}"},
+                        {"Authorization": f"DPoP {pair['access_token']}"},
+                        {"Authorization": f"DPoP {pair['access_token']}", "DPoP": other_key}):
+            assert (await thief.post("/logout", headers=headers)).status_code == 204  # idempotent, as ever
+        rotated = await client.post("/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert rotated.status_code == 200, rotated.text  # the thief ended nothing
+        auth.access_token = rotated.json()["access_token"]
+        dpop_server.clock.advance(901)
+        assert (await client.post("/logout")).status_code == 204  # the owner's proof, by the token's key
+        ended = await client.post("/refresh", json={"refresh_token": rotated.json()["refresh_token"]})
+        assert ended.status_code == 401 and ended.json()["error"] == "session_revoked"

@@ -436,10 +436,13 @@ class AccessPolicy:
         cache[token] = (until, keys, principal)
         return principal
 
-    def expired_session(self, token: str, *, grace: float) -> tuple[str, str] | None:
+    def expired_session(self, token: str, *, grace: float, proof_jkt: str | None = None
+                        ) -> tuple[str, str] | None:
         """``(sub, sid)`` of a token that passes every decode rule of this policy except that its ``exp``
         may have passed up to ``grace`` seconds ago; None otherwise. For ending the session of an expired
-        token at logout (its refresh token would outlive the logout otherwise); it grants no access.
+        token at logout (its refresh token would outlive the logout otherwise); it grants no access. A
+        DPoP-bound token counts only with ``proof_jkt``, the thumbprint of a verified proof by its key: its
+        thief must not be able to end its owner's session either.
         """
         try:
             claims = decode_token(token, self.keys, typ=self.typ, issuer=self.issuer, audience=self.audience,
@@ -450,6 +453,11 @@ class AccessPolicy:
         sub, sid = claims.get("sub"), claims.get("sid")
         if type(sub) is not str or type(sid) is not str or not sub or not sid:
             return None
+        cnf = claims.get("cnf")
+        if cnf is not None:
+            jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+            if type(jkt) is not str or proof_jkt is None or not hmac.compare_digest(jkt, proof_jkt):
+                return None
         return sub, sid
 
     async def check_account(self, user_id: str) -> None:

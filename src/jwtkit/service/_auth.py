@@ -640,6 +640,23 @@ class AuthService:
         except StoreUnavailable as exc:
             logger.debug("last use of session %s… not recorded: %s", sid[:8], exc)
 
+    async def end_expired_session(self, access_token: str, *, dpop: DPoPRequest | None = None) -> bool:
+        """Logout with an expired access token (a browser back after 15 idle minutes) still ends its
+        session: the token is ours (signature, issuer, type all checked), only its ``exp`` passed (within
+        the refresh-token lifetime), and the session it names is revoked only if it belongs to the token's
+        subject. Otherwise the refresh token, sent to /refresh only, would outlive the logout. A DPoP-bound
+        token needs ``dpop``, a valid proof by its key (its ``ath`` included). True when a session ended."""
+        proof_jkt = None
+        if dpop is not None:
+            try:
+                proof = await self.dpop.verify(dpop.proofs, htm=dpop.htm, htu=dpop.htu,
+                                               access_token=access_token, spent=dpop.spent)
+            except InvalidDPoPProof:
+                return False
+            proof_jkt = proof.jkt
+        named = self.access.expired_session(access_token, grace=self.config.refresh_ttl, proof_jkt=proof_jkt)
+        return named is not None and await self.revoke_session(*named)
+
     async def revoke_session(self, user_id: str, sid: str) -> bool:
         """Revoke one of the user's own sessions (the stolen-device case). False if it is not theirs or not
         active."""

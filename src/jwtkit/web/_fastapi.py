@@ -275,11 +275,8 @@ class _AuthRoutes:
             raise error
         if error is not None and error.reason == "expired" and state.get("auth_token"):
             # an expired access token still ends its own session (its refresh token would outlive the
-            # logout otherwise); the policy checks the token is ours, only its exp passed
-            named = self.service.access.expired_session(state["auth_token"],
-                                                        grace=self.service.config.refresh_ttl)
-            if named is not None:
-                await self.service.revoke_session(*named)
+            # logout otherwise); the service checks the token is ours, only its exp passed
+            await self.service.end_expired_session(state["auth_token"], dpop=_dpop(request))
         return self._signed_out()  # no token or a dead one: logging out again is harmless
 
     async def logout_all(self, request: Request, principal: Principal) -> Response:

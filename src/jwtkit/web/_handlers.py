@@ -200,19 +200,11 @@ class Handlers:
                 raise
             principal = None  # already logged out, expired or bogus: logging out again is harmless
             if error.reason == "expired":
-                await self._end_expired_session(request.scope["state"]["auth_token"])
+                await self.service.end_expired_session(request.scope["state"]["auth_token"],
+                                                       dpop=_dpop(request))
         if principal is not None:
             await self.service.logout(principal.session_id)
         return self._signed_out(request)
-
-    async def _end_expired_session(self, token: str) -> None:
-        """Logout with an expired access token (a browser back after 15 idle minutes) still ends its session:
-        the token is ours (signature, issuer, type all checked), only its ``exp`` passed, and the session it
-        names is revoked only if it belongs to the token's subject. Otherwise the refresh token, which the
-        browser sends to /refresh only, would outlive the logout."""
-        named = self.service.access.expired_session(token, grace=self.config.refresh_ttl)
-        if named is not None:
-            await self.service.revoke_session(*named)
 
     async def logout_all(self, request: Request) -> Response:
         fields = await read_input(request)
