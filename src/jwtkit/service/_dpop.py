@@ -302,6 +302,7 @@ class DPoPVerifier:
             raise ValueError("max_age must be positive and leeway not negative")
         self.store = store
         self.algorithms = algs
+        self.algs = " ".join(algs)  # the algs parameter of a WWW-Authenticate: DPoP challenge (every refusal)
         self.max_age = float(max_age)
         self.leeway = float(leeway)
         self.nonces = nonces
@@ -312,11 +313,6 @@ class DPoPVerifier:
         store = type(self.store).__name__ if self.store else None
         return (f"DPoPVerifier(algorithms={list(self.algorithms)}, max_age={self.max_age:g}, "
                 f"nonces={self.nonces is not None}, store={store})")
-
-    @property
-    def algs(self) -> str:
-        """The ``algs`` parameter of a ``WWW-Authenticate: DPoP`` challenge."""
-        return " ".join(self.algorithms)
 
     def nonce(self) -> str | None:
         """The nonce to send in ``DPoP-Nonce``, or None when nonces are off."""

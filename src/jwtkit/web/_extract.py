@@ -29,7 +29,8 @@ from starlette.types import Scope
 
 from jwtkit.service._dpop import DPoPRequest
 
-__all__ = ["SAFE_METHODS", "Extractor", "TokenLocation", "csrf_refused", "dpop_request", "header_token"]
+__all__ = ["SAFE_METHODS", "Extractor", "TokenLocation", "csrf_refused", "dpop_request", "header_token",
+           "sent_dpop_request"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _BEARER = b"bearer "
@@ -103,9 +104,10 @@ def dpop_request(scope: Scope) -> DPoPRequest:
     return DPoPRequest(proofs=proofs, htm=scope.get("method", "GET"), htu=request_url(scope), spent=spent)
 
 
-def has_dpop_proof(scope: Scope) -> bool:
-    """Whether the request carries a ``DPoP`` header (a client asking for bound tokens)."""
-    return any(name == b"dpop" for name, _ in scope["headers"])
+def sent_dpop_request(scope: Scope) -> DPoPRequest | None:
+    """:func:`dpop_request` when the request carries a ``DPoP`` header (a client asking for bound tokens,
+    at the token endpoints), else None (bearer tokens)."""
+    return dpop_request(scope) if any(name == b"dpop" for name, _ in scope["headers"]) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,13 +30,12 @@ from starlette.routing import BaseRoute, Route
 
 from jwtkit import JWTError, decode_unverified
 from jwtkit.service._access import Principal
-from jwtkit.service._dpop import DPoPRequest
 from jwtkit.service._errors import ServiceConfigError, ServiceError
 from jwtkit.store._base import StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy, check_csrf
 from jwtkit.web._dependencies import DEFAULT_SCHEME, BearerScheme, Dependency, problem_of_refusal
 from jwtkit.web._errors import AuthError, HTTPError, Problem, json_response, problem_of
-from jwtkit.web._extract import dpop_request, has_dpop_proof
+from jwtkit.web._extract import sent_dpop_request
 from jwtkit.web._http import json_ok, read_input, require_fields
 
 if TYPE_CHECKING:
@@ -181,11 +180,6 @@ class _Route(APIRoute):
         return answer
 
 
-def _dpop(request: Request) -> DPoPRequest | None:
-    """The request's DPoP proof (RFC 9449 §5): the tokens are then bound to its key."""
-    return dpop_request(request.scope) if has_dpop_proof(request.scope) else None
-
-
 def _client(request: Request) -> tuple[str, str]:
     ip = request.client.host if request.client else ""
     return ip, request.headers.get("user-agent", "")[:_MAX_USER_AGENT]
@@ -249,7 +243,7 @@ class _AuthRoutes:
         if not device and self.cookies is not None:
             device = request.cookies.get(self.cookies.device, "")
         pair = await self.service.login(username, password, ip=ip, user_agent=user_agent, device=device,
-                                        dpop=_dpop(request))
+                                        dpop=sent_dpop_request(request.scope))
         return self._tokens(pair, fields.get("scope", ""))
 
     async def refresh(self, request: Request) -> Response:
@@ -261,7 +255,7 @@ class _AuthRoutes:
             raise HTTPError("missing_field", "The field 'refresh_token' is required", field="refresh_token")
         ip, user_agent = _client(request)
         return self._tokens(await self.service.refresh(token, ip=ip, user_agent=user_agent,
-                                                       dpop=_dpop(request)))
+                                                       dpop=sent_dpop_request(request.scope)))
 
     async def logout(self, request: Request, principal: Principal | None) -> Response:
         if self.cookies is not None:
@@ -276,7 +270,7 @@ class _AuthRoutes:
         if error is not None and error.reason == "expired" and state.get("auth_token"):
             # an expired access token still ends its own session (its refresh token would outlive the
             # logout otherwise); the service checks the token is ours, only its exp passed
-            await self.service.end_expired_session(state["auth_token"], dpop=_dpop(request))
+            await self.service.end_expired_session(state["auth_token"], dpop=sent_dpop_request(request.scope))
         return self._signed_out()  # no token or a dead one: logging out again is harmless
 
     async def logout_all(self, request: Request, principal: Principal) -> Response:

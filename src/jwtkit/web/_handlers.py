@@ -20,12 +20,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from jwtkit.service import AuthConfig, DPoPRequest, InvalidToken, Principal, ServiceError, Throttled
+from jwtkit.service import AuthConfig, InvalidToken, Principal, ServiceError, Throttled
 from jwtkit.service._auth import AuthService, TokenPair
 from jwtkit.store import StoreUnavailable
 from jwtkit.web._cookies import CookiePolicy, check_csrf
 from jwtkit.web._errors import AuthError, HTTPError, json_response, problem_of
-from jwtkit.web._extract import dpop_request, has_dpop_proof
+from jwtkit.web._extract import sent_dpop_request
 from jwtkit.web._http import json_ok, read_input, require_fields, wants_json
 from jwtkit.web._middleware import authenticate_found
 from jwtkit.web._pages import Pages, human_time
@@ -49,11 +49,6 @@ def _pair_json(pair: TokenPair) -> dict[str, Any]:
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
-
-
-def _dpop(request: Request) -> DPoPRequest | None:
-    """The request's DPoP proof for the token endpoints, or None when it sent none (bearer tokens)."""
-    return dpop_request(request.scope) if has_dpop_proof(request.scope) else None
 
 
 def _user_agent(request: Request) -> str:
@@ -155,7 +150,7 @@ class Handlers:
             pair = await self.service.login(username, password, ip=_client_ip(request),
                                             user_agent=_user_agent(request),
                                             device=self._device(request, fields),
-                                            dpop=_dpop(request))
+                                            dpop=sent_dpop_request(request.scope))
         except ServiceError as error:
             if as_json or isinstance(error, Throttled):
                 raise
@@ -201,7 +196,7 @@ class Handlers:
             principal = None  # already logged out, expired or bogus: logging out again is harmless
             if error.reason == "expired":
                 await self.service.end_expired_session(request.scope["state"]["auth_token"],
-                                                       dpop=_dpop(request))
+                                                       dpop=sent_dpop_request(request.scope))
         if principal is not None:
             await self.service.logout(principal.session_id)
         return self._signed_out(request)
@@ -327,7 +322,7 @@ class Handlers:
         if not token:
             raise HTTPError("missing_field", "The field 'refresh_token' is required", field="refresh_token")
         return await self.service.refresh(token, ip=_client_ip(request), user_agent=_user_agent(request),
-                                          dpop=_dpop(request))
+                                          dpop=sent_dpop_request(request.scope))
 
     def _pair_headers(self, pair: TokenPair) -> dict[str, str]:
         """``Authorization`` as the client should send it back, and the next DPoP nonce when there is one."""
